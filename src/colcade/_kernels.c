@@ -1,0 +1,470 @@
+/*
+ * colcade._kernels: the two hot loops of the cascade, over ragged candidate sets.
+ *
+ *   maxsim_f16(q, tokens, offsets, cand, out, nq, d)
+ *       q       float32 [nq, d]      query token vectors
+ *       tokens  float16 [T, d]       passage token vectors of one segment (viewed as uint16)
+ *       offsets int64   [n + 1]      passage i owns tokens[offsets[i]:offsets[i+1]]
+ *       cand    int64   [m]          passages to score (indices into offsets)
+ *       out     float32 [m]          out[c] = sum_i max_j q_i . tokens_j
+ *
+ *   maxsim_hamming(qbits, bits, offsets, cand, out, nq, nbytes, d)
+ *       qbits   uint8 [nq, nbytes]   np.packbits(q > 0, axis=1)
+ *       bits    uint8 [T, nbytes]    np.packbits(tokens > 0, axis=1)
+ *       out     int32 [m]            out[c] = sum_i max_j (d - hamming(q_i, bits_j))
+ *
+ * Both release the GIL, so batches of queries run in parallel from Python threads.
+ * The AVX2 and AVX-512 code is compiled with target attributes and chosen at run time,
+ * so one build runs on any x86-64 CPU (and the scalar code elsewhere).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define COLCADE_X86 1
+#endif
+
+#define LANES 32 /* query tokens handled per pass */
+
+static int use_avx2 = 0, use_avx512 = 0;
+
+static void *alloc64(size_t bytes) {
+    void *p = NULL;
+    size_t rounded = (bytes + 63) & ~(size_t)63; /* AVX-512 aligned loads need 64 */
+    if (posix_memalign(&p, 64, rounded ? rounded : 64) != 0) return NULL;
+    return p;
+}
+
+/* ---------------------------------------------------------------- float16 */
+
+static float half_to_float(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16;
+    uint32_t exp = (h >> 10) & 0x1f, mant = h & 0x3ff, f;
+    if (exp == 0) {
+        if (mant == 0) {
+            f = sign;
+        } else { /* subnormal: renormalize */
+            exp = 113;
+            while (!(mant & 0x400)) { mant <<= 1; exp--; }
+            f = sign | (exp << 23) | ((mant & 0x3ff) << 13);
+        }
+    } else if (exp == 31) {
+        f = sign | 0x7f800000u | (mant << 13);
+    } else {
+        f = sign | ((exp + 112) << 23) | (mant << 13);
+    }
+    float out;
+    memcpy(&out, &f, sizeof out);
+    return out;
+}
+
+/* Passage tokens are widened to float32 a block of rows at a time, just before use, so the
+ * block stays in L1; a short last block repeats the last row (which cannot change a max). */
+static void widen_scalar(const uint16_t *src, int nt, int d, int padded, float *buf) {
+    for (int j = 0; j < padded; j++) {
+        const uint16_t *row = src + (size_t)(j < nt ? j : nt - 1) * d;
+        for (int k = 0; k < d; k++) buf[(size_t)j * d + k] = half_to_float(row[k]);
+    }
+}
+
+#ifdef COLCADE_X86
+__attribute__((target("avx2,fma,f16c")))
+static void widen_avx2(const uint16_t *src, int nt, int d, int padded, float *buf) {
+    for (int j = 0; j < padded; j++) {
+        const uint16_t *row = src + (size_t)(j < nt ? j : nt - 1) * d;
+        float *dst = buf + (size_t)j * d;
+        int k = 0;
+        for (; k + 8 <= d; k += 8)
+            _mm256_storeu_ps(dst + k, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(row + k))));
+        for (; k < d; k++) dst[k] = _cvtsh_ss(row[k]);
+    }
+}
+
+__attribute__((target("avx512f,f16c")))
+static void widen_avx512(const uint16_t *src, int nt, int d, int padded, float *buf) {
+    for (int j = 0; j < padded; j++) {
+        const uint16_t *row = src + (size_t)(j < nt ? j : nt - 1) * d;
+        float *dst = buf + (size_t)j * d;
+        int k = 0;
+        for (; k + 16 <= d; k += 16)
+            _mm512_storeu_ps(dst + k, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(row + k))));
+        for (; k < d; k++) dst[k] = _cvtsh_ss(row[k]);
+    }
+}
+
+/* Register-blocked MaxSim of one passage against up to 8*NQR query tokens.
+ * qt is the query chunk transposed, [d][8*NQR]; TB passage tokens are processed at once so
+ * that TB*NQR (= 8 or 9) independent FMA chains hide the FMA latency. The similarity matrix
+ * is never stored: each block folds straight into the running max `mx`. Widening the whole
+ * passage up front instead cost 25% at 120 x 128 (61 KB, read back from L2). */
+#define DEFINE_DOC_MAX(NQR, TB)                                                              \
+    __attribute__((target("avx2,fma,f16c"))) static void doc_max_##NQR(                      \
+        const float *qt, int d, const uint16_t *src, int nt, float *rows, float *mx) {      \
+        __m256 m[NQR];                                                                       \
+        for (int r = 0; r < NQR; r++) m[r] = _mm256_set1_ps(-INFINITY);                     \
+        for (int j = 0; j < nt; j += TB) {                                                   \
+            __m256 acc[TB][NQR];                                                             \
+            for (int t = 0; t < TB; t++)                                                     \
+                for (int r = 0; r < NQR; r++) acc[t][r] = _mm256_setzero_ps();              \
+            widen_avx2(src + (size_t)j * d, nt - j, d, TB, rows);                            \
+            for (int k = 0; k < d; k++) {                                                    \
+                __m256 q[NQR];                                                               \
+                for (int r = 0; r < NQR; r++) {                                              \
+                    q[r] = _mm256_load_ps(qt + (size_t)k * 8 * NQR + 8 * r);                 \
+                    __asm__("" : "+x"(q[r])); /* keep in a register: reloads starve the FMAs */ \
+                }                                                                            \
+                for (int t = 0; t < TB; t++) {                                               \
+                    __m256 b = _mm256_broadcast_ss(rows + (size_t)t * d + k);               \
+                    for (int r = 0; r < NQR; r++) acc[t][r] = _mm256_fmadd_ps(b, q[r], acc[t][r]); \
+                }                                                                            \
+            }                                                                                \
+            for (int t = 0; t < TB; t++)                                                     \
+                for (int r = 0; r < NQR; r++) m[r] = _mm256_max_ps(m[r], acc[t][r]);        \
+        }                                                                                    \
+        for (int r = 0; r < NQR; r++) _mm256_store_ps(mx + 8 * r, m[r]);                    \
+    }
+
+DEFINE_DOC_MAX(1, 8)
+DEFINE_DOC_MAX(2, 4)
+DEFINE_DOC_MAX(3, 3)
+DEFINE_DOC_MAX(4, 2)
+
+/* The same with 16-float registers. 24 accumulators for 32 query tokens (12 rows beat 8 by
+ * 15%); 16 for 16 query tokens (24 rows lost 25% there). */
+#define DEFINE_DOC_MAX512(NQR, TB)                                                           \
+    __attribute__((target("avx512f,f16c"))) static void doc_max512_##NQR(                         \
+        const float *qt, int d, const uint16_t *src, int nt, float *rows, float *mx) {      \
+        __m512 m[NQR];                                                                       \
+        for (int r = 0; r < NQR; r++) m[r] = _mm512_set1_ps(-INFINITY);                     \
+        for (int j = 0; j < nt; j += TB) {                                                   \
+            __m512 acc[TB][NQR];                                                             \
+            for (int t = 0; t < TB; t++)                                                     \
+                for (int r = 0; r < NQR; r++) acc[t][r] = _mm512_setzero_ps();              \
+            widen_avx512(src + (size_t)j * d, nt - j, d, TB, rows);                          \
+            for (int k = 0; k < d; k++) {                                                    \
+                __m512 q[NQR];                                                               \
+                for (int r = 0; r < NQR; r++) {                                              \
+                    q[r] = _mm512_load_ps(qt + (size_t)k * 16 * NQR + 16 * r);               \
+                    __asm__("" : "+v"(q[r]));                                                \
+                }                                                                            \
+                for (int t = 0; t < TB; t++) {                                               \
+                    __m512 b = _mm512_set1_ps(rows[(size_t)t * d + k]);                      \
+                    for (int r = 0; r < NQR; r++) acc[t][r] = _mm512_fmadd_ps(b, q[r], acc[t][r]); \
+                }                                                                            \
+            }                                                                                \
+            for (int t = 0; t < TB; t++)                                                     \
+                for (int r = 0; r < NQR; r++) m[r] = _mm512_max_ps(m[r], acc[t][r]);        \
+        }                                                                                    \
+        for (int r = 0; r < NQR; r++) _mm512_store_ps(mx + 16 * r, m[r]);                   \
+    }
+
+DEFINE_DOC_MAX512(1, 16)
+DEFINE_DOC_MAX512(2, 12)
+
+#endif
+
+static void doc_max_scalar(const float *qt, int lanes, int d, const float *buf, int nt, float *mx) {
+    for (int i = 0; i < lanes; i++) mx[i] = -INFINITY;
+    for (int j = 0; j < nt; j++) {
+        const float *row = buf + (size_t)j * d;
+        for (int i = 0; i < lanes; i++) {
+            float s = 0.f;
+            for (int k = 0; k < d; k++) s += qt[(size_t)k * lanes + i] * row[k];
+            if (s > mx[i]) mx[i] = s;
+        }
+    }
+}
+
+/* Query tokens are taken LANES at a time and padded to whole registers. Up to 8 go to the
+ * AVX2 code even on AVX-512 CPUs: half-empty 16-float registers were 35% slower there. */
+static int chunk_lanes(int n) {
+    const int reg = use_avx512 && n > 8 ? 16 : 8;
+    return (n + reg - 1) / reg * reg;
+}
+
+typedef struct {
+    const float *q; const uint16_t *tokens; const int64_t *offsets; const int64_t *cand;
+    float *out; Py_ssize_t m; int nq, d;
+} FloatJob;
+
+static int run_maxsim_f16(const FloatJob *job) {
+    const int d = job->d, nq = job->nq, nchunks = (nq + LANES - 1) / LANES;
+    int64_t longest = 1;
+    for (Py_ssize_t c = 0; c < job->m; c++) {
+        int64_t len = job->offsets[job->cand[c] + 1] - job->offsets[job->cand[c]];
+        if (len > longest) longest = len;
+    }
+    /* Scalar code widens the whole passage; SIMD code one block (at most 16 rows). */
+    const size_t buf_rows = use_avx2 ? 16 : (size_t)longest;
+    float *qt = alloc64(sizeof(float) * (size_t)nchunks * d * LANES);
+    float *buf = alloc64(sizeof(float) * buf_rows * d);
+    float *mx = alloc64(sizeof(float) * LANES);
+    if (!qt || !buf || !mx) { free(qt); free(buf); free(mx); return -1; }
+
+    /* Transpose each query chunk to [d][lanes], zero-padding the unused lanes. */
+    for (int ch = 0; ch < nchunks; ch++) {
+        const int n = nq - ch * LANES < LANES ? nq - ch * LANES : LANES, lanes = chunk_lanes(n);
+        float *dst = qt + (size_t)ch * d * LANES;
+        for (int k = 0; k < d; k++)
+            for (int i = 0; i < lanes; i++)
+                dst[(size_t)k * lanes + i] = i < n ? job->q[(size_t)(ch * LANES + i) * d + k] : 0.f;
+    }
+
+    for (Py_ssize_t c = 0; c < job->m; c++) {
+        const int64_t start = job->offsets[job->cand[c]];
+        const int nt = (int)(job->offsets[job->cand[c] + 1] - start);
+        const uint16_t *src = job->tokens + (size_t)start * d;
+        if (!use_avx2) widen_scalar(src, nt, d, nt, buf);
+        float score = 0.f;
+        for (int ch = 0; ch < nchunks; ch++) {
+            const int n = nq - ch * LANES < LANES ? nq - ch * LANES : LANES, lanes = chunk_lanes(n);
+            const float *qc = qt + (size_t)ch * d * LANES;
+#ifdef COLCADE_X86
+            if (use_avx512 && lanes > 8) {
+                if (lanes <= 16) doc_max512_1(qc, d, src, nt, buf, mx);
+                else doc_max512_2(qc, d, src, nt, buf, mx);
+            } else if (use_avx2) {
+                switch (lanes / 8) {
+                    case 1: doc_max_1(qc, d, src, nt, buf, mx); break;
+                    case 2: doc_max_2(qc, d, src, nt, buf, mx); break;
+                    case 3: doc_max_3(qc, d, src, nt, buf, mx); break;
+                    default: doc_max_4(qc, d, src, nt, buf, mx); break;
+                }
+            } else
+#endif
+                doc_max_scalar(qc, lanes, d, buf, nt, mx);
+            for (int i = 0; i < n; i++) score += mx[i];
+        }
+        job->out[c] = score;
+    }
+    free(qt); free(buf); free(mx);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- Hamming */
+
+/* Lookup tables: for byte position p and byte value b, row (p, b) holds the 32 lanes
+ * popcount(qbits[i][p] ^ b). A passage token then costs nbytes row loads and byte adds
+ * for all 32 query tokens at once, instead of 32 xor-popcounts. */
+static void build_tables(const uint8_t *qbits, int n, int nbytes, uint8_t *table) {
+    static uint8_t pop[256];
+    if (!pop[255]) for (int b = 0; b < 256; b++) pop[b] = (uint8_t)__builtin_popcount(b);
+    for (int p = 0; p < nbytes; p++)
+        for (int b = 0; b < 256; b++) {
+            uint8_t *row = table + ((size_t)p * 256 + b) * LANES;
+            for (int i = 0; i < LANES; i++) row[i] = i < n ? pop[qbits[(size_t)i * nbytes + p] ^ b] : 0;
+        }
+}
+
+/* A byte lane holds at most 31 positions * 8 bits = 248 without overflow. */
+#define BYTE_CHUNK 31
+
+static void doc_min_scalar(const uint8_t *table, int nbytes, const uint8_t *bits, int nt, uint16_t *mn) {
+    for (int i = 0; i < LANES; i++) mn[i] = 0xffff;
+    for (int j = 0; j < nt; j++) {
+        const uint8_t *code = bits + (size_t)j * nbytes;
+        uint16_t acc[LANES] = {0};
+        for (int p = 0; p < nbytes; p++) {
+            const uint8_t *row = table + ((size_t)p * 256 + code[p]) * LANES;
+            for (int i = 0; i < LANES; i++) acc[i] += row[i];
+        }
+        for (int i = 0; i < LANES; i++) if (acc[i] < mn[i]) mn[i] = acc[i];
+    }
+}
+
+#ifdef COLCADE_X86
+#define ROW(p, b) _mm256_load_si256((const __m256i *)(table + ((size_t)(p) * 256 + (b)) * LANES))
+
+/* nbytes <= 31: distances fit a byte; the common d = 128 case gets a fully unrolled loop. */
+__attribute__((target("avx2"))) static inline void doc_min_u8_body(
+    const uint8_t *table, int nbytes, const uint8_t *bits, int nt, uint16_t *mn) {
+    __m256i m = _mm256_set1_epi8((char)0xff);
+    for (int j = 0; j < nt; j++) {
+        const uint8_t *code = bits + (size_t)j * nbytes;
+        __m256i a0 = ROW(0, code[0]), a1 = _mm256_setzero_si256();
+        int p = 1;
+        for (; p + 1 < nbytes; p += 2) {
+            a0 = _mm256_add_epi8(a0, ROW(p, code[p]));
+            a1 = _mm256_add_epi8(a1, ROW(p + 1, code[p + 1]));
+        }
+        if (p < nbytes) a0 = _mm256_add_epi8(a0, ROW(p, code[p]));
+        m = _mm256_min_epu8(m, _mm256_add_epi8(a0, a1));
+    }
+    uint8_t tmp[LANES];
+    _mm256_storeu_si256((__m256i *)tmp, m);
+    for (int i = 0; i < LANES; i++) mn[i] = tmp[i];
+}
+
+__attribute__((target("avx2"))) static void doc_min_u8_16(
+    const uint8_t *table, const uint8_t *bits, int nt, uint16_t *mn) {
+    doc_min_u8_body(table, 16, bits, nt, mn);
+}
+
+__attribute__((target("avx2"))) static void doc_min_u8(
+    const uint8_t *table, int nbytes, const uint8_t *bits, int nt, uint16_t *mn) {
+    doc_min_u8_body(table, nbytes, bits, nt, mn);
+}
+
+/* Wider codes: add bytes in chunks of 31 positions, then widen to 16-bit lanes. */
+__attribute__((target("avx2"))) static void doc_min_u16(
+    const uint8_t *table, int nbytes, const uint8_t *bits, int nt, uint16_t *mn) {
+    __m256i lo_min = _mm256_set1_epi16((short)0xffff), hi_min = lo_min;
+    for (int j = 0; j < nt; j++) {
+        const uint8_t *code = bits + (size_t)j * nbytes;
+        __m256i lo = _mm256_setzero_si256(), hi = lo;
+        for (int p0 = 0; p0 < nbytes; p0 += BYTE_CHUNK) {
+            int end = p0 + BYTE_CHUNK < nbytes ? p0 + BYTE_CHUNK : nbytes;
+            __m256i a = _mm256_setzero_si256();
+            for (int p = p0; p < end; p++) a = _mm256_add_epi8(a, ROW(p, code[p]));
+            lo = _mm256_add_epi16(lo, _mm256_cvtepu8_epi16(_mm256_castsi256_si128(a)));
+            hi = _mm256_add_epi16(hi, _mm256_cvtepu8_epi16(_mm256_extracti128_si256(a, 1)));
+        }
+        lo_min = _mm256_min_epu16(lo_min, lo);
+        hi_min = _mm256_min_epu16(hi_min, hi);
+    }
+    _mm256_storeu_si256((__m256i *)mn, lo_min);
+    _mm256_storeu_si256((__m256i *)(mn + 16), hi_min);
+}
+#endif
+
+typedef struct {
+    const uint8_t *qbits; const uint8_t *bits; const int64_t *offsets; const int64_t *cand;
+    int32_t *out; Py_ssize_t m; int nq, nbytes, d;
+} HammingJob;
+
+static int run_maxsim_hamming(const HammingJob *job) {
+    const int nbytes = job->nbytes, nchunks = (job->nq + LANES - 1) / LANES;
+    uint8_t *table = alloc64((size_t)nchunks * nbytes * 256 * LANES);
+    if (!table) return -1;
+    for (int ch = 0; ch < nchunks; ch++) {
+        int n = job->nq - ch * LANES < LANES ? job->nq - ch * LANES : LANES;
+        build_tables(job->qbits + (size_t)ch * LANES * nbytes, n, nbytes,
+                     table + (size_t)ch * nbytes * 256 * LANES);
+    }
+    uint16_t mn[LANES];
+    for (Py_ssize_t c = 0; c < job->m; c++) {
+        const int64_t start = job->offsets[job->cand[c]];
+        const int nt = (int)(job->offsets[job->cand[c] + 1] - start);
+        const uint8_t *bits = job->bits + (size_t)start * nbytes;
+        int32_t score = 0;
+        for (int ch = 0; ch < nchunks; ch++) {
+            const int n = job->nq - ch * LANES < LANES ? job->nq - ch * LANES : LANES;
+            const uint8_t *t = table + (size_t)ch * nbytes * 256 * LANES;
+#ifdef COLCADE_X86
+            if (use_avx2 && nbytes == 16) doc_min_u8_16(t, bits, nt, mn);
+            else if (use_avx2 && nbytes <= BYTE_CHUNK) doc_min_u8(t, nbytes, bits, nt, mn);
+            else if (use_avx2) doc_min_u16(t, nbytes, bits, nt, mn);
+            else
+#endif
+                doc_min_scalar(t, nbytes, bits, nt, mn);
+            for (int i = 0; i < n; i++) score += job->d - (int32_t)mn[i];
+        }
+        job->out[c] = score;
+    }
+    free(table);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- Python glue */
+
+/* Shared checks: every candidate indexes a passage, and the output has room for all. */
+static int check_candidates(const Py_buffer *offsets, const Py_buffer *cand, const Py_buffer *out,
+                            Py_ssize_t out_item) {
+    Py_ssize_t n = offsets->len / (Py_ssize_t)sizeof(int64_t) - 1;
+    Py_ssize_t m = cand->len / (Py_ssize_t)sizeof(int64_t);
+    if (n < 0) { PyErr_SetString(PyExc_ValueError, "offsets must have at least one entry"); return -1; }
+    if (out->len < m * out_item) { PyErr_SetString(PyExc_ValueError, "out is smaller than cand"); return -1; }
+    const int64_t *c = cand->buf;
+    for (Py_ssize_t i = 0; i < m; i++)
+        if (c[i] < 0 || c[i] >= n) {
+            PyErr_Format(PyExc_IndexError, "candidate %lld is out of range for %zd passages", (long long)c[i], n);
+            return -1;
+        }
+    return 0;
+}
+
+static PyObject *py_maxsim_f16(PyObject *self, PyObject *args) {
+    Py_buffer q, tokens, offsets, cand, out;
+    int nq, d;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*w*ii", &q, &tokens, &offsets, &cand, &out, &nq, &d)) return NULL;
+    PyObject *result = NULL;
+    if (nq <= 0 || d <= 0 || q.len < (Py_ssize_t)sizeof(float) * nq * d) {
+        PyErr_SetString(PyExc_ValueError, "q must hold nq * d float32 values");
+    } else if (check_candidates(&offsets, &cand, &out, sizeof(float)) == 0) {
+        FloatJob job = {q.buf, tokens.buf, offsets.buf, cand.buf, out.buf,
+                        cand.len / (Py_ssize_t)sizeof(int64_t), nq, d};
+        int rc;
+        Py_BEGIN_ALLOW_THREADS
+        rc = run_maxsim_f16(&job);
+        Py_END_ALLOW_THREADS
+        if (rc) PyErr_NoMemory(); else result = Py_NewRef(Py_None);
+    }
+    PyBuffer_Release(&q); PyBuffer_Release(&tokens); PyBuffer_Release(&offsets);
+    PyBuffer_Release(&cand); PyBuffer_Release(&out);
+    return result;
+}
+
+static PyObject *py_maxsim_hamming(PyObject *self, PyObject *args) {
+    Py_buffer qbits, bits, offsets, cand, out;
+    int nq, nbytes, d;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*w*iii", &qbits, &bits, &offsets, &cand, &out, &nq, &nbytes, &d))
+        return NULL;
+    PyObject *result = NULL;
+    if (nq <= 0 || nbytes <= 0 || d > 8 * nbytes || qbits.len < (Py_ssize_t)nq * nbytes) {
+        PyErr_SetString(PyExc_ValueError, "qbits must hold nq * nbytes bytes, and d <= 8 * nbytes");
+    } else if (check_candidates(&offsets, &cand, &out, sizeof(int32_t)) == 0) {
+        HammingJob job = {qbits.buf, bits.buf, offsets.buf, cand.buf, out.buf,
+                          cand.len / (Py_ssize_t)sizeof(int64_t), nq, nbytes, d};
+        int rc;
+        Py_BEGIN_ALLOW_THREADS
+        rc = run_maxsim_hamming(&job);
+        Py_END_ALLOW_THREADS
+        if (rc) PyErr_NoMemory(); else result = Py_NewRef(Py_None);
+    }
+    PyBuffer_Release(&qbits); PyBuffer_Release(&bits); PyBuffer_Release(&offsets);
+    PyBuffer_Release(&cand); PyBuffer_Release(&out);
+    return result;
+}
+
+static PyObject *py_isa(PyObject *self, PyObject *unused) {
+    return PyUnicode_FromString(use_avx512 ? "avx512" : use_avx2 ? "avx2" : "scalar");
+}
+
+static PyObject *py_set_isa(PyObject *self, PyObject *arg) {
+    /* For tests and benchmarks: force the scalar path, or go back to the best one. */
+    long level = PyLong_AsLong(arg); /* 0 scalar, 1 up to AVX2, 2 up to AVX-512 */
+    if (level == -1 && PyErr_Occurred()) return NULL;
+    use_avx2 = use_avx512 = 0;
+#ifdef COLCADE_X86
+    __builtin_cpu_init();
+    use_avx2 = level >= 1 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+               __builtin_cpu_supports("f16c");
+    use_avx512 = level >= 2 && use_avx2 && __builtin_cpu_supports("avx512f");
+#endif
+    return py_isa(self, NULL);
+}
+
+static PyMethodDef methods[] = {
+    {"maxsim_f16", py_maxsim_f16, METH_VARARGS, "Float MaxSim of a query against candidate passages."},
+    {"maxsim_hamming", py_maxsim_hamming, METH_VARARGS, "Hamming MaxSim of a query against candidate passages."},
+    {"isa", py_isa, METH_NOARGS, "The instruction set in use: 'avx2' or 'scalar'."},
+    {"set_simd", py_set_isa, METH_O, "Cap the SIMD level (0 scalar, 1 AVX2, 2 AVX-512); returns the one in use."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_kernels", NULL, -1, methods};
+
+PyMODINIT_FUNC PyInit__kernels(void) {
+    PyObject *m = PyModule_Create(&module);
+    if (m) {
+        PyObject *best = PyLong_FromLong(2);
+        Py_XDECREF(py_set_isa(m, best));
+        Py_XDECREF(best);
+    }
+    return m;
+}

@@ -1,0 +1,131 @@
+"""MaxSim over ragged candidate sets: float (rerank) and inverted Hamming (prefilter).
+
+Shapes and dtypes, for one segment of ``n`` passages holding ``T`` tokens of ``d`` dims:
+
+- ``q``: float32 ``[nq, d]``, query token vectors;
+- ``tokens``: float16 ``[T, d]``, passage token vectors, passage ``i`` owning
+  ``tokens[offsets[i]:offsets[i + 1]]``;
+- ``bits``: uint8 ``[T, ceil(d / 8)]``, ``np.packbits(tokens > 0, axis=1)``;
+- ``offsets``: int64 ``[n + 1]``; ``cand``: int64 ``[m]``, the passages to score.
+
+``maxsim`` returns float32 ``[m]``: for each candidate, the sum over query tokens of the best
+dot product over its tokens. ``maxsim_hamming`` returns int32 ``[m]``: the same with
+``d - hamming(q_bits, token_bits)`` as similarity (Elasticsearch's ``maxSimInvHamming``).
+
+The compiled kernels (``colcade._kernels``; AVX-512, AVX2 or portable C, picked at run time) do the work;
+the ``*_reference`` functions are the plain numpy definitions the tests hold them to.
+Set ``COLCADE_KERNELS=numpy`` to run the reference code everywhere.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import numpy as np
+
+try:
+    from colcade import _kernels as _c
+except ImportError as exc:  # a source checkout that was never built
+    _c = None
+    if os.environ.get("COLCADE_KERNELS") != "numpy":
+        warnings.warn(
+            f"colcade's compiled kernels are missing ({exc}); falling back to numpy, which is "
+            "10-100x slower. Reinstall with `pip install --force-reinstall colcade` (needs a C compiler).",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+
+__all__ = ["backend", "binarize", "maxsim", "maxsim_hamming", "maxsim_reference", "maxsim_hamming_reference"]
+
+
+def backend() -> str:
+    """The kernels in use: ``"c-avx512"``, ``"c-avx2"``, ``"c-scalar"`` or ``"numpy"``.
+
+    >>> backend() in {"c-avx512", "c-avx2", "c-scalar", "numpy"}
+    True
+    """
+    if _c is None or os.environ.get("COLCADE_KERNELS") == "numpy":
+        return "numpy"
+    return "c-" + _c.isa()
+
+
+def binarize(vectors: np.ndarray) -> np.ndarray:
+    """Sign bits of token vectors, 8 dimensions a byte: uint8 ``[t, ceil(d / 8)]``.
+
+    >>> binarize(np.array([[0.5, -1.0, 2.0]], dtype=np.float32))
+    array([[160]], dtype=uint8)
+    """
+    return np.packbits(np.asarray(vectors) > 0, axis=-1)
+
+
+def _prepare(offsets: np.ndarray, cand: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    offsets = np.ascontiguousarray(offsets, dtype=np.int64)
+    if cand is None:
+        cand = np.arange(len(offsets) - 1, dtype=np.int64)
+    return offsets, np.ascontiguousarray(cand, dtype=np.int64)
+
+
+def maxsim(q: np.ndarray, tokens: np.ndarray, offsets: np.ndarray, cand: np.ndarray | None = None) -> np.ndarray:
+    """Float MaxSim of one query against candidate passages (all of them when ``cand`` is None).
+
+    >>> q = np.array([[1.0, 0.0]], dtype=np.float32)
+    >>> tokens = np.array([[0.6, 0.8], [1.0, 0.0], [0.0, 1.0]], dtype=np.float16)
+    >>> maxsim(q, tokens, np.array([0, 2, 3])).tolist()
+    [1.0, 0.0]
+    """
+    q = np.ascontiguousarray(q, dtype=np.float32)
+    offsets, cand = _prepare(offsets, cand)
+    if backend() == "numpy" or tokens.dtype != np.float16:
+        return maxsim_reference(q, tokens, offsets, cand)
+    out = np.empty(len(cand), dtype=np.float32)
+    if len(cand):
+        _c.maxsim_f16(q, tokens.view(np.uint16), offsets, cand, out, q.shape[0], q.shape[1])
+    return out
+
+
+def maxsim_hamming(
+    qbits: np.ndarray, bits: np.ndarray, offsets: np.ndarray, cand: np.ndarray | None, dim: int
+) -> np.ndarray:
+    """Inverted-Hamming MaxSim of one binarized query against candidate passages.
+
+    ``dim`` is the vectors' true dimension (the bits may be padded to whole bytes).
+
+    >>> qbits = binarize(np.array([[1.0, -1.0]]))
+    >>> bits = binarize(np.array([[1.0, 1.0], [1.0, -1.0], [-1.0, 1.0]]))
+    >>> maxsim_hamming(qbits, bits, np.array([0, 2, 3]), None, dim=2).tolist()
+    [2, 0]
+    """
+    qbits = np.ascontiguousarray(qbits, dtype=np.uint8)
+    offsets, cand = _prepare(offsets, cand)
+    if backend() == "numpy":
+        return maxsim_hamming_reference(qbits, bits, offsets, cand, dim)
+    out = np.empty(len(cand), dtype=np.int32)
+    if len(cand):
+        _c.maxsim_hamming(qbits, bits, offsets, cand, out, qbits.shape[0], qbits.shape[1], dim)
+    return out
+
+
+def maxsim_reference(q: np.ndarray, tokens: np.ndarray, offsets: np.ndarray, cand: np.ndarray) -> np.ndarray:
+    """The definition of float MaxSim, in numpy; the compiled kernel must agree with it."""
+    q = np.asarray(q, dtype=np.float32)
+    out = np.empty(len(cand), dtype=np.float32)
+    for i, c in enumerate(cand):
+        passage = np.asarray(tokens[offsets[c] : offsets[c + 1]], dtype=np.float32)
+        out[i] = (q @ passage.T).max(axis=1).sum()
+    return out
+
+
+_POPCOUNT = np.array([bin(b).count("1") for b in range(256)], dtype=np.int32)
+
+
+def maxsim_hamming_reference(
+    qbits: np.ndarray, bits: np.ndarray, offsets: np.ndarray, cand: np.ndarray, dim: int
+) -> np.ndarray:
+    """The definition of inverted-Hamming MaxSim, in numpy; the compiled kernel must agree with it."""
+    out = np.empty(len(cand), dtype=np.int32)
+    for i, c in enumerate(cand):
+        passage = np.asarray(bits[offsets[c] : offsets[c + 1]])
+        hamming = _POPCOUNT[qbits[:, None, :] ^ passage[None, :, :]].sum(axis=2)  # [nq, t]
+        out[i] = (dim - hamming.min(axis=1)).sum()
+    return out
