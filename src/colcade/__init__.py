@@ -1,1 +1,29 @@
-"""colcade."""
+"""colcade: late-interaction (ColBERT, ColPali) retrieval for RAG.
+
+>>> from colcade import LateIndex, PrecomputedEncoder
+"""
+
+from colcade.encoders import Encoded, EncodedQuery, Encoder, PrecomputedEncoder
+from colcade.errors import (
+    ColcadeError,
+    CorruptIndexError,
+    DuplicateIdError,
+    EncoderMismatchError,
+    EncoderUnavailableError,
+    FilterError,
+    IndexExistsError,
+    IndexNotFoundError,
+    InvalidInputError,
+    UnknownIdError,
+)
+from colcade.index import LateIndex
+from colcade.results import Hit, Hits, IndexStats, StageStats
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ColcadeError", "CorruptIndexError", "DuplicateIdError", "Encoded", "EncodedQuery", "Encoder",
+    "EncoderMismatchError", "EncoderUnavailableError", "FilterError", "Hit", "Hits", "IndexExistsError",
+    "IndexNotFoundError", "IndexStats", "InvalidInputError", "LateIndex", "PrecomputedEncoder",
+    "StageStats", "UnknownIdError",
+]

@@ -1,0 +1,129 @@
+"""The three stages of a search as one plan: shortlist -> prefilter -> rerank.
+
+1. shortlist: the dense FAISS shortlist (``shortlist.py``), or every allowed passage when the
+   corpus (after filtering) is small enough to scan its bits outright, which is exact where
+   the dense vector is the weak link;
+2. prefilter: inverted-Hamming MaxSim over sign bits keeps the ``n_prefilter`` best;
+3. rerank: exact float MaxSim on those, the final order and scores.
+
+Widths default from the corpus size and ``k``; with every stage at full width the result is
+exhaustive MaxSim exactly (same kernel, same tie-break: score, then insertion order).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from colcade.encoders.base import EncodedQuery
+from colcade.errors import InvalidInputError
+from colcade.kernels import binarize, maxsim, maxsim_hamming
+from colcade.results import StageStats
+from colcade.shortlist import DenseShortlist
+from colcade.store import State
+
+FULL_SCAN_BELOW = 8192  # passages: scanning all their bits costs ~5 ms at ~1.5 M passages/s
+
+
+@dataclass(frozen=True)
+class Widths:
+    """How many passages each stage keeps."""
+
+    n_shortlist: int
+    n_prefilter: int
+
+
+def plan(
+    n_allowed: int,
+    k: int,
+    n_shortlist: int | None = None,
+    n_prefilter: int | None = None,
+    exhaustive: bool = False,
+    full_scan_below: int = FULL_SCAN_BELOW,
+) -> Widths:
+    """Stage widths for a corpus of ``n_allowed`` passages (after filtering).
+
+    >>> plan(1_000, 10)
+    Widths(n_shortlist=1000, n_prefilter=100)
+    >>> plan(100_000, 10)
+    Widths(n_shortlist=2048, n_prefilter=100)
+    >>> plan(100_000, 10, exhaustive=True)
+    Widths(n_shortlist=100000, n_prefilter=100000)
+    """
+    for name, value in (("n_shortlist", n_shortlist), ("n_prefilter", n_prefilter)):
+        if value is not None and (not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value <= 0):
+            raise InvalidInputError(f"{name} must be a positive integer, but got {value!r}")
+    if exhaustive:
+        return Widths(n_allowed, n_allowed)
+    if n_shortlist is None:
+        n_shortlist = n_allowed if n_allowed <= full_scan_below else max(2048, 64 * k)
+    n_shortlist = min(int(n_shortlist), n_allowed)
+    if n_prefilter is None:
+        n_prefilter = max(100, 10 * k)
+    return Widths(n_shortlist, min(int(n_prefilter), n_shortlist))
+
+
+def _top(positions: np.ndarray, scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The n best by score, ties broken by position (so results never depend on the stage widths)."""
+    if n < len(scores):
+        cut = np.partition(scores, len(scores) - n)[len(scores) - n]
+        keep = scores >= cut  # keeps every tie at the cut; the sort below settles them
+        positions, scores = positions[keep], scores[keep]
+    order = np.lexsort((positions, -scores))[:n]
+    return positions[order], scores[order]
+
+
+def _score(state: State, positions: np.ndarray, kernel, *args) -> np.ndarray:
+    scores = None
+    for seg, local, idx in state.locate(positions):
+        part = kernel(seg, local, *args)
+        if scores is None:
+            scores = np.empty(len(positions), dtype=part.dtype)
+        scores[idx] = part
+    return scores if scores is not None else np.zeros(0, np.float32)
+
+
+def _hamming(seg, local, qbits, dim):
+    return maxsim_hamming(qbits, seg.bits, seg.offsets, local, dim)
+
+
+def _float(seg, local, q):
+    return maxsim(q, seg.tokens, seg.offsets, local)
+
+
+def run(
+    state: State,
+    shortlist: DenseShortlist,
+    query: EncodedQuery,
+    k: int,
+    widths: Widths,
+    allowed: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray, list[StageStats]]:
+    """Positions and MaxSim scores of the best ``k`` passages, with per-stage stats.
+
+    ``allowed``: sorted positions a filter lets through (None: every live passage).
+    """
+    stats = []
+    n_allowed = state.n_live if allowed is None else len(allowed)
+
+    t0 = time.perf_counter()
+    if widths.n_shortlist >= n_allowed:
+        cand = np.flatnonzero(state.live) if allowed is None else allowed
+    else:
+        cand = shortlist.search(query.dense, widths.n_shortlist, state.live, allowed)
+    t1 = time.perf_counter()
+    stats.append(StageStats("shortlist", n_allowed, len(cand), (t1 - t0) * 1e3))
+
+    if widths.n_prefilter < len(cand):
+        bits = _score(state, cand, _hamming, binarize(query.tokens), query.tokens.shape[1])
+        cand, _ = _top(cand, bits, widths.n_prefilter)
+    t2 = time.perf_counter()
+    stats.append(StageStats("prefilter", stats[-1].candidates_out, len(cand), (t2 - t1) * 1e3))
+
+    q = np.ascontiguousarray(query.tokens, np.float32)
+    positions, scores = _top(cand, _score(state, cand, _float, q), k)
+    t3 = time.perf_counter()
+    stats.append(StageStats("rerank", stats[-1].candidates_out, len(positions), (t3 - t2) * 1e3))
+    return positions, scores, stats

@@ -1,0 +1,98 @@
+"""The encoder contract: any model that emits one vector per token.
+
+``encode_documents(texts) -> Encoded`` and ``encode_query(text) -> EncodedQuery``; ``name``,
+``dim`` (token vectors), ``dense_dim`` (the one-vector-per-passage shortlist vector) and
+``fingerprint`` identify the model, and are stored in an index's manifest so an index is
+never queried with another model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+
+from colcade.errors import InvalidInputError
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """Vectors of ``n`` passages: ``dense`` float32 ``[n, dense_dim]``, ``tokens`` n arrays float32 ``[t_i, dim]``."""
+
+    dense: np.ndarray
+    tokens: list[np.ndarray]
+
+
+@dataclass(frozen=True)
+class EncodedQuery:
+    """Vectors of one query: ``dense`` float32 ``[dense_dim]``, ``tokens`` float32 ``[q, dim]``."""
+
+    dense: np.ndarray
+    tokens: np.ndarray
+
+
+@runtime_checkable
+class Encoder(Protocol):
+    """What an index needs of a model. See ``colcade.encoders.PrecomputedEncoder`` for a small one."""
+
+    name: str
+    dim: int
+    dense_dim: int
+
+    @property
+    def fingerprint(self) -> str: ...
+
+    def encode_documents(self, texts: Sequence[str]) -> Encoded: ...
+
+    def encode_query(self, text: str) -> EncodedQuery: ...
+
+
+def fingerprint_of(*parts: Any) -> str:
+    """A short stable hash of JSON-able parts (model name, dims, weights checksum...)."""
+    blob = json.dumps(parts, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def describe(encoder: Encoder) -> dict[str, Any]:
+    """The encoder's identity as stored in an index manifest."""
+    return {
+        "name": encoder.name,
+        "dim": int(encoder.dim),
+        "dense_dim": int(encoder.dense_dim),
+        "fingerprint": encoder.fingerprint,
+        "kind": getattr(encoder, "kind", type(encoder).__name__),
+    }
+
+
+def pool(tokens: np.ndarray) -> np.ndarray:
+    """The L2-normalized mean of token vectors: the dense vector when a model has none."""
+    mean = np.asarray(tokens, dtype=np.float32).mean(axis=0)
+    norm = float(np.linalg.norm(mean))
+    return mean / norm if norm > 0 else mean
+
+
+def check_tokens(tokens: Any, dim: int, what: str) -> np.ndarray:
+    """``tokens`` as float32 ``[t, dim]``, or an InvalidInputError that says what is wrong."""
+    array = np.asarray(tokens, dtype=np.float32)
+    if array.ndim != 2 or array.shape[1] != dim:
+        raise InvalidInputError(f"{what} must be a [tokens, {dim}] matrix, but got shape {array.shape}")
+    if array.shape[0] == 0:
+        raise InvalidInputError(f"{what} has no token vectors; every passage and query needs at least one")
+    if not np.isfinite(array).all():
+        raise InvalidInputError(f"{what} contains NaN or infinite values")
+    return array
+
+
+def check_dense(dense: Any, n: int, dense_dim: int, what: str) -> np.ndarray:
+    """``dense`` as float32 ``[n, dense_dim]``, or an InvalidInputError."""
+    array = np.asarray(dense, dtype=np.float32)
+    if array.ndim == 1 and n == 1:
+        array = array[None, :]
+    if array.shape != (n, dense_dim):
+        raise InvalidInputError(f"{what} must have shape ({n}, {dense_dim}), but got {array.shape}")
+    if not np.isfinite(array).all():
+        raise InvalidInputError(f"{what} contains NaN or infinite values")
+    return array

@@ -1,0 +1,357 @@
+"""LateIndex: the late-interaction index users hold. add / upsert / delete / search / compact."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from colcade import cascade, filters
+from colcade.encoders import Encoded, EncodedQuery, Encoder, PrecomputedEncoder, default_encoder, describe, pool
+from colcade.encoders.base import check_dense, check_tokens
+from colcade.errors import DuplicateIdError, EncoderMismatchError, InvalidInputError, UnknownIdError
+from colcade.results import Hit, Hits, IndexStats
+from colcade.shortlist import DenseShortlist
+from colcade.store import Store
+
+PathLike = str | os.PathLike
+
+
+class LateIndex:
+    """A late-interaction index answering queries with a shortlist -> prefilter -> rerank cascade.
+
+    >>> import numpy as np
+    >>> from colcade import LateIndex, PrecomputedEncoder
+    >>> index = LateIndex.in_memory(encoder=PrecomputedEncoder(dim=4))
+    >>> index.add(["red", "blue"], ids=["r", "b"], tokens=[np.eye(4)[:1], np.eye(4)[1:3]])
+    ['r', 'b']
+    >>> hits = index.search(index.encoder.query(np.eye(4)[1:2]), k=1)
+    >>> hits[0].id, hits[0].score
+    ('b', 1.0)
+    """
+
+    def __init__(self, store: Store, encoder: Encoder) -> None:
+        """Use ``LateIndex.create``, ``LateIndex.open`` or ``LateIndex.in_memory``."""
+        self._store = store
+        self._encoder = encoder
+        self._shortlist = DenseShortlist(store.dense_dim)
+        self._shortlist.rebuild(store.dense_matrix())
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def create(cls, path: PathLike, encoder: Encoder | None = None) -> "LateIndex":
+        """A new, empty index in the folder ``path`` (which must not exist or be empty).
+
+        Without ``encoder``, colcade's embedded default encoder is used.
+        """
+        encoder = encoder if encoder is not None else default_encoder()
+        return cls(Store.create(Path(path), describe(encoder)), encoder)
+
+    @classmethod
+    def in_memory(cls, encoder: Encoder | None = None) -> "LateIndex":
+        """An index that lives in this process only (tests, notebooks, small corpora)."""
+        encoder = encoder if encoder is not None else default_encoder()
+        return cls(Store.create(None, describe(encoder)), encoder)
+
+    @classmethod
+    def open(cls, path: PathLike, encoder: Encoder | None = None) -> "LateIndex":
+        """Open an index saved at ``path``.
+
+        ``encoder`` must be the model the index was built with (same fingerprint); without it
+        the encoder is rebuilt from the manifest where colcade knows how (precomputed vectors,
+        the embedded default).
+        """
+        store = Store.open(Path(path))
+        stored = store.encoder_info
+        if encoder is None:
+            encoder = _encoder_from_manifest(stored)
+        elif describe(encoder)["fingerprint"] != stored["fingerprint"]:
+            store.close()
+            raise EncoderMismatchError(
+                f"{path} was built with encoder {stored['name']!r} (dim {stored['dim']}, fingerprint "
+                f"{stored['fingerprint']}), not {encoder.name!r} (dim {encoder.dim}, fingerprint "
+                f"{encoder.fingerprint}): open it with the same encoder, or rebuild the index"
+            )
+        return cls(store, encoder)
+
+    @property
+    def encoder(self) -> Encoder:
+        """The encoder that turns text into vectors for this index."""
+        return self._encoder
+
+    @property
+    def path(self) -> Path | None:
+        return self._store.path
+
+    def __len__(self) -> int:
+        return self._store.state.n_live
+
+    def __repr__(self) -> str:
+        where = str(self.path) if self.path else "in memory"
+        return f"LateIndex({where}, {len(self)} documents, encoder={self._encoder.name!r})"
+
+    def __enter__(self) -> "LateIndex":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._store.close()
+
+    # ------------------------------------------------------------------ writing
+    def add(
+        self,
+        texts: Sequence[str] | None = None,
+        ids: Sequence[str] | None = None,
+        metadatas: Sequence[dict[str, Any]] | None = None,
+        *,
+        tokens: Sequence[np.ndarray] | None = None,
+        dense: np.ndarray | None = None,
+        batch_size: int = 64,
+        show_progress: bool | None = None,
+    ) -> list[str]:
+        """Add passages; returns their ids (generated when not given).
+
+        Give ``texts`` to encode them with the index's encoder, or precomputed ``tokens`` (one
+        ``[t_i, dim]`` matrix per passage) and optionally ``dense`` (``[n, dense_dim]``; the
+        mean token otherwise), with or without ``texts`` to store. Ids already in the index are
+        an error (use ``upsert``). Either every passage is added or none is.
+
+        >>> import numpy as np
+        >>> from colcade import LateIndex, PrecomputedEncoder
+        >>> index = LateIndex.in_memory(encoder=PrecomputedEncoder(dim=2))
+        >>> index.add(["a page"], ids=["p1"], metadatas=[{"page": 1}], tokens=[np.ones((3, 2))])
+        ['p1']
+        """
+        return self._write(texts, ids, metadatas, tokens, dense, batch_size, show_progress, upsert=False)
+
+    def upsert(
+        self,
+        texts: Sequence[str] | None = None,
+        ids: Sequence[str] | None = None,
+        metadatas: Sequence[dict[str, Any]] | None = None,
+        *,
+        tokens: Sequence[np.ndarray] | None = None,
+        dense: np.ndarray | None = None,
+        batch_size: int = 64,
+        show_progress: bool | None = None,
+    ) -> list[str]:
+        """Like ``add``, but passages whose id exists replace the old ones (in one commit)."""
+        if ids is None:
+            raise InvalidInputError("upsert needs ids: they say which passages to replace")
+        return self._write(texts, ids, metadatas, tokens, dense, batch_size, show_progress, upsert=True)
+
+    def _write(self, texts, ids, metadatas, tokens, dense, batch_size, show_progress, upsert: bool) -> list[str]:
+        n = _count(texts, tokens)
+        texts_out = _check_texts(texts, n, required=tokens is None)
+        ids = _check_ids(ids, n)
+        metadatas = _check_metadatas(metadatas, n)
+        if tokens is None:
+            encoded = self._encode(texts_out, batch_size, show_progress)
+            token_list, dense_arr = encoded.tokens, encoded.dense
+        else:
+            token_list, dense_arr = list(tokens), dense
+        token_list = [check_tokens(t, self._store.dim, f"token vectors of passage {ids[i]!r}") for i, t in enumerate(token_list)]
+        if dense_arr is None:
+            dense_arr = np.stack([pool(t) for t in token_list]) if token_list else None
+        dense_arr = check_dense(dense_arr, n, self._store.dense_dim, "dense vectors")
+        if n == 0:
+            return []
+        with self._store.lock:
+            existing = self._store.live_keys_for_ids(ids)
+            if existing and not upsert:
+                shown = ", ".join(repr(i) for i in list(existing)[:5])
+                raise DuplicateIdError(f"{len(existing)} ids are already in the index ({shown}); use upsert() to replace them")
+            replace = sorted(existing.values())
+            self._store.append(token_list, dense_arr, ids, texts_out, metadatas, replace=replace)
+            self._shortlist.add(dense_arr)
+        return list(ids)
+
+    def _encode(self, texts: list[str], batch_size: int, show_progress: bool | None) -> Encoded:
+        if batch_size <= 0:
+            raise InvalidInputError(f"batch_size must be a positive integer, but got {batch_size}")
+        # Long texts first: batches of similar length waste less padding.
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        disable = (len(texts) < 256) if show_progress is None else not show_progress
+        tokens: list[np.ndarray] = [None] * len(texts)  # type: ignore[list-item]
+        dense = np.empty((len(texts), self._store.dense_dim), np.float32)
+        with tqdm(total=len(texts), desc="encoding", unit="passage", disable=disable) as bar:
+            for start in range(0, len(order), batch_size):
+                batch = order[start : start + batch_size]
+                out = self._encoder.encode_documents([texts[i] for i in batch])
+                for j, i in enumerate(batch):
+                    tokens[i] = out.tokens[j]
+                dense[batch] = out.dense
+                bar.update(len(batch))
+        return Encoded(dense=dense, tokens=tokens)
+
+    def delete(self, ids: Sequence[str]) -> int:
+        """Delete passages by id; returns how many. Unknown ids are an error and nothing is deleted."""
+        ids = _check_ids(ids, len(ids) if not isinstance(ids, str) else -1)
+        with self._store.lock:
+            found = self._store.live_keys_for_ids(ids)
+            missing = [i for i in ids if i not in found]
+            if missing:
+                shown = ", ".join(repr(i) for i in missing[:5])
+                raise UnknownIdError(f"{len(missing)} ids are not in the index ({shown}); nothing was deleted")
+            self._store.tombstone(list(found.values()))
+        return len(found)
+
+    def compact(self) -> None:
+        """Rewrite the index without deleted passages (and with one segment)."""
+        with self._store.lock:
+            self._store.compact()
+            self._shortlist.rebuild(self._store.dense_matrix())
+
+    # ------------------------------------------------------------------ reading
+    def search(
+        self,
+        query: str | EncodedQuery,
+        k: int = 10,
+        filter: dict[str, Any] | None = None,
+        *,
+        n_shortlist: int | None = None,
+        n_prefilter: int | None = None,
+        exhaustive: bool = False,
+    ) -> Hits:
+        """The ``k`` passages with the highest MaxSim score, best first.
+
+        ``query`` is text (encoded with the index's encoder) or an ``EncodedQuery``.
+        ``filter`` restricts the search to passages whose metadata match (see
+        ``colcade.filters``) before any ranking. ``n_shortlist`` and ``n_prefilter`` override
+        the stage widths; ``exhaustive=True`` scores every passage (exact MaxSim).
+        The result's ``stats`` give each stage's counts and milliseconds.
+        """
+        if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k <= 0:
+            raise InvalidInputError(f"k must be a positive integer, but got {k!r}")
+        encoded = self._encode_query(query)
+        where = filters.to_sql(filter) if filter else None
+        with self._store.lock:  # a snapshot, and filter ids that agree with it
+            state = self._store.state
+            allowed = state.positions_of(self._store.keys_where(*where)) if where else None
+        n_allowed = state.n_live if allowed is None else len(allowed)
+        widths = cascade.plan(n_allowed, int(k), n_shortlist, n_prefilter, exhaustive)
+        positions, scores, stats = cascade.run(state, self._shortlist, encoded, int(k), widths, allowed)
+        keys = state.keys[positions].tolist()
+        with self._store.lock:
+            rows = self._store.rows(keys)
+        nq = len(encoded.tokens)
+        hits = [
+            Hit(id=rows[key][0], score=float(s), text=rows[key][1], metadata=rows[key][2], normalized_score=float(s) / nq)
+            for key, s in zip(keys, scores.tolist())
+            if key in rows  # a compaction that ran meanwhile may have removed a deleted row
+        ]
+        return Hits(hits, stats)
+
+    def search_batch(
+        self, queries: Sequence[str | EncodedQuery], k: int = 10, filter: dict[str, Any] | None = None, n_threads: int | None = None, **widths: Any
+    ) -> list[Hits]:
+        """``search`` for many queries, spread over ``n_threads`` threads (default: all cores)."""
+        n_threads = n_threads or os.cpu_count() or 1
+        with ThreadPoolExecutor(max_workers=n_threads) as pool_:
+            return list(pool_.map(lambda q: self.search(q, k, filter, **widths), queries))
+
+    def _encode_query(self, query: str | EncodedQuery) -> EncodedQuery:
+        if isinstance(query, EncodedQuery):
+            tokens = check_tokens(query.tokens, self._store.dim, "query token vectors")
+            dense = check_dense(query.dense, 1, self._store.dense_dim, "query dense vector")[0]
+            return EncodedQuery(dense=dense, tokens=tokens)
+        if not isinstance(query, str) or not query.strip():
+            raise InvalidInputError(f"query must be a non-empty string or an EncodedQuery, but got {query!r}")
+        encoded = self._encoder.encode_query(query)
+        return self._encode_query(encoded)
+
+    def get(self, ids: Sequence[str]) -> list[dict[str, Any]]:
+        """Stored text and metadata of passages by id (``{"id", "text", "metadata"}``)."""
+        found = self._store.live_keys_for_ids(ids)
+        missing = [i for i in ids if i not in found]
+        if missing:
+            raise UnknownIdError(f"{len(missing)} ids are not in the index ({', '.join(repr(i) for i in missing[:5])})")
+        rows = self._store.rows(list(found.values()))
+        return [{"id": i, "text": rows[found[i]][1], "metadata": rows[found[i]][2]} for i in ids]
+
+    def stats(self) -> IndexStats:
+        """Counts, sizes and the encoder, for monitoring and ``colcade info``."""
+        store, state = self._store, self._store.state
+        return IndexStats(
+            documents=state.n_live,
+            deleted=int(len(state.live) - state.n_live),
+            tokens=int(sum(len(s.tokens) for s in state.segments)),
+            segments=len(state.segments),
+            encoder=dict(store.encoder_info),
+            bytes_on_disk=store.bytes_on_disk(),
+            shortlist=self._shortlist.kind,
+        )
+
+
+def _encoder_from_manifest(info: dict[str, Any]) -> Encoder:
+    if info.get("kind") == "precomputed":
+        return PrecomputedEncoder(dim=info["dim"], dense_dim=info["dense_dim"], name=info["name"])
+    encoder = default_encoder()
+    if describe(encoder)["fingerprint"] != info["fingerprint"]:
+        raise EncoderMismatchError(
+            f"this index was built with encoder {info['name']!r} ({info.get('kind')}): pass it as LateIndex.open(path, encoder=...)"
+        )
+    return encoder
+
+
+def _count(texts: Sequence[str] | None, tokens: Sequence[np.ndarray] | None) -> int:
+    if texts is None and tokens is None:
+        raise InvalidInputError("give texts to encode, or precomputed tokens= (one [t, dim] matrix per passage)")
+    if isinstance(texts, str):
+        raise InvalidInputError("texts must be a list of strings, not one string: wrap it as [text]")
+    if texts is not None and tokens is not None and len(texts) != len(tokens):
+        raise InvalidInputError(f"got {len(texts)} texts but {len(tokens)} token matrices")
+    return len(texts) if texts is not None else len(tokens)
+
+
+def _check_texts(texts: Sequence[str] | None, n: int, required: bool) -> list[str]:
+    if texts is None:
+        return [""] * n
+    out = []
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise InvalidInputError(f"text {i} must be a string, but got {type(text).__name__}")
+        if required and not text.strip():
+            raise InvalidInputError(f"text {i} is empty or whitespace only; remove it or give it content")
+        out.append(text)
+    return out
+
+
+def _check_ids(ids: Sequence[str] | None, n: int) -> list[str]:
+    if ids is None:
+        return [uuid.uuid4().hex for _ in range(n)]
+    if isinstance(ids, str):
+        raise InvalidInputError("ids must be a list of strings, not one string: wrap it as [id]")
+    ids = list(ids)
+    if len(ids) != n:
+        raise InvalidInputError(f"got {len(ids)} ids for {n} passages")
+    for i in ids:
+        if not isinstance(i, str) or not i:
+            raise InvalidInputError(f"ids must be non-empty strings, but got {i!r}")
+    if len(set(ids)) != len(ids):
+        seen, dupes = set(), []
+        for i in ids:
+            if i in seen:
+                dupes.append(i)
+            seen.add(i)
+        raise DuplicateIdError(f"ids repeat within one call: {', '.join(repr(i) for i in dupes[:5])}")
+    return ids
+
+
+def _check_metadatas(metadatas: Sequence[dict[str, Any]] | None, n: int) -> list[dict[str, Any]]:
+    if metadatas is None:
+        return [{} for _ in range(n)]
+    metadatas = list(metadatas)
+    if len(metadatas) != n:
+        raise InvalidInputError(f"got {len(metadatas)} metadatas for {n} passages")
+    for i, m in enumerate(metadatas):
+        if not isinstance(m, dict):
+            raise InvalidInputError(f"metadata {i} must be a dict, but got {type(m).__name__}")
+    return metadatas

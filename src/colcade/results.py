@@ -1,0 +1,62 @@
+"""Search results: small typed objects that read well in a notebook."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One retrieved passage. ``score`` is the MaxSim sum; ``normalized_score`` divides it by
+    the number of query tokens (comparable across queries, for thresholds)."""
+
+    id: str
+    score: float
+    text: str
+    metadata: dict[str, Any]
+    normalized_score: float
+
+    def __repr__(self) -> str:
+        text = self.text if len(self.text) <= 60 else self.text[:57] + "..."
+        return f"Hit(id={self.id!r}, score={self.score:.3f}, text={text!r})"
+
+
+@dataclass(frozen=True)
+class StageStats:
+    """What one cascade stage did: how many passages it took in, kept, and its time."""
+
+    name: str
+    candidates_in: int
+    candidates_out: int
+    ms: float
+
+
+class Hits(list):
+    """The hits of one search, best first, with ``stats``: per-stage counts and timings."""
+
+    def __init__(self, hits: list[Hit], stats: list[StageStats]) -> None:
+        super().__init__(hits)
+        self.stats = stats
+
+    @property
+    def total_ms(self) -> float:
+        return sum(s.ms for s in self.stats)
+
+    def __repr__(self) -> str:
+        stages = ", ".join(f"{s.name} {s.candidates_in}->{s.candidates_out} in {s.ms:.2f} ms" for s in self.stats)
+        return f"Hits({list.__repr__(self)}, stats=[{stages}])"
+
+
+@dataclass
+class IndexStats:
+    """What an index holds, for ``LateIndex.stats()`` and ``colcade info``."""
+
+    documents: int
+    deleted: int
+    tokens: int
+    segments: int
+    encoder: dict[str, Any]
+    bytes_on_disk: int
+    shortlist: str
+    extra: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,91 @@
+"""Stage 1: the dense shortlist, one vector per passage in FAISS (inner product).
+
+Exact (``IndexFlatIP``) up to ``ivf_above`` passages; above it an inverted file
+(``IndexIVFFlat``, about 4 sqrt(n) lists) whose probe count is sized from the shortlist
+length, which keeps it well under a millisecond at 100k passages. A filtered search scores
+exactly the allowed passages instead (a restricted IVF probe can come back short).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+
+import faiss
+import numpy as np
+
+
+class DenseShortlist:
+    """FAISS over the dense vectors, addressed by store position."""
+
+    def __init__(self, dense_dim: int, ivf_above: int = 50_000) -> None:
+        self.dense_dim = dense_dim
+        self.ivf_above = ivf_above
+        self.dense = np.zeros((0, dense_dim), np.float32)
+        self.index: faiss.Index = faiss.IndexFlatIP(dense_dim)
+        self.trained_on = 0
+        # FAISS may reallocate its storage on add: a search must not run meanwhile. Stage 1
+        # is short, so only it is serialized; the kernels run in parallel.
+        self.lock = threading.Lock()
+
+    @property
+    def kind(self) -> str:
+        return "ivf" if isinstance(self.index, faiss.IndexIVFFlat) else "flat"
+
+    def rebuild(self, dense: np.ndarray) -> None:
+        dense = np.ascontiguousarray(dense, np.float32)
+        index = self._new_index(dense)
+        if len(dense):
+            index.add(dense)
+        with self.lock:
+            self.dense, self.index = dense, index
+
+    def add(self, dense: np.ndarray) -> None:
+        all_dense = np.concatenate([self.dense, np.asarray(dense, np.float32)])
+        n = len(all_dense)
+        # Switch to IVF (or retrain it) when the corpus has outgrown the current index.
+        wants_ivf = n > self.ivf_above
+        if wants_ivf != (self.kind == "ivf") or (wants_ivf and n > 4 * self.trained_on):
+            self.rebuild(all_dense)
+        else:
+            with self.lock:
+                self.index.add(np.ascontiguousarray(dense, np.float32))
+                self.dense = all_dense
+
+    def _new_index(self, dense: np.ndarray) -> faiss.Index:
+        n = len(dense)
+        if n <= self.ivf_above:
+            return faiss.IndexFlatIP(self.dense_dim)
+        nlist = int(4 * math.sqrt(n))
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(self.dense_dim), self.dense_dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        rng = np.random.default_rng(0)
+        sample = dense[rng.choice(n, size=min(n, 64 * nlist), replace=False)]
+        index.train(sample)
+        self.trained_on = n
+        return index
+
+    def search(self, query: np.ndarray, n: int, live: np.ndarray, allowed: np.ndarray | None = None) -> np.ndarray:
+        """Sorted positions of the ``n`` best live passages, among ``allowed`` when given.
+
+        ``live`` is the store's mask of passages not deleted; ``allowed`` a sorted array of
+        positions that a filter lets through (tombstones already removed).
+        """
+        query = np.ascontiguousarray(query, np.float32).reshape(1, -1)
+        with self.lock:
+            dense, index = self.dense, self.index
+            if allowed is not None:
+                if len(allowed) <= n:
+                    return allowed
+                scores = dense[allowed] @ query[0]
+                top = np.argpartition(-scores, n - 1)[:n]
+                return np.sort(allowed[top])
+            params = None
+            if isinstance(index, faiss.IndexIVFFlat):
+                nprobe = max(8, math.ceil(index.nlist * 4 * n / max(1, len(dense))))
+                params = faiss.SearchParametersIVF(nprobe=min(nprobe, index.nlist))
+            # Deleted passages stay in FAISS until compaction: fetch that many more, drop them.
+            n_dead = len(live) - int(np.count_nonzero(live))
+            _, found = index.search(query, min(n + n_dead, len(dense)), params=params)
+        found = found[0]
+        found = found[(found >= 0) & (found < len(live))]  # newer than the reader's snapshot
+        return np.sort(found[live[found]][:n])
