@@ -43,7 +43,7 @@ def _clause(filter: dict[str, Any], params: list[Any]) -> str:
         elif key == "$not":
             if not isinstance(value, dict):
                 raise FilterError(f"$not takes a filter, but got {value!r}")
-            parts.append(f"NOT {_clause(value, params)}")
+            parts.append(f"NOT coalesce({_clause(value, params)}, 0)")  # NOT NULL would drop missing fields
         elif key.startswith("$"):
             raise FilterError(f"unknown filter operator {key!r} at the top level; use one of $and, $or, $not")
         else:

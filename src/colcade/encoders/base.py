@@ -71,7 +71,7 @@ def pool(tokens: np.ndarray) -> np.ndarray:
     """The L2-normalized mean of token vectors: the dense vector when a model has none."""
     mean = np.asarray(tokens, dtype=np.float32).mean(axis=0)
     norm = float(np.linalg.norm(mean))
-    return mean / norm if norm > 0 else mean
+    return mean / norm if 0 < norm < np.inf else mean  # bad values are reported by check_*
 
 
 def check_tokens(tokens: Any, dim: int, what: str) -> np.ndarray:

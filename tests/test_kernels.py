@@ -1,0 +1,110 @@
+"""The compiled kernels agree with the numpy definitions, on every code path."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from colcade import kernels
+
+_c = pytest.importorskip("colcade._kernels")
+LEVELS = {0: "scalar", 1: "avx2", 2: "avx512"}
+
+
+@pytest.fixture(params=sorted(LEVELS))
+def simd(request):
+    """Each SIMD level this CPU has; skipped where it does not."""
+    got = _c.set_simd(request.param)
+    if got != LEVELS[request.param]:
+        _c.set_simd(2)
+        pytest.skip(f"this CPU has no {LEVELS[request.param]}")
+    yield got
+    _c.set_simd(2)
+
+
+def ragged(rng, n, dim, max_len=150):
+    lengths = rng.integers(1, max_len, size=n)
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    tokens = rng.standard_normal((offsets[-1], dim)).astype(np.float16)
+    return tokens, offsets
+
+
+@pytest.mark.parametrize("dim", [128, 96, 384, 12, 1])
+@pytest.mark.parametrize("nq", [1, 5, 8, 9, 16, 17, 32, 33, 80])
+def test_float_kernel_matches_reference(simd, dim, nq):
+    rng = np.random.default_rng(dim * 100 + nq)
+    tokens, offsets = ragged(rng, 40, dim)
+    q = rng.standard_normal((nq, dim)).astype(np.float32)
+    cand = rng.permutation(40)[:30]
+    got = kernels.maxsim(q, tokens, offsets, cand)
+    want = kernels.maxsim_reference(q, tokens, offsets, cand)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-3 * np.sqrt(dim))
+
+
+@pytest.mark.parametrize("dim", [128, 96, 384, 12, 1, 250, 257])
+@pytest.mark.parametrize("nq", [1, 8, 31, 32, 33, 70])
+def test_hamming_kernel_matches_reference_exactly(simd, dim, nq):
+    rng = np.random.default_rng(dim * 100 + nq)
+    tokens, offsets = ragged(rng, 40, dim)
+    bits = kernels.binarize(tokens)
+    qbits = kernels.binarize(rng.standard_normal((nq, dim)))
+    cand = rng.permutation(40)[:30]
+    got = kernels.maxsim_hamming(qbits, bits, offsets, cand, dim)
+    want = kernels.maxsim_hamming_reference(qbits, bits, offsets, cand, dim)
+    np.testing.assert_array_equal(got, want)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(1, 12),
+    dim=st.integers(1, 70),
+    nq=st.integers(1, 40),
+    seed=st.integers(0, 2**31),
+)
+def test_kernels_on_arbitrary_shapes(n, dim, nq, seed):
+    rng = np.random.default_rng(seed)
+    tokens, offsets = ragged(rng, n, dim, max_len=30)
+    q = rng.standard_normal((nq, dim)).astype(np.float32)
+    cand = rng.integers(0, n, size=rng.integers(1, 2 * n + 1))  # repeats allowed
+    np.testing.assert_allclose(
+        kernels.maxsim(q, tokens, offsets, cand),
+        kernels.maxsim_reference(q, tokens, offsets, cand),
+        rtol=1e-4,
+        atol=1e-3 * np.sqrt(dim),
+    )
+    bits, qbits = kernels.binarize(tokens), kernels.binarize(q)
+    np.testing.assert_array_equal(
+        kernels.maxsim_hamming(qbits, bits, offsets, cand, dim),
+        kernels.maxsim_hamming_reference(qbits, bits, offsets, cand, dim),
+    )
+
+
+def test_float16_special_values_are_converted_like_numpy(simd):
+    # Subnormals, zeros of both signs and large values take the scalar converter's odd branches.
+    row = np.array([[6e-8, -6e-8, 0.0, -0.0, 65504.0, -1e-5, 3.14, 1e-4]], dtype=np.float16)
+    offsets = np.array([0, 1])
+    for j in range(8):
+        q = np.zeros((1, 8), np.float32)
+        q[0, j] = 1.0
+        assert kernels.maxsim(q, row, offsets)[0] == np.float32(row[0, j])
+
+
+def test_empty_candidate_list():
+    tokens, offsets = ragged(np.random.default_rng(0), 3, 8)
+    assert kernels.maxsim(np.ones((2, 8), np.float32), tokens, offsets, np.array([], np.int64)).shape == (0,)
+
+
+def test_out_of_range_candidate_is_an_error_not_a_crash():
+    tokens, offsets = ragged(np.random.default_rng(0), 3, 8)
+    with pytest.raises(IndexError, match="out of range"):
+        kernels.maxsim(np.ones((1, 8), np.float32), tokens, offsets, np.array([3]))
+    with pytest.raises(IndexError, match="out of range"):
+        kernels.maxsim_hamming(kernels.binarize(np.ones((1, 8))), kernels.binarize(tokens), offsets, np.array([-1]), 8)
+
+
+def test_numpy_backend_can_be_forced(monkeypatch):
+    monkeypatch.setenv("COLCADE_KERNELS", "numpy")
+    assert kernels.backend() == "numpy"
+    tokens, offsets = ragged(np.random.default_rng(1), 5, 16)
+    q = np.ones((3, 16), np.float32)
+    np.testing.assert_allclose(kernels.maxsim(q, tokens, offsets), kernels.maxsim_reference(q, tokens, offsets, np.arange(5)), rtol=1e-5)
