@@ -9,7 +9,6 @@ import pytest
 from colcade import (
     CorruptIndexError,
     DuplicateIdError,
-    EncoderUnavailableError,
     FilterError,
     IndexExistsError,
     IndexNotFoundError,
@@ -230,11 +229,6 @@ def test_orphan_segment_from_a_crash_is_ignored_then_cleaned(index):
     assert unchanged(reopened)
     reopened.compact()
     assert not orphan.exists()
-
-
-def test_no_default_encoder_yet_is_a_clear_error():
-    with pytest.raises(EncoderUnavailableError, match="encoder="):
-        LateIndex.in_memory()
 
 
 def test_precomputed_encoder_without_a_model_explains(index):

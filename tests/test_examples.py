@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -28,10 +30,18 @@ def test_core_benchmark_quick(tmp_path):
     assert "benchmarks/core.py --quick" in text  # the command that made it
 
 
-def test_readme_quickstart_runs(tmp_path):
-    """The Python quickstart in README.md, executed as written."""
+@pytest.mark.parametrize("marker, expected", [("quickstart-text", "violin "), ("quickstart-vectors", "doc-2 ")])
+def test_readme_quickstarts_run(tmp_path, marker, expected):
+    """The Python snippets in README.md, executed as written."""
     readme = (ROOT / "README.md").read_text()
-    code = readme.split("<!-- quickstart -->")[1].split("```python")[1].split("```")[0]
-    (tmp_path / "quickstart.py").write_text(code)
-    out = run(str(tmp_path / "quickstart.py"), cwd=tmp_path)
-    assert "doc-2" in out
+    code = readme.split(f"<!-- {marker} -->")[1].split("```python")[1].split("```")[0]
+    (tmp_path / "snippet.py").write_text(code)
+    out = run(str(tmp_path / "snippet.py"), cwd=tmp_path)
+    assert out.startswith(expected)
+
+
+def test_quickstart_demo_answers_from_the_right_topics():
+    out = run("examples/quickstart.py")
+    assert "indexed" in out
+    answers = out.split("Q: ")[1:]
+    assert "[try]" in answers[0] and "[yield]" in answers[1]

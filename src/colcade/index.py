@@ -291,14 +291,17 @@ class LateIndex:
 
 
 def _encoder_from_manifest(info: dict[str, Any]) -> Encoder:
+    """The encoder an index was built with, where colcade can make it without being told how."""
     if info.get("kind") == "precomputed":
         return PrecomputedEncoder(dim=info["dim"], dense_dim=info["dense_dim"], name=info["name"])
-    encoder = default_encoder()
-    if describe(encoder)["fingerprint"] != info["fingerprint"]:
-        raise EncoderMismatchError(
-            f"this index was built with encoder {info['name']!r} ({info.get('kind')}): pass it as LateIndex.open(path, encoder=...)"
-        )
-    return encoder
+    if info.get("kind") == "minilm":
+        encoder = default_encoder()
+        if encoder.fingerprint == info["fingerprint"]:
+            return encoder
+    raise EncoderMismatchError(
+        f"this index was built with encoder {info['name']!r} ({info.get('kind')}, fingerprint {info['fingerprint']}); "
+        "pass that encoder: LateIndex.open(path, encoder=...)"
+    )
 
 
 def _count(texts: Sequence[str] | None, tokens: Sequence[np.ndarray] | None) -> int:

