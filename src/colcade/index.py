@@ -12,7 +12,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from colcade import cascade, filters
-from colcade.encoders import Encoded, EncodedQuery, Encoder, PrecomputedEncoder, default_encoder, describe, pool
+from colcade.encoders import Encoded, EncodedQuery, Encoder, default_encoder, describe, from_manifest, pool
 from colcade.encoders.base import check_dense, check_tokens
 from colcade.errors import DuplicateIdError, EncoderMismatchError, InvalidInputError, UnknownIdError
 from colcade.results import Hit, Hits, IndexStats
@@ -69,7 +69,7 @@ class LateIndex:
         store = Store.open(Path(path))
         stored = store.encoder_info
         if encoder is None:
-            encoder = _encoder_from_manifest(stored)
+            encoder = from_manifest(stored)
         elif describe(encoder)["fingerprint"] != stored["fingerprint"]:
             store.close()
             raise EncoderMismatchError(
@@ -267,6 +267,21 @@ class LateIndex:
         encoded = self._encoder.encode_query(query)
         return self._encode_query(encoded)
 
+    def ids(self, filter: dict[str, Any] | None = None) -> list[str]:
+        """Ids of the passages in the index (those matching ``filter`` when given), in insertion order.
+
+        >>> import numpy as np
+        >>> from colcade import LateIndex, PrecomputedEncoder
+        >>> index = LateIndex.in_memory(encoder=PrecomputedEncoder(dim=2))
+        >>> index.add(ids=["a", "b"], metadatas=[{"n": 1}, {"n": 2}], tokens=[np.ones((1, 2))] * 2)
+        ['a', 'b']
+        >>> index.ids({"n": {"$gt": 1}})
+        ['b']
+        """
+        where, params = filters.to_sql(filter) if filter else ("1", [])
+        with self._store.lock:
+            return self._store.ids_where(where, params)
+
     def get(self, ids: Sequence[str]) -> list[dict[str, Any]]:
         """Stored text and metadata of passages by id (``{"id", "text", "metadata"}``)."""
         found = self._store.live_keys_for_ids(ids)
@@ -288,20 +303,6 @@ class LateIndex:
             bytes_on_disk=store.bytes_on_disk(),
             shortlist=self._shortlist.kind,
         )
-
-
-def _encoder_from_manifest(info: dict[str, Any]) -> Encoder:
-    """The encoder an index was built with, where colcade can make it without being told how."""
-    if info.get("kind") == "precomputed":
-        return PrecomputedEncoder(dim=info["dim"], dense_dim=info["dense_dim"], name=info["name"])
-    if info.get("kind") == "minilm":
-        encoder = default_encoder()
-        if encoder.fingerprint == info["fingerprint"]:
-            return encoder
-    raise EncoderMismatchError(
-        f"this index was built with encoder {info['name']!r} ({info.get('kind')}, fingerprint {info['fingerprint']}); "
-        "pass that encoder: LateIndex.open(path, encoder=...)"
-    )
 
 
 def _count(texts: Sequence[str] | None, tokens: Sequence[np.ndarray] | None) -> int:

@@ -281,6 +281,9 @@ class Store:
                 out[key] = (id_, text, json.loads(meta))
         return out
 
+    def ids_where(self, where: str, params: list[Any]) -> list[str]:
+        return [r[0] for r in self.db.execute(f"SELECT id FROM docs WHERE live = 1 AND {where} ORDER BY key", params)]
+
     def keys_where(self, where: str, params: list[Any]) -> np.ndarray:
         rows = self.db.execute(f"SELECT key FROM docs WHERE live = 1 AND {where} ORDER BY key", params)
         return np.array([r[0] for r in rows], dtype=np.int64)

@@ -16,4 +16,39 @@ def default_encoder() -> Encoder:
     return MiniLMEncoder()
 
 
-__all__ = ["Encoded", "EncodedQuery", "Encoder", "PrecomputedEncoder", "default_encoder", "describe", "pool"]
+def from_manifest(info: dict) -> Encoder:
+    """Rebuild the encoder an index records in its manifest (kinds colcade knows)."""
+    from colcade.errors import EncoderMismatchError
+
+    kind, config = info.get("kind"), info.get("config") or {}
+    if kind == "precomputed":
+        return PrecomputedEncoder(dim=info["dim"], dense_dim=info["dense_dim"], name=info["name"])
+    if kind == "minilm" and not config:
+        encoder = default_encoder()
+    elif kind == "minilm":
+        from colcade.encoders.default import MiniLMEncoder
+
+        encoder = MiniLMEncoder(**config)
+    elif kind == "colbert":
+        from colcade.encoders.colbert import ColBERTEncoder
+
+        encoder = ColBERTEncoder(**config)
+    elif kind == "fastembed":
+        from colcade.encoders.fastembed import FastEmbedEncoder
+
+        encoder = FastEmbedEncoder(**config)
+    else:
+        raise EncoderMismatchError(
+            f"this index was built with encoder {info['name']!r} (kind {kind!r}), which colcade cannot rebuild "
+            "by itself: pass it, LateIndex.open(path, encoder=...)"
+        )
+    if encoder.fingerprint != info["fingerprint"]:
+        raise EncoderMismatchError(
+            f"this index was built with {info['name']!r} (fingerprint {info['fingerprint']}), but that model here "
+            f"has fingerprint {encoder.fingerprint} (other weights or options): rebuild the index or pass the "
+            "original encoder, LateIndex.open(path, encoder=...)"
+        )
+    return encoder
+
+
+__all__ = ["Encoded", "EncodedQuery", "Encoder", "PrecomputedEncoder", "default_encoder", "describe", "from_manifest", "pool"]

@@ -57,13 +57,18 @@ def fingerprint_of(*parts: Any) -> str:
 
 
 def describe(encoder: Encoder) -> dict[str, Any]:
-    """The encoder's identity as stored in an index manifest."""
+    """The encoder's identity as stored in an index manifest.
+
+    ``config`` (an encoder's ``config`` attribute, JSON-able constructor arguments) lets
+    ``LateIndex.open`` rebuild the encoder of a kind colcade knows without being told.
+    """
     return {
         "name": encoder.name,
         "dim": int(encoder.dim),
         "dense_dim": int(encoder.dense_dim),
         "fingerprint": encoder.fingerprint,
         "kind": getattr(encoder, "kind", type(encoder).__name__),
+        "config": dict(getattr(encoder, "config", {}) or {}),
     }
 
 

@@ -107,6 +107,7 @@ class MiniLMEncoder:
             special = token in ("[CLS]", "[SEP]", "[PAD]", "[MASK]")
             if (special and not keep_special) or (not keep_punctuation and not special and _is_punctuation(token)):
                 self._keep[i] = False
+        self.config = {"max_length": max_length, "keep_special": keep_special, "keep_punctuation": keep_punctuation}
         self._session = None
         self._lock = threading.Lock()
         self._fingerprint: str | None = None

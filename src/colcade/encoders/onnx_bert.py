@@ -4,7 +4,8 @@ The graph is written out op by op (embeddings, then per layer: fused QKV project
 softmax attention, output projection, erf-GELU feed-forward, post-LayerNorms), so no torch
 and no exporter is needed, neither at install nor at run time, and nothing is cached on disk:
 building the model in memory takes well under a second. Output: the last hidden state
-``[batch, length, hidden]`` (float32), matching transformers' ``BertModel`` to ~1e-6.
+``[batch, length, hidden]`` (float32), matching transformers' ``BertModel`` to ~1e-6, or its
+linear projection (ColBERT checkpoints).
 """
 
 from __future__ import annotations
@@ -22,6 +23,21 @@ from colcade.errors import EncoderUnavailableError
 _DTYPES = {"F32": np.float32, "F16": np.float16, "I64": np.int64}
 
 
+def write_safetensors(path: Path, tensors: dict[str, np.ndarray]) -> None:
+    """Write tensors in the safetensors layout (for tests and for converted checkpoints)."""
+    names = {np.dtype(np.float32): "F32", np.dtype(np.float16): "F16", np.dtype(np.int64): "I64"}
+    header, blobs, offset = {}, [], 0
+    for name, array in tensors.items():
+        data = np.ascontiguousarray(array).tobytes()
+        header[name] = {"dtype": names[np.asarray(array).dtype], "shape": list(np.shape(array)), "data_offsets": [offset, offset + len(data)]}
+        blobs.append(data)
+        offset += len(data)
+    head = json.dumps(header).encode()
+    head += b" " * (-len(head) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(head)) + head + b"".join(blobs))
+
+
 def read_safetensors(path: Path) -> dict[str, np.ndarray]:
     """Tensors of a .safetensors file, memory-mapped (the format is a JSON header and raw data)."""
     with open(path, "rb") as f:
@@ -37,8 +53,12 @@ def read_safetensors(path: Path) -> dict[str, np.ndarray]:
     return tensors
 
 
-def build_bert(weights: dict[str, np.ndarray], config: dict[str, Any]) -> bytes:
-    """Serialized ONNX model: (input_ids, attention_mask) int64 [b, l] -> hidden float32 [b, l, h]."""
+def build_bert(weights: dict[str, np.ndarray], config: dict[str, Any], projection: np.ndarray | None = None) -> bytes:
+    """Serialized ONNX model: (input_ids, attention_mask) int64 [b, l] -> hidden float32 [b, l, h].
+
+    ``projection`` ([out, hidden], as ColBERT's bias-free ``linear``) maps the last hidden state
+    to ``out`` dimensions inside the graph.
+    """
     try:
         import onnx
         from onnx import TensorProto, helper, numpy_helper
@@ -103,6 +123,9 @@ def build_bert(weights: dict[str, np.ndarray], config: dict[str, Any]) -> bytes:
         h = linear(x, p + "intermediate.dense")
         gelu = op("Mul", [op("Mul", [h, op("Add", [op("Erf", [op("Div", [h, "sqrt2"])]), "f1"])]), "half"])
         x = layer_norm(op("Add", [x, linear(gelu, p + "output.dense")]), p + "output.LayerNorm")
+    if projection is not None:
+        x = op("MatMul", [x, const("projection", np.ascontiguousarray(np.asarray(projection, np.float32).T))])
+        hidden = projection.shape[0]
     nodes.append(helper.make_node("Identity", [x], ["hidden"]))
 
     graph = helper.make_graph(

@@ -1,0 +1,114 @@
+"""ColBERT models through fastembed (``pip install "colcade[fastembed]"``).
+
+fastembed downloads its ONNX models from the Hugging Face hub once, then runs offline;
+``specific_model_path`` points it at a folder you already have. The shortlist's dense vector
+is the normalized mean of the token vectors, or a fastembed ``TextEmbedding`` model of your
+choice (``dense_model="BAAI/bge-small-en-v1.5"``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from colcade.encoders.base import Encoded, EncodedQuery, fingerprint_of, pool
+from colcade.errors import EncoderUnavailableError, InvalidInputError
+
+INSTALL = 'pip install "colcade[fastembed]"'
+
+
+def _normalize(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+class FastEmbedEncoder:
+    """A fastembed late-interaction model (``colbert-ir/colbertv2.0``,
+    ``answerdotai/answerai-colbert-small-v1``, ...) as a colcade encoder.
+
+    >>> enc = FastEmbedEncoder("answerdotai/answerai-colbert-small-v1")   # doctest: +SKIP
+    >>> enc.dim                                                           # doctest: +SKIP
+    96
+    """
+
+    kind = "fastembed"
+
+    def __init__(
+        self,
+        model_name: str = "colbert-ir/colbertv2.0",
+        dense_model: str | None = None,
+        cache_dir: str | None = None,
+        threads: int | None = None,
+        specific_model_path: str | None = None,
+        batch_size: int = 32,
+        **kwargs: Any,
+    ) -> None:
+        try:
+            from fastembed import LateInteractionTextEmbedding, TextEmbedding
+        except ImportError as exc:
+            raise EncoderUnavailableError(f"fastembed is not installed: {INSTALL}") from exc
+        try:
+            self.model = LateInteractionTextEmbedding(
+                model_name, cache_dir=cache_dir, threads=threads, specific_model_path=specific_model_path, **kwargs
+            )
+            self.dense = TextEmbedding(dense_model, cache_dir=cache_dir, threads=threads) if dense_model else None
+        except Exception as exc:  # offline without a cached model, unknown name...
+            raise EncoderUnavailableError(
+                f"fastembed could not load {model_name!r}{' / ' + dense_model if dense_model else ''} ({exc}). "
+                "It downloads from the Hugging Face hub once; offline, pass specific_model_path= to a model folder."
+            ) from exc
+        self.name = model_name
+        self.batch_size = batch_size
+        self.dim = int(next(iter(self.model.query_embed("dimension probe"))).shape[-1])
+        self.dense_dim = int(next(iter(self.dense.embed(["dimension probe"]))).shape[-1]) if self.dense else self.dim
+        self.config = {"model_name": model_name, "dense_model": dense_model, "specific_model_path": specific_model_path}
+        self._fingerprint: str | None = None
+
+    @property
+    def fingerprint(self) -> str:
+        if self._fingerprint is None:
+            self._fingerprint = fingerprint_of("fastembed", self.name, self.config["dense_model"], self.dim, self._model_digest())
+        return self._fingerprint
+
+    def _model_digest(self) -> str:
+        """sha256 of the ONNX files in the model folder (the weights in use, wherever they came from)."""
+        folder = getattr(getattr(self.model, "model", None), "_model_dir", None)
+        digest = hashlib.sha256()
+        for f in sorted(Path(folder).rglob("*.onnx")) if folder else []:
+            with open(f, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 22), b""):
+                    digest.update(block)
+        return digest.hexdigest()
+
+    def _warn_truncated(self, texts: Sequence[str]) -> None:
+        tokenizer = getattr(getattr(self.model, "model", None), "tokenizer", None)
+        if tokenizer is None:
+            return
+        cut = sum(1 for e in tokenizer.encode_batch(list(texts)) if e.overflowing)
+        if cut:
+            limit = tokenizer.truncation["max_length"] if tokenizer.truncation else "its"
+            warnings.warn(f"{cut} of {len(texts)} texts were longer than {limit} tokens and were truncated by {self.name}; "
+                          "split long documents into passages", stacklevel=3)
+
+    def encode_documents(self, texts: Sequence[str]) -> Encoded:
+        for i, text in enumerate(texts):
+            if not isinstance(text, str) or not text.strip():
+                raise InvalidInputError(f"text {i} is empty or not a string; every text needs content")
+        self._warn_truncated(texts)
+        tokens = [_normalize(t) for t in self.model.embed(list(texts), batch_size=self.batch_size)]
+        if self.dense is not None:
+            dense = _normalize(np.stack(list(self.dense.embed(list(texts), batch_size=self.batch_size))))
+        else:
+            dense = np.stack([pool(t) for t in tokens]) if tokens else np.zeros((0, self.dim), np.float32)
+        return Encoded(dense=dense, tokens=tokens)
+
+    def encode_query(self, text: str) -> EncodedQuery:
+        if not isinstance(text, str) or not text.strip():
+            raise InvalidInputError("the query is empty; give it content")
+        tokens = _normalize(next(iter(self.model.query_embed(text))))  # fastembed leaves queries unnormalized
+        dense = _normalize(next(iter(self.dense.query_embed(text)))) if self.dense is not None else pool(tokens)
+        return EncodedQuery(dense=dense, tokens=tokens)

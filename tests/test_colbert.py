@@ -1,0 +1,98 @@
+"""ColBERT checkpoints: the encoder follows colbert-ai's conventions and matches a torch reference.
+
+No ColBERT checkpoint ships in a package and hub downloads fail here, so the test builds a
+structurally real one (HF_ColBERT layout: ``bert.*`` weights, ``linear.weight``,
+``artifact.metadata``) from the packaged MiniLM weights and a fixed random projection.
+"""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from colcade import EncoderUnavailableError, LateIndex
+from colcade.encoders.colbert import ColBERTEncoder
+from colcade.encoders.default import model_dir
+from colcade.encoders.onnx_bert import read_safetensors, write_safetensors
+
+DIM = 64
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    path = tmp_path_factory.mktemp("colbert-mini")
+    source = model_dir()
+    weights = {f"bert.{k}": np.asarray(v) for k, v in read_safetensors(source / "model.safetensors").items()}
+    weights["linear.weight"] = np.random.default_rng(0).standard_normal((DIM, 384)).astype(np.float32) / 20
+    write_safetensors(path / "model.safetensors", weights)
+    for name in ("config.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        shutil.copy(source / name, path / name)
+    (path / "artifact.metadata").write_text(json.dumps({"query_maxlen": 32, "doc_maxlen": 40, "dim": DIM, "attend_to_mask_tokens": False}))
+    return path
+
+
+def reference(checkpoint, texts, is_query):
+    """colbert-ai's tokenization trick ('. ' + text, then the marker over the '.') and torch."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(checkpoint / "tokenizer.json"))
+    maxlen = 32 if is_query else 40
+    tok.enable_truncation(maxlen)
+    tok.enable_padding(length=maxlen if is_query else None)
+    enc = tok.encode_batch([". " + t for t in texts])
+    ids = torch.tensor([e.ids for e in enc])
+    mask = torch.tensor([e.attention_mask for e in enc])
+    ids[:, 1] = 1 if is_query else 2  # [unused0] / [unused1]
+    if is_query:
+        ids[ids == 0] = 103  # [MASK] augmentation
+    bert = transformers.BertModel.from_pretrained(str(checkpoint), add_pooling_layer=False)
+    linear = torch.tensor(np.asarray(read_safetensors(checkpoint / "model.safetensors")["linear.weight"]))
+    with torch.no_grad():
+        out = bert(input_ids=ids, attention_mask=mask).last_hidden_state @ linear.T
+    out = torch.nn.functional.normalize(out, dim=2).numpy()
+    if is_query:
+        return list(out)
+    punctuation = {tok.encode(c, add_special_tokens=False).ids[0] for c in "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"}
+    return [o[(m.numpy() == 1) & ~np.isin(i.numpy(), list(punctuation))] for o, m, i in zip(out, mask, ids)]
+
+
+def test_documents_match_colbert_ai_conventions(checkpoint):
+    texts = ["Late interaction, in short: one vector per token!", "A much longer passage " * 12]
+    with pytest.warns(UserWarning, match="1 of 2 texts were longer than doc_maxlen=40"):
+        got = ColBERTEncoder(checkpoint).encode_documents(texts)
+    for mine, ref in zip(got.tokens, reference(checkpoint, texts, is_query=False)):
+        assert mine.shape == ref.shape and mine.shape[1] == DIM
+        assert (np.sum(mine * ref, axis=1) >= 0.999).all()
+
+
+def test_queries_are_augmented_to_query_maxlen(checkpoint):
+    encoder = ColBERTEncoder(checkpoint)
+    got = encoder.encode_query("what is late interaction?")
+    ref = reference(checkpoint, ["what is late interaction?"], is_query=True)[0]
+    assert got.tokens.shape == (32, DIM)
+    assert (np.sum(got.tokens * ref, axis=1) >= 0.999).all()
+
+
+def test_index_with_a_colbert_checkpoint_reopens(tmp_path, checkpoint):
+    encoder = ColBERTEncoder(checkpoint)
+    index = LateIndex.create(tmp_path / "idx", encoder=encoder)
+    index.add(["The violin has four strings.", "Solar panels make electricity."], ids=["v", "s"])
+    before = [(h.id, h.score) for h in index.search("string instrument", k=2)]
+    index.close()
+    reopened = LateIndex.open(tmp_path / "idx")  # rebuilt from the manifest
+    assert reopened.encoder.kind == "colbert" and reopened.encoder.dim == DIM
+    assert [(h.id, h.score) for h in reopened.search("string instrument", k=2)] == before
+
+
+def test_not_a_colbert_checkpoint(tmp_path):
+    with pytest.raises(EncoderUnavailableError, match="linear.weight"):
+        ColBERTEncoder(model_dir())  # a plain BERT model, no projection
+
+
+def test_unreachable_model_says_what_to_do(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(EncoderUnavailableError, match="not a local folder"):
+        ColBERTEncoder("colbert-ir/colbertv2.0-not-here")
