@@ -30,7 +30,15 @@ def test_core_benchmark_quick(tmp_path):
     assert "benchmarks/core.py --quick" in text  # the command that made it
 
 
-@pytest.mark.parametrize("marker, expected", [("quickstart-text", "violin "), ("quickstart-vectors", "doc-2 ")])
+@pytest.mark.parametrize(
+    "marker, expected",
+    [
+        ("quickstart-text", "violin "),
+        ("quickstart-vectors", "doc-2 "),
+        ("quickstart-langchain", "ColBERT scores passages with MaxSim."),
+        ("quickstart-llamaindex", "colbert"),
+    ],
+)
 def test_readme_quickstarts_run(tmp_path, marker, expected):
     """The Python snippets in README.md, executed as written."""
     readme = (ROOT / "README.md").read_text()

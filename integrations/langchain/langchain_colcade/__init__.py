@@ -1,0 +1,9 @@
+"""LangChain integration of colcade: a late-interaction retriever and a MaxSim reranker.
+
+>>> from langchain_colcade import ColcadeRetriever, ColcadeReranker
+"""
+
+from langchain_colcade.rerankers import ColcadeReranker
+from langchain_colcade.retrievers import ColcadeRetriever
+
+__all__ = ["ColcadeReranker", "ColcadeRetriever"]

@@ -1,0 +1,53 @@
+"""ColcadeReranker: MaxSim reranking of any retriever's documents, as a LangChain document compressor."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Sequence
+
+from langchain_core.callbacks import Callbacks
+from langchain_core.documents import BaseDocumentCompressor, Document
+from pydantic import ConfigDict
+
+from colcade.encoders import Encoder, default_encoder
+from colcade.rerank import rerank
+
+
+class ColcadeReranker(BaseDocumentCompressor):
+    """Rerank documents by late-interaction MaxSim; keeps the best ``top_n``.
+
+    Writes ``metadata["relevance_score"]``. Works on its own or inside langchain-classic's
+    ``ContextualCompressionRetriever`` around BM25, a vector store, or any retriever.
+    All candidates are encoded in one batch.
+
+    Example:
+        .. code-block:: python
+
+            from langchain_colcade import ColcadeReranker
+
+            reranker = ColcadeReranker(top_n=3)          # the embedded default encoder
+            reranker.compress_documents(docs, "a question")
+    """
+
+    encoder: Any = None
+    """A colcade encoder; None for the embedded default."""
+    top_n: int = 3
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    def _encoder(self) -> Encoder:
+        return self.encoder if self.encoder is not None else default_encoder()
+
+    def compress_documents(self, documents: Sequence[Document], query: str, callbacks: Callbacks | None = None) -> Sequence[Document]:
+        documents = list(documents)
+        if not documents:
+            return []
+        ranked = rerank(self._encoder(), query, [d.page_content for d in documents], k=min(self.top_n, len(documents)))
+        return [
+            Document(id=documents[i].id, page_content=documents[i].page_content,
+                     metadata={**documents[i].metadata, "relevance_score": score})
+            for i, score in ranked
+        ]
+
+    async def acompress_documents(self, documents: Sequence[Document], query: str, callbacks: Callbacks | None = None) -> Sequence[Document]:
+        return await asyncio.to_thread(self.compress_documents, documents, query, callbacks)

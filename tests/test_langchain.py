@@ -1,0 +1,148 @@
+"""langchain_colcade: the standard suite, per-call options, async, the reranker, a chain and an agent."""
+
+import asyncio
+import runpy
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("langchain_core")
+
+from langchain_classic.retrievers import ContextualCompressionRetriever  # noqa: E402
+from langchain_core.documents import Document  # noqa: E402
+from langchain_core.embeddings import DeterministicFakeEmbedding  # noqa: E402
+from langchain_core.language_models.fake_chat_models import FakeListChatModel  # noqa: E402
+from langchain_core.messages import AIMessage, HumanMessage  # noqa: E402
+from langchain_core.vectorstores import InMemoryVectorStore  # noqa: E402
+from langchain_tests.integration_tests import RetrieversIntegrationTests  # noqa: E402
+
+from langchain_colcade import ColcadeReranker, ColcadeRetriever  # noqa: E402
+from colcade import LateIndex  # noqa: E402
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+DOCS = [
+    Document(id="violin", page_content="The violin is a bowed string instrument with four strings.", metadata={"kind": "music", "year": 1600}),
+    Document(id="cello", page_content="The cello is a larger, lower string instrument than the violin.", metadata={"kind": "music", "year": 1650}),
+    Document(id="solar", page_content="Solar panels convert sunlight into electricity.", metadata={"kind": "energy", "year": 1954}),
+    Document(id="wind", page_content="Wind turbines turn moving air into electric power.", metadata={"kind": "energy", "year": 1887}),
+    Document(id="leaf", page_content="Leaves use sunlight for photosynthesis.", metadata={"kind": "biology", "year": 1779}),
+]
+
+
+@pytest.fixture(scope="module")
+def shared_index():
+    index = LateIndex.in_memory()
+    index.add([d.page_content for d in DOCS], ids=[d.id for d in DOCS], metadatas=[d.metadata for d in DOCS])
+    return index
+
+
+@pytest.fixture
+def retriever():
+    return ColcadeRetriever.from_documents(DOCS, k=2)
+
+
+class TestStandardSuite(RetrieversIntegrationTests):
+    @pytest.fixture(autouse=True)
+    def _index(self, shared_index):
+        self._shared = shared_index
+
+    @property
+    def retriever_constructor(self):
+        return ColcadeRetriever
+
+    @property
+    def retriever_constructor_params(self):
+        return {"index": self._shared}
+
+    @property
+    def retriever_query_example(self):
+        return "string instruments"
+
+
+def test_ids_metadata_and_scores_round_trip(retriever):
+    docs = retriever.invoke("a bowed instrument")
+    assert [d.id for d in docs] == ["violin", "cello"]
+    assert docs[0].metadata["kind"] == "music" and docs[0].metadata["year"] == 1600
+    assert docs[0].metadata["score"] >= docs[1].metadata["score"] > 0
+
+
+def test_k_and_filter_per_call_and_as_fields(retriever):
+    assert len(retriever.invoke("electricity", k=4)) == 4
+    assert {d.id for d in retriever.invoke("electricity", k=5, filter={"kind": "energy"})} == {"solar", "wind"}
+    narrowed = ColcadeRetriever(index=retriever.index, k=1, filter={"year": {"$lt": 1700}})
+    assert [d.id for d in narrowed.invoke("sunlight")] in (["violin"], ["cello"])
+    assert len(ColcadeRetriever(index=retriever.index, search_kwargs={"exhaustive": True}, k=3).invoke("power")) == 3
+
+
+async def test_async_matches_sync_and_runs_concurrently(retriever):
+    want = [d.id for d in retriever.invoke("sunlight")]
+    assert [d.id for d in await retriever.ainvoke("sunlight")] == want
+    results = await asyncio.gather(*(retriever.ainvoke(q, k=1) for q in ["violin", "solar", "wind", "leaf"]))
+    assert [r[0].id for r in results] == ["violin", "solar", "wind", "leaf"]
+    assert [d.id for d in await retriever.ainvoke("electricity", filter={"kind": "energy"}, k=5)] in (["solar", "wind"], ["wind", "solar"])
+
+
+def test_batch(retriever):
+    batched = retriever.batch(["violin", "solar panels"])
+    assert [b[0].id for b in batched] == ["violin", "solar"]
+
+
+def test_add_and_delete_pass_through(retriever):
+    retriever.add_documents([Document(id="harp", page_content="The harp has many strings plucked by hand.", metadata={"kind": "music"})])
+    assert retriever.invoke("plucked strings", k=1)[0].id == "harp"
+    assert retriever.delete(["harp"]) == 1
+    assert "harp" not in {d.id for d in retriever.invoke("plucked strings", k=5)}
+
+
+def test_from_index_path(tmp_path):
+    index = LateIndex.create(tmp_path / "idx")
+    index.add([d.page_content for d in DOCS], ids=[d.id for d in DOCS])
+    index.close()
+    assert ColcadeRetriever.from_index(tmp_path / "idx", k=1).invoke("wind power")[0].id == "wind"
+
+
+def test_reranker_inside_contextual_compression():
+    # A different first-stage retriever (vector store on fake embeddings: an arbitrary order).
+    base = InMemoryVectorStore.from_documents(DOCS, DeterministicFakeEmbedding(size=32)).as_retriever(search_kwargs={"k": 5})
+    compressed = ContextualCompressionRetriever(base_compressor=ColcadeReranker(top_n=2), base_retriever=base)
+    docs = compressed.invoke("which instrument is larger than the violin")
+    assert [d.id for d in docs][0] == "cello" and len(docs) == 2
+    assert docs[0].metadata["relevance_score"] >= docs[1].metadata["relevance_score"]
+    assert docs[0].metadata["kind"] == "music"  # the original metadata is kept
+
+
+async def test_reranker_async_and_empty():
+    reranker = ColcadeReranker(top_n=1)
+    assert await reranker.acompress_documents([], "anything") == []
+    top = await reranker.acompress_documents(DOCS, "photosynthesis")
+    assert [d.id for d in top] == ["leaf"]
+
+
+def test_lcel_rag_chain_example():
+    example = runpy.run_path(str(EXAMPLES / "langchain_rag_chain.py"))
+    seen = {}
+
+    def spy(prompt_value):  # stands where the LLM goes: records the prompt it would receive
+        seen["prompt"] = prompt_value.to_string()
+        return seen["prompt"]
+
+    llm = FakeListChatModel(responses=["It sums best matches."])
+    chain, _ = example["build_chain"](llm)
+    assert chain.invoke("How does MaxSim score a passage?") == "It sums best matches."
+    prompt_chain, _ = example["build_chain"](spy)  # the prompt the LLM would get holds the retrieved passage
+    prompt_chain.invoke("How does MaxSim score a passage?")
+    assert "best dot product" in seen["prompt"]
+
+
+def test_agent_with_the_retriever_as_a_tool():
+    example = runpy.run_path(str(EXAMPLES / "langchain_agent.py"))
+    model = example["ScriptedToolModel"](messages=iter([
+        AIMessage(content="", tool_calls=[{"name": "search_landmarks", "args": {"query": "bridge in San Francisco"}, "id": "c1"}]),
+        AIMessage(content="The Golden Gate Bridge."),
+    ]))
+    agent, tool = example["build_agent"](model)
+    messages = agent.invoke({"messages": [HumanMessage("Which bridge is in San Francisco?")]})["messages"]
+    tool_output = [m for m in messages if m.type == "tool"]
+    assert len(tool_output) == 1 and "Golden Gate" in tool_output[0].content
+    assert messages[-1].content == "The Golden Gate Bridge."
+    assert "Everest" in tool.invoke({"query": "highest mountain"})

@@ -1,0 +1,90 @@
+"""llama_index.retrievers.colcade: nodes, filters, async, the reranker, a query engine and a tool."""
+
+import runpy
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("llama_index.core")
+
+from llama_index.core import Document  # noqa: E402
+from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode  # noqa: E402
+from llama_index.core.vector_stores import FilterCondition, FilterOperator, MetadataFilter, MetadataFilters  # noqa: E402
+
+from colcade import FilterError  # noqa: E402
+from llama_index.postprocessor.colcade_rerank import ColcadeRerank  # noqa: E402
+from llama_index.retrievers.colcade import ColcadeRetriever, to_colcade_filter  # noqa: E402
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+DOCS = [
+    Document(text="The violin is a bowed string instrument with four strings.", metadata={"kind": "music", "year": 1600}, id_="violin"),
+    Document(text="Solar panels convert sunlight into electricity.", metadata={"kind": "energy", "year": 1954}, id_="solar"),
+    Document(text="Wind turbines turn moving air into electric power.", metadata={"kind": "energy", "year": 1887}, id_="wind"),
+    Document(text="Leaves use sunlight for photosynthesis.", metadata={"kind": "biology", "year": 1779}, id_="leaf"),
+]
+
+
+@pytest.fixture(scope="module")
+def retriever():
+    return ColcadeRetriever.from_documents(DOCS, similarity_top_k=2)
+
+
+def test_nodes_carry_ids_metadata_and_scores(retriever):
+    nodes = retriever.retrieve("electricity from the sun")
+    assert isinstance(nodes[0], NodeWithScore) and isinstance(nodes[0].node, TextNode)
+    assert nodes[0].node.node_id == "solar" and nodes[0].node.metadata == {"kind": "energy", "year": 1954}
+    assert nodes[0].score >= nodes[1].score > 0 and len(nodes) == 2
+
+
+def _ids(retriever, query, filters):
+    r = ColcadeRetriever(retriever.index, similarity_top_k=4, filters=filters)
+    return {n.node.node_id for n in r.retrieve(query)}
+
+
+def test_metadata_filters(retriever):
+    energy = MetadataFilters(filters=[MetadataFilter(key="kind", value="energy")])
+    assert _ids(retriever, "sunlight", energy) == {"solar", "wind"}
+    either = MetadataFilters(
+        filters=[MetadataFilter(key="year", value=1700, operator=FilterOperator.LT), MetadataFilter(key="kind", value="biology")],
+        condition=FilterCondition.OR,
+    )
+    assert _ids(retriever, "sunlight", either) == {"violin", "leaf"}
+    nested = MetadataFilters(filters=[
+        MetadataFilter(key="kind", value=["energy", "biology"], operator=FilterOperator.IN),
+        MetadataFilters(filters=[MetadataFilter(key="year", value=1900, operator=FilterOperator.GT)]),
+    ])
+    assert _ids(retriever, "power", nested) == {"solar"}
+    assert _ids(retriever, "power", {"kind": "music"}) == {"violin"}  # a colcade filter works too
+
+
+def test_unsupported_filter_operator_is_a_clear_error():
+    with pytest.raises(FilterError, match="text_match"):
+        to_colcade_filter(MetadataFilters(filters=[MetadataFilter(key="kind", value="ene", operator=FilterOperator.TEXT_MATCH)]))
+
+
+async def test_aretrieve_matches_retrieve(retriever):
+    want = [n.node.node_id for n in retriever.retrieve("wind")]
+    assert [n.node.node_id for n in await retriever.aretrieve("wind")] == want
+
+
+def test_insert_and_delete():
+    r = ColcadeRetriever.from_documents(DOCS, similarity_top_k=1)
+    r.insert([TextNode(id_="harp", text="The harp has many plucked strings.")])
+    assert r.retrieve("plucked strings")[0].node.node_id == "harp"
+    r.delete(["harp"])
+    assert r.retrieve("plucked strings")[0].node.node_id != "harp"
+
+
+def test_rerank_postprocessor():
+    nodes = [NodeWithScore(node=TextNode(id_=d.doc_id, text=d.text), score=0.0) for d in DOCS]
+    out = ColcadeRerank(top_n=2).postprocess_nodes(nodes, query_bundle=QueryBundle("photosynthesis in leaves"))
+    assert out[0].node.node_id == "leaf" and len(out) == 2 and out[0].score >= out[1].score
+
+
+def test_query_engine_and_tool_example():
+    example = runpy.run_path(str(EXAMPLES / "llamaindex_query_engine.py"))
+    retriever, engine, tool = example["build"]()
+    response = engine.query("What does late interaction keep?")
+    assert [n.node.node_id for n in response.source_nodes] == ["colbert"]  # reranked to the best one
+    assert str(response)  # MockLLM produced text from the retrieved context
+    assert "MaxSim" in tool.call("MaxSim").content
