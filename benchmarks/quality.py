@@ -114,7 +114,8 @@ def main() -> None:
         for variant, keep in keeps.items():
             v_index = index if keep is default_keep else build_index(passages, keep)
             v_run = run(v_index, queries_of(queries_emb, keep, limit), 10, exhaustive=True)
-            variant_rows.append([name, variant, f"{ndcg(v_run, qrels):.3f}"])
+            share = keep[passages.token_ids].mean()
+            variant_rows.append([name, variant, f"{ndcg(v_run, qrels):.3f}", f"{share:.1%}"])
 
         for n_short in GRID_SHORTLIST:
             for n_pre in GRID_PREFILTER:
@@ -137,7 +138,9 @@ def main() -> None:
         "Collections up to 8,192 passages are scanned whole by the bit prefilter (no dense shortlist), "
         "which is why the default cascade matches exhaustive MaxSim here.",
         "### Which token vectors to keep (exhaustive MaxSim nDCG@10)",
-        table(["collection", "token vectors", "nDCG@10"], variant_rows),
+        table(["collection", "token vectors", "nDCG@10", "tokens stored"], variant_rows),
+        "Dropping punctuation stores 11-14% fewer tokens (3.5% on NFCorpus) for about 0.002 less mean "
+        "nDCG@10, so it is the default; `MiniLMEncoder(keep_punctuation=True)` takes the other side.",
         "### Stage widths with the dense shortlist forced on (fidelity@10 vs exhaustive MaxSim)",
         table(["collection", "n_shortlist", "n_prefilter", "fidelity@10", "nDCG@10", "ms / query (1 thread)"], grid_rows),
     ])

@@ -46,10 +46,3 @@ def test_readme_quickstarts_run(tmp_path, marker, expected):
     (tmp_path / "snippet.py").write_text(code)
     out = run(str(tmp_path / "snippet.py"), cwd=tmp_path)
     assert out.startswith(expected)
-
-
-def test_quickstart_demo_answers_from_the_right_topics():
-    out = run("examples/quickstart.py")
-    assert "indexed" in out
-    answers = out.split("Q: ")[1:]
-    assert "[try]" in answers[0] and "[yield]" in answers[1]

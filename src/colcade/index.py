@@ -302,6 +302,7 @@ class LateIndex:
             encoder=dict(store.encoder_info),
             bytes_on_disk=store.bytes_on_disk(),
             shortlist=self._shortlist.kind,
+            extra={"bytes_in_ram": self._shortlist.nbytes() + state.keys.nbytes + state.live.nbytes + state.bases.nbytes},
         )
 
 

@@ -64,6 +64,13 @@ class DenseShortlist:
         self.trained_on = n
         return index
 
+    def nbytes(self) -> int:
+        """Memory held: the dense vectors, and FAISS's copy of them (plus IVF lists' ids)."""
+        index_bytes = self.index.ntotal * self.dense_dim * 4
+        if self.kind == "ivf":
+            index_bytes += self.index.ntotal * 8 + self.index.nlist * self.dense_dim * 4
+        return self.dense.nbytes + index_bytes
+
     def search(self, query: np.ndarray, n: int, live: np.ndarray, allowed: np.ndarray | None = None) -> np.ndarray:
         """Sorted positions of the ``n`` best live passages, among ``allowed`` when given.
 

@@ -195,6 +195,17 @@ class ColBERTEncoder:
         out = out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
         return EncodedQuery(dense=pool(out[:real]), tokens=out)
 
+    def token_strings(self, text: str, is_query: bool = False) -> list[str]:
+        """The tokens behind each row of this text's token vectors (for explanations)."""
+        marker = self._q_marker if is_query else self._d_marker
+        ids, _ = self._ids(text, marker, self.query_maxlen if is_query else self.doc_maxlen)
+        if is_query:
+            ids = ids + [self._mask] * (self.query_maxlen - len(ids))
+        else:
+            ids = [i for i in ids if i not in self._skip]
+        names = {self._q_marker: "[Q]", self._d_marker: "[D]"}
+        return [names.get(i) or self.tokenizer.id_to_token(i) for i in ids]
+
     def count_tokens(self, text: str) -> int:
         """Tokens a document takes, markers and special tokens included (before truncation)."""
         return len(self.tokenizer.encode(text, add_special_tokens=False).ids) + 3

@@ -167,6 +167,13 @@ class MiniLMEncoder:
         tokens, dense, _ = self._encode([text])
         return EncodedQuery(dense=dense[0], tokens=tokens[0])
 
+    def token_strings(self, text: str, is_query: bool = False) -> list[str]:
+        """The tokens behind each row of this text's token vectors (for explanations)."""
+        encoding = self.tokenizer.encode(text)
+        ids = np.array(encoding.ids)
+        chosen = self._keep[ids]
+        return [t for t, keep in zip(encoding.tokens, chosen if chosen.any() else np.ones_like(chosen)) if keep]
+
     def count_tokens(self, text: str) -> int:
         """How many tokens the model sees for ``text`` (with [CLS] and [SEP], before truncation)."""
         return len(self._counter.encode(text).ids)

@@ -1,0 +1,260 @@
+"""The ``colcade`` command: index, search, ask, explain, eval, info, demo.
+
+Errors are one line on stderr (exit status 1); ``--verbose`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Sequence
+
+from colcade.errors import ColcadeError, InvalidInputError
+
+
+def _encoder(spec: str | None):
+    """``default`` | ``colbert:NAME_OR_PATH`` | ``fastembed:MODEL``."""
+    if spec in (None, "default"):
+        return None
+    kind, _, name = spec.partition(":")
+    if kind == "colbert" and name:
+        from colcade.encoders.colbert import ColBERTEncoder
+
+        return ColBERTEncoder(name)
+    if kind == "fastembed" and name:
+        from colcade.encoders.fastembed import FastEmbedEncoder
+
+        return FastEmbedEncoder(name)
+    raise InvalidInputError(f"unknown encoder {spec!r}: use default, colbert:NAME_OR_PATH or fastembed:MODEL")
+
+
+def _open(path: str):
+    from colcade.index import LateIndex
+
+    return LateIndex.open(path)
+
+
+def _filter(pairs: Sequence[str] | None) -> dict[str, Any] | None:
+    """``key=value`` pairs (values read as JSON where they parse: numbers, true, null) joined by AND."""
+    if not pairs:
+        return None
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise InvalidInputError(f"--filter takes key=value, but got {pair!r}")
+        try:
+            out[key] = json.loads(value)
+        except ValueError:
+            out[key] = value
+    return out
+
+
+def _label(hit) -> str:
+    source = hit.metadata.get("source")
+    if not source:
+        return hit.id
+    page = hit.metadata.get("page")
+    return f"{Path(source).name}" + (f" p.{page}" if page and page != 1 else "")
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    from colcade.index import LateIndex
+    from colcade.ingest import ingest
+
+    path = Path(args.index)
+    index = LateIndex.open(path) if (path / "manifest.json").exists() else LateIndex.create(path, encoder=_encoder(args.encoder))
+    started = time.perf_counter()
+    report = ingest(index, [Path(p) for p in args.paths], max_tokens=args.max_tokens, overlap=args.overlap,
+                    on_error=lambda p, e: print(f"colcade: skipped {p}: {e}", file=sys.stderr))
+    print(f"{len(report.added)} added, {len(report.updated)} updated, {len(report.removed)} removed, "
+          f"{len(report.unchanged)} unchanged files; {report.passages} passages encoded in "
+          f"{time.perf_counter() - started:.1f} s; the index holds {len(index)} passages.")
+    if report.failed and not (report.added or report.updated or report.unchanged):
+        raise InvalidInputError(f"no file could be read ({len(report.failed)} failed)")
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    index = _open(args.index)
+    hits = index.search(args.query, k=args.k, filter=_filter(args.filter), exhaustive=args.exhaustive)
+    if args.json:
+        print(json.dumps({
+            "hits": [{"id": h.id, "score": h.score, "normalized_score": h.normalized_score, "text": h.text, "metadata": h.metadata} for h in hits],
+            "stats": [{"stage": s.name, "in": s.candidates_in, "out": s.candidates_out, "ms": s.ms} for s in hits.stats],
+        }, ensure_ascii=False, indent=2))
+        return 0
+    if not hits:
+        print("no results")
+    for rank, hit in enumerate(hits, 1):
+        snippet = " ".join(hit.text.split())
+        print(f"{rank:>3}  {hit.score:7.3f}  {hit.normalized_score:5.3f}  {_label(hit):<28.28}  {snippet[:90]}")
+    print("     " + ", ".join(f"{s.name} {s.candidates_in}->{s.candidates_out} in {s.ms:.2f} ms" for s in hits.stats))
+    return 0
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    from colcade.answer import configured_llm, extractive_answer, highlight, rag_chain
+
+    index = _open(args.index)
+    llm = configured_llm(args.llm_model, args.llm_base_url)
+    if llm is not None:
+        from langchain_colcade import ColcadeRetriever
+
+        answer = rag_chain(ColcadeRetriever(index=index, k=args.k), llm).invoke(args.question)
+        print(answer)
+        return 0
+    hits = index.search(args.question, k=args.k)
+    print("No LLM is configured (set COLCADE_LLM_BASE_URL and COLCADE_LLM_MODEL, OPENAI_API_KEY, or "
+          "COLCADE_OLLAMA_MODEL); the most relevant sentences of the retrieved passages:\n", file=sys.stderr)
+    color = sys.stdout.isatty()
+    for sentence in extractive_answer(args.question, hits):
+        print(f"- {highlight(sentence, color)}  [{_label(sentence.hit)}]")
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from colcade.explain import explain
+
+    explanation = explain(_open(args.index), args.query, args.id)
+    if args.html:
+        Path(args.html).write_text(explanation.to_html())
+    print(explanation.to_text(color=sys.stdout.isatty()))
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from colcade.eval import fidelity, load_beir, ndcg, recall
+    from colcade.index import LateIndex
+
+    collection = load_beir(args.beir_dir, split=args.split)
+    index = LateIndex.in_memory(encoder=_encoder(args.encoder))
+    ids, texts = collection.passages()
+    started = time.perf_counter()
+    index.add(texts, ids=ids, show_progress=True)
+    encode_s = time.perf_counter() - started
+    queries = list(collection.queries.items())[: args.max_queries or None]
+    started = time.perf_counter()
+    cascade = {q: [h.id for h in index.search(text, k=100)] for q, text in queries}
+    search_ms = (time.perf_counter() - started) * 1e3 / max(1, len(queries))
+    exhaustive = {q: [h.id for h in index.search(text, k=10, exhaustive=True)] for q, text in queries}
+    result = {
+        "collection": collection.name, "passages": len(ids), "queries": len(queries),
+        "ndcg@10": ndcg(cascade, collection.qrels), "recall@100": recall(cascade, collection.qrels),
+        "fidelity@10": fidelity(cascade, exhaustive), "exhaustive_ndcg@10": ndcg(exhaustive, collection.qrels),
+        "encode_s": encode_s, "ms_per_query": search_ms,
+    }
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(f"{collection.name}: {len(ids)} passages, {len(queries)} queries, encoder {index.encoder.name}")
+        print(f"  nDCG@10 {result['ndcg@10']:.4f}   Recall@100 {result['recall@100']:.4f}   "
+              f"fidelity@10 {result['fidelity@10']:.4f} (exhaustive nDCG@10 {result['exhaustive_ndcg@10']:.4f})")
+        print(f"  encoding {encode_s:.1f} s, search {search_ms:.2f} ms/query (encoding the query included)")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    index = _open(args.index)
+    stats = index.stats()
+    info = {
+        "path": str(index.path), "documents": stats.documents, "deleted": stats.deleted, "tokens": stats.tokens,
+        "segments": stats.segments, "encoder": stats.encoder, "bytes_on_disk": stats.bytes_on_disk,
+        "bytes_in_ram": stats.extra.get("bytes_in_ram"), "shortlist": stats.shortlist,
+    }
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    enc = stats.encoder
+    print(f"{index.path}\n  documents  {stats.documents:,} ({stats.deleted:,} deleted, not yet compacted)\n"
+          f"  tokens     {stats.tokens:,} in {stats.segments} segment(s)\n"
+          f"  encoder    {enc['name']} ({enc.get('kind')}, {enc['dim']} dims, fingerprint {enc['fingerprint']})\n"
+          f"  on disk    {stats.bytes_on_disk / 2**20:.1f} MiB\n"
+          f"  in RAM     {(stats.extra.get('bytes_in_ram') or 0) / 2**20:.1f} MiB beyond the memory-mapped files\n"
+          f"  shortlist  {stats.shortlist}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from colcade import demo
+
+    demo.run(sys.stdout, color=sys.stdout.isatty())
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="colcade", description="Late-interaction retrieval from the command line.")
+    p.add_argument("--verbose", action="store_true", help="show tracebacks on errors")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("index", help="index .txt, .md, .html and .pdf files (incremental)")
+    s.add_argument("paths", nargs="+", help="files or folders")
+    s.add_argument("--index", required=True, help="index folder (created if missing)")
+    s.add_argument("--encoder", default=None, help="for a new index: default, colbert:NAME_OR_PATH or fastembed:MODEL")
+    s.add_argument("--max-tokens", type=int, default=None, help="passage length in the encoder's tokens (default: its limit)")
+    s.add_argument("--overlap", type=int, default=1, help="sentences or paragraphs repeated between passages")
+    s.set_defaults(run=cmd_index)
+
+    s = sub.add_parser("search", help="search an index")
+    s.add_argument("index")
+    s.add_argument("query")
+    s.add_argument("-k", type=int, default=5)
+    s.add_argument("--filter", action="append", metavar="KEY=VALUE", help="metadata filter (repeatable)")
+    s.add_argument("--exhaustive", action="store_true", help="score every passage exactly")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(run=cmd_search)
+
+    s = sub.add_parser("ask", help="answer a question from an index (with an LLM when one is configured)")
+    s.add_argument("index")
+    s.add_argument("question")
+    s.add_argument("-k", type=int, default=4)
+    s.add_argument("--llm-model", default=None, help="model name, or ollama:NAME")
+    s.add_argument("--llm-base-url", default=None, help="an OpenAI-compatible endpoint")
+    s.set_defaults(run=cmd_ask)
+
+    s = sub.add_parser("explain", help="show which query token matched which passage token")
+    s.add_argument("index")
+    s.add_argument("query")
+    s.add_argument("id", help="passage id (see `colcade search --json`)")
+    s.add_argument("--html", default=None, help="also write an HTML view to this file")
+    s.set_defaults(run=cmd_explain)
+
+    s = sub.add_parser("eval", help="nDCG@10, Recall@100 and cascade fidelity on a BEIR collection")
+    s.add_argument("beir_dir")
+    s.add_argument("--split", default="test")
+    s.add_argument("--encoder", default=None)
+    s.add_argument("--max-queries", type=int, default=None)
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(run=cmd_eval)
+
+    s = sub.add_parser("info", help="what an index holds")
+    s.add_argument("index")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(run=cmd_info)
+
+    s = sub.add_parser("demo", help="index the Python language reference offline and answer questions")
+    s.set_defaults(run=cmd_demo)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except KeyboardInterrupt:
+        print("colcade: interrupted", file=sys.stderr)
+        return 130
+    except (ColcadeError, OSError, ValueError, KeyError) as exc:
+        if args.verbose:
+            traceback.print_exc()
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"colcade: error: {message}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

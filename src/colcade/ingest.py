@@ -1,0 +1,88 @@
+"""Indexing folders of files, incrementally: only what changed is re-encoded.
+
+Each passage records its file (``source``), PDF ``page``, character ``start`` and the file's
+sha256. On a rerun, unchanged files are skipped, changed files have their passages replaced
+(in one upsert commit), and files gone from the given paths have their passages deleted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from tqdm.auto import tqdm
+
+from colcade.chunking import split_passages
+from colcade.documents import find_files, read_pages
+from colcade.index import LateIndex
+
+
+@dataclass
+class IngestReport:
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    passages: int = 0
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def ingest(
+    index: LateIndex,
+    paths: list[Path],
+    max_tokens: int | None = None,
+    overlap: int = 1,
+    show_progress: bool | None = None,
+    on_error: Callable[[Path, Exception], None] | None = None,
+) -> IngestReport:
+    """Bring ``index`` in line with the files under ``paths``; returns what changed.
+
+    Passages are at most ``max_tokens`` tokens by the encoder's own tokenizer (default: its
+    limit), overlapping by ``overlap`` sentences or paragraphs.
+    """
+    encoder = index.encoder
+    count = getattr(encoder, "count_tokens", None)
+    limit = max_tokens or getattr(encoder, "max_length", None) or getattr(encoder, "doc_maxlen", 256)
+    files = find_files(paths)
+    roots = [p.resolve() for p in paths]
+    known: dict[str, str] = {}  # source -> sha256 recorded in the index
+    for row in index.get(index.ids({"source": {"$exists": True}})):
+        known[row["metadata"]["source"]] = row["metadata"].get("sha256", "")
+    report = IngestReport()
+    for path in tqdm(files, desc="indexing", unit="file", disable=(len(files) < 20) if show_progress is None else not show_progress):
+        source = str(path)
+        try:
+            digest = _sha256(path)
+            if known.get(source) == digest:
+                report.unchanged.append(source)
+                continue
+            texts, ids, metas = [], [], []
+            for page, text in read_pages(path):
+                for i, passage in enumerate(split_passages(text, max_tokens=limit, overlap=overlap, count_tokens=count)):
+                    texts.append(passage.text)
+                    ids.append(f"{source}#p{page}:{i}")
+                    metas.append({"source": source, "page": page, "start": passage.start, "sha256": digest})
+            stale = index.ids({"source": source}) if source in known else []
+            if stale:
+                index.delete(stale)
+            if texts:
+                index.upsert(texts, ids=ids, metadatas=metas)
+            (report.updated if source in known else report.added).append(source)
+            report.passages += len(texts)
+        except Exception as exc:  # one bad file does not stop the others
+            report.failed.append((source, str(exc)))
+            if on_error:
+                on_error(path, exc)
+    present = {str(p) for p in files}
+    for source in known:
+        under_roots = any(Path(source) == r or r in Path(source).parents for r in roots)
+        if under_roots and source not in present:
+            index.delete(index.ids({"source": source}))
+            report.removed.append(source)
+    return report
