@@ -22,6 +22,32 @@ def test_own_vectors_example_finds_its_page():
     assert "after deleting page-42 and reopening" in out and "'page-42'" not in out.splitlines()[-1]
 
 
+def test_quality_benchmark_quick(tmp_path):
+    if not (ROOT.parent / "shared" / "data" / "cranfield").is_dir():
+        pytest.skip("../shared/data is not available")
+    out_file = tmp_path / "BENCHMARKS.md"
+    run("benchmarks/quality.py", "--quick", "--out", str(out_file))
+    text = out_file.read_text()
+    assert "| cranfield |" in text and "fidelity@10" in text and "tokens stored" in text
+
+
+def test_encoder_benchmark_quick(tmp_path):
+    if not (ROOT.parent / "shared" / "data" / "squad2_dev_passages").is_dir():
+        pytest.skip("../shared/data is not available")
+    out_file = tmp_path / "BENCHMARKS.md"
+    run("benchmarks/encoder.py", "--quick", "--out", str(out_file))
+    text = out_file.read_text()
+    assert "passages/s" in text and "query p50" in text and "fp32 torch reference" in text
+
+
+def test_peers_benchmark_quick(tmp_path):
+    out_file = tmp_path / "BENCHMARKS.md"
+    run("benchmarks/peers.py", "--quick", "--out", str(out_file))
+    text = out_file.read_text()
+    assert "| 2,000 | colcade |" in text and "| 2,000 | numpy-exhaustive |" in text
+    assert "numpy (matmul + max per passage)" in text and "PyLate" in text  # kernel table, and the peer not run
+
+
 def test_core_benchmark_quick(tmp_path):
     out_file = tmp_path / "BENCHMARKS.md"
     out = run("benchmarks/core.py", "--quick", "--out", str(out_file))

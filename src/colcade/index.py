@@ -79,6 +79,21 @@ class LateIndex:
             )
         return cls(store, encoder)
 
+    @classmethod
+    def from_texts(
+        cls,
+        texts: Sequence[str],
+        ids: Sequence[str] | None = None,
+        metadatas: Sequence[dict[str, Any]] | None = None,
+        *,
+        encoder: Encoder | None = None,
+        path: PathLike | None = None,
+    ) -> "LateIndex":
+        """A new index of ``texts``: in memory, or in a new folder at ``path``."""
+        index = cls.create(path, encoder=encoder) if path is not None else cls.in_memory(encoder=encoder)
+        index.add(list(texts), ids=ids, metadatas=metadatas)
+        return index
+
     @property
     def encoder(self) -> Encoder:
         """The encoder that turns text into vectors for this index."""

@@ -7,7 +7,6 @@ sha256. On a rerun, unchanged files are skipped, changed files have their passag
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -16,6 +15,7 @@ from tqdm.auto import tqdm
 
 from colcade.chunking import split_passages
 from colcade.documents import find_files, read_pages
+from colcade.encoders.base import sha256_file
 from colcade.index import LateIndex
 
 
@@ -27,10 +27,6 @@ class IngestReport:
     unchanged: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
     passages: int = 0
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def ingest(
@@ -58,7 +54,7 @@ def ingest(
     for path in tqdm(files, desc="indexing", unit="file", disable=(len(files) < 20) if show_progress is None else not show_progress):
         source = str(path)
         try:
-            digest = _sha256(path)
+            digest = sha256_file(path)
             if known.get(source) == digest:
                 report.unchanged.append(source)
                 continue

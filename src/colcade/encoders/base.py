@@ -50,6 +50,15 @@ class Encoder(Protocol):
     def encode_query(self, text: str) -> EncodedQuery: ...
 
 
+def sha256_file(path: Any) -> str:
+    """Hex sha256 of a file, read in 4 MiB blocks (weights files are hundreds of MB)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def fingerprint_of(*parts: Any) -> str:
     """A short stable hash of JSON-able parts (model name, dims, weights checksum...)."""
     blob = json.dumps(parts, sort_keys=True, default=str).encode()

