@@ -22,38 +22,24 @@ def test_own_vectors_example_finds_its_page():
     assert "after deleting page-42 and reopening" in out and "'page-42'" not in out.splitlines()[-1]
 
 
-def test_quality_benchmark_quick(tmp_path):
-    if not (ROOT.parent / "shared" / "data" / "cranfield").is_dir():
+@pytest.mark.parametrize(
+    "script, collection, expected",
+    [
+        ("core.py", None, ["float MaxSim", "Hamming MaxSim", "recall@10"]),
+        ("encoder.py", "squad2_dev_passages", ["passages/s", "query p50", "fp32 torch reference"]),
+        ("quality.py", "cranfield", ["| cranfield |", "fidelity@10", "tokens stored"]),
+        # the peers table, the kernel table, and the row of a peer that could not run
+        ("peers.py", None, ["| 2,000 | colcade |", "| 2,000 | numpy-exhaustive |", "numpy (matmul + max per passage)", "PyLate"]),
+    ],
+)
+def test_benchmark_quick_versions(tmp_path, script, collection, expected):
+    if collection and not (ROOT.parent / "shared" / "data" / collection).is_dir():
         pytest.skip("../shared/data is not available")
     out_file = tmp_path / "BENCHMARKS.md"
-    run("benchmarks/quality.py", "--quick", "--out", str(out_file))
+    run(f"benchmarks/{script}", "--quick", "--out", str(out_file))
     text = out_file.read_text()
-    assert "| cranfield |" in text and "fidelity@10" in text and "tokens stored" in text
-
-
-def test_encoder_benchmark_quick(tmp_path):
-    if not (ROOT.parent / "shared" / "data" / "squad2_dev_passages").is_dir():
-        pytest.skip("../shared/data is not available")
-    out_file = tmp_path / "BENCHMARKS.md"
-    run("benchmarks/encoder.py", "--quick", "--out", str(out_file))
-    text = out_file.read_text()
-    assert "passages/s" in text and "query p50" in text and "fp32 torch reference" in text
-
-
-def test_peers_benchmark_quick(tmp_path):
-    out_file = tmp_path / "BENCHMARKS.md"
-    run("benchmarks/peers.py", "--quick", "--out", str(out_file))
-    text = out_file.read_text()
-    assert "| 2,000 | colcade |" in text and "| 2,000 | numpy-exhaustive |" in text
-    assert "numpy (matmul + max per passage)" in text and "PyLate" in text  # kernel table, and the peer not run
-
-
-def test_core_benchmark_quick(tmp_path):
-    out_file = tmp_path / "BENCHMARKS.md"
-    out = run("benchmarks/core.py", "--quick", "--out", str(out_file))
-    text = out_file.read_text()
-    assert "float MaxSim" in out and "Hamming MaxSim" in text and "recall@10" in text
-    assert "benchmarks/core.py --quick" in text  # the command that made it
+    assert all(e in text for e in expected), [e for e in expected if e not in text]
+    assert f"benchmarks/{script} --quick" in text  # the command that made it
 
 
 @pytest.mark.parametrize(

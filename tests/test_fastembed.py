@@ -4,7 +4,6 @@ The folder holds the ColBERT checkpoint of test_colbert.py exported to ONNX, so 
 ColBERT pipeline and colcade's own ColBERTEncoder can be held to each other.
 """
 
-import json
 import shutil
 
 import numpy as np
