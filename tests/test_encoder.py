@@ -97,6 +97,7 @@ def test_index_with_the_default_encoder_reopens_without_arguments(tmp_path):
     assert index.search("musical instrument", k=1)[0].id == "violin"
     index.close()
     reopened = LateIndex.open(tmp_path / "idx")
+    assert reopened.encoder is default_encoder()  # one shared model session per process
     assert reopened.encoder.name == "all-MiniLM-L6-v2"
     assert reopened.search("renewable energy", k=1)[0].id == "sun"
     with pytest.raises(EncoderMismatchError, match="all-MiniLM-L6-v2"):

@@ -123,3 +123,17 @@ def test_stats_and_repr(tmp_path, encoder):
     assert stats.documents == 5 and stats.tokens == sum(len(t.split()) for t in TEXTS)
     assert stats.bytes_on_disk > 0 and stats.encoder["name"] == "hashed-words"
     assert "5 documents" in repr(index)
+
+
+def test_empty_adds_are_no_ops(encoder):
+    index = LateIndex.in_memory(encoder=encoder)
+    assert index.add([]) == [] and index.add(tokens=[]) == [] and len(index) == 0
+
+
+def test_distinct_metadata_values(encoder):
+    index = LateIndex.in_memory(encoder=encoder)
+    index.add(TEXTS, metadatas=META)
+    assert index.distinct("topic") == {("energy",), ("music",), ("biology",)}
+    assert index.distinct("topic", filter={"topic": {"$ne": "music"}}) == {("energy",), ("biology",)}
+    with pytest.raises(Exception, match="metadata keys"):
+        index.distinct()

@@ -167,6 +167,8 @@ class LateIndex:
         texts_out = _check_texts(texts, n, required=tokens is None)
         ids = _check_ids(ids, n)
         metadatas = _check_metadatas(metadatas, n)
+        if n == 0:
+            return []
         if tokens is None:
             encoded = self._encode(texts_out, batch_size, show_progress)
             token_list, dense_arr = encoded.tokens, encoded.dense
@@ -174,10 +176,8 @@ class LateIndex:
             token_list, dense_arr = list(tokens), dense
         token_list = [check_tokens(t, self._store.dim, f"token vectors of passage {ids[i]!r}") for i, t in enumerate(token_list)]
         if dense_arr is None:
-            dense_arr = np.stack([pool(t) for t in token_list]) if token_list else None
+            dense_arr = np.stack([pool(t) for t in token_list])
         dense_arr = check_dense(dense_arr, n, self._store.dense_dim, "dense vectors")
-        if n == 0:
-            return []
         with self._store.lock:
             existing = self._store.live_keys_for_ids(ids)
             if existing and not upsert:
@@ -296,6 +296,22 @@ class LateIndex:
         where, params = filters.to_sql(filter) if filter else ("1", [])
         with self._store.lock:
             return self._store.ids_where(where, params)
+
+    def distinct(self, *keys: str, filter: dict[str, Any] | None = None) -> set[tuple[Any, ...]]:
+        """The distinct combinations of metadata ``keys`` among passages (matching ``filter``).
+
+        >>> import numpy as np
+        >>> from colcade import LateIndex, PrecomputedEncoder
+        >>> index = LateIndex.in_memory(encoder=PrecomputedEncoder(dim=2))
+        >>> _ = index.add(metadatas=[{"source": "a"}, {"source": "a"}, {"source": "b"}], tokens=[np.ones((1, 2))] * 3)
+        >>> sorted(index.distinct("source"))
+        [('a',), ('b',)]
+        """
+        if not keys or any(not isinstance(k, str) or not k or '"' in k for k in keys):
+            raise InvalidInputError(f"distinct needs metadata keys (non-empty strings without double quotes), but got {keys!r}")
+        where, params = filters.to_sql(filter) if filter else ("1", [])
+        with self._store.lock:
+            return self._store.distinct(list(keys), where, params)
 
     def get(self, ids: Sequence[str]) -> list[dict[str, Any]]:
         """Stored text and metadata of passages by id (``{"id", "text", "metadata"}``)."""

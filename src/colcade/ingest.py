@@ -47,9 +47,8 @@ def ingest(
     limit = max_tokens or getattr(encoder, "max_length", None) or getattr(encoder, "doc_maxlen", 256)
     files = find_files(paths)
     roots = [p.resolve() for p in paths]
-    known: dict[str, str] = {}  # source -> sha256 recorded in the index
-    for row in index.get(index.ids({"source": {"$exists": True}})):
-        known[row["metadata"]["source"]] = row["metadata"].get("sha256", "")
+    # source -> sha256 recorded in the index (one SQL query; no passage text is read)
+    known: dict[str, str] = {src: sha or "" for src, sha in index.distinct("source", "sha256", filter={"source": {"$exists": True}})}
     report = IngestReport()
     for path in tqdm(files, desc="indexing", unit="file", disable=(len(files) < 20) if show_progress is None else not show_progress):
         source = str(path)

@@ -281,6 +281,11 @@ class Store:
                 out[key] = (id_, text, json.loads(meta))
         return out
 
+    def distinct(self, keys: list[str], where: str, params: list[Any]) -> set[tuple[Any, ...]]:
+        columns = ", ".join("json_extract(metadata, ?)" for _ in keys)
+        paths = [f'$."{k}"' for k in keys]
+        return set(self.db.execute(f"SELECT DISTINCT {columns} FROM docs WHERE live = 1 AND {where}", paths + params))
+
     def ids_where(self, where: str, params: list[Any]) -> list[str]:
         return [r[0] for r in self.db.execute(f"SELECT id FROM docs WHERE live = 1 AND {where} ORDER BY key", params)]
 

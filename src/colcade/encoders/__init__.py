@@ -23,8 +23,8 @@ def from_manifest(info: dict) -> Encoder:
     kind, config = info.get("kind"), info.get("config") or {}
     if kind == "precomputed":
         return PrecomputedEncoder(dim=info["dim"], dense_dim=info["dense_dim"], name=info["name"])
-    if kind == "minilm" and not config:
-        encoder = default_encoder()
+    if kind == "minilm" and (not config or config == getattr(default_encoder(), "config", None)):
+        encoder = default_encoder()  # shared: one model session per process, however many indexes
     elif kind == "minilm":
         from colcade.encoders.default import MiniLMEncoder
 
