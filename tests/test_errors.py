@@ -15,6 +15,7 @@ from colcade import (
     InvalidInputError,
     LateIndex,
     PrecomputedEncoder,
+    StorageError,
     UnknownIdError,
 )
 
@@ -182,7 +183,7 @@ def test_segment_that_disagrees_with_itself(index):
 def test_missing_segment_folder(index):
     for f in next((index.path / "segments").iterdir()).iterdir():
         f.unlink()
-    with pytest.raises(CorruptIndexError, match="cannot read"):
+    with pytest.raises(CorruptIndexError, match="is missing"):
         LateIndex.open(index.path, encoder=word_encoder(dim=8))
 
 
@@ -200,7 +201,7 @@ def test_crash_between_segment_write_and_commit_loses_nothing(index, monkeypatch
     def fail(*args, **kwargs):
         raise sqlite3.OperationalError("disk I/O error")
 
-    real_db = index._store.db
+    real_db = index._store._wdb
 
     class FailingCommit:
         def __getattr__(self, name):
@@ -211,10 +212,11 @@ def test_crash_between_segment_write_and_commit_loses_nothing(index, monkeypatch
                 fail()
             return real_db.execute(sql, *args)
 
-    index._store.db = FailingCommit()
-    with pytest.raises(sqlite3.OperationalError):
+    index._store._wdb = FailingCommit()
+    with pytest.raises(StorageError, match="nothing was committed"):
         index.add(["epsilon"], ids=["c"])
-    index._store.db = real_db
+    index._store._wdb = real_db
+    assert not list((index.path / "staging").glob("*/")), "the failed write left its staging folder"
     assert unchanged(index)
     reopened = LateIndex.open(index.path, encoder=word_encoder(dim=8))
     assert unchanged(reopened)

@@ -94,11 +94,9 @@ def test_generated_ids_and_precomputed_dense(encoder):
 
 
 def test_large_shortlist_uses_ivf_and_stays_faithful():
-    from colcade.shortlist import DenseShortlist
-
     tokens, queries = clustered_corpus(3000, 32, seed=9)
     index = LateIndex.in_memory(encoder=PrecomputedEncoder(dim=32))
-    index._shortlist = DenseShortlist(32, ivf_above=1000)  # exercise the IVF path at test size
+    index._store.state.shortlist.ivf_above = 1000  # exercise the IVF path at test size
     index.add(ids=[f"d{i}" for i in range(3000)], tokens=tokens)
     assert index.stats().shortlist == "ivf"
     recall = []

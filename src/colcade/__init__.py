@@ -11,9 +11,12 @@ from colcade.errors import (
     EncoderMismatchError,
     EncoderUnavailableError,
     FilterError,
+    IndexClosedError,
     IndexExistsError,
+    IndexLockedError,
     IndexNotFoundError,
     InvalidInputError,
+    StorageError,
     UnknownIdError,
 )
 from colcade.index import LateIndex
@@ -23,7 +26,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ColcadeError", "CorruptIndexError", "DuplicateIdError", "Encoded", "EncodedQuery", "Encoder",
-    "EncoderMismatchError", "EncoderUnavailableError", "FilterError", "Hit", "Hits", "IndexExistsError",
-    "IndexNotFoundError", "IndexStats", "InvalidInputError", "LateIndex", "PrecomputedEncoder",
-    "StageStats", "UnknownIdError",
+    "EncoderMismatchError", "EncoderUnavailableError", "FilterError", "Hit", "Hits", "IndexClosedError",
+    "IndexExistsError", "IndexLockedError", "IndexNotFoundError", "IndexStats", "InvalidInputError",
+    "LateIndex", "PrecomputedEncoder", "StageStats", "StorageError", "UnknownIdError",
 ]

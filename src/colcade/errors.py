@@ -44,3 +44,15 @@ class EncoderMismatchError(ColcadeError):
 
 class EncoderUnavailableError(ColcadeError, ImportError):
     """An encoder whose model or optional dependency is not installed here."""
+
+
+class IndexLockedError(ColcadeError, TimeoutError):
+    """Another process (or handle) held the index's write lock for longer than the timeout."""
+
+
+class IndexClosedError(ColcadeError):
+    """A call on a `LateIndex` after `close()`."""
+
+
+class StorageError(ColcadeError, OSError):
+    """A write that the disk refused (full, read-only, size limit); nothing was committed."""

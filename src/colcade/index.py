@@ -12,12 +12,13 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from colcade import cascade, filters
-from colcade.encoders import Encoded, EncodedQuery, Encoder, default_encoder, describe, from_manifest, pool
+from colcade.encoders import EncodedQuery, Encoder, default_encoder, describe, from_manifest, pool
 from colcade.encoders.base import check_dense, check_tokens
-from colcade.errors import DuplicateIdError, EncoderMismatchError, InvalidInputError, UnknownIdError
+from colcade.errors import DuplicateIdError, EncoderMismatchError, IndexLockedError, InvalidInputError, UnknownIdError
+from colcade.locking import DEFAULT_TIMEOUT
 from colcade.results import Hit, Hits, IndexStats
-from colcade.shortlist import DenseShortlist
-from colcade.store import Store
+from colcade.segments import FLOAT16_MAX
+from colcade.store import State, Store, _to_json
 
 PathLike = str | os.PathLike
 
@@ -39,18 +40,17 @@ class LateIndex:
         """Use ``LateIndex.create``, ``LateIndex.open`` or ``LateIndex.in_memory``."""
         self._store = store
         self._encoder = encoder
-        self._shortlist = DenseShortlist(store.dense_dim)
-        self._shortlist.rebuild(store.dense_matrix())
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def create(cls, path: PathLike, encoder: Encoder | None = None) -> "LateIndex":
+    def create(cls, path: PathLike, encoder: Encoder | None = None, *, lock_timeout: float = DEFAULT_TIMEOUT) -> "LateIndex":
         """A new, empty index in the folder ``path`` (which must not exist or be empty).
 
-        Without ``encoder``, colcade's embedded default encoder is used.
+        Without ``encoder``, colcade's embedded default encoder is used. ``lock_timeout``: how
+        many seconds a write waits for another process's write before ``IndexLockedError``.
         """
         encoder = encoder if encoder is not None else default_encoder()
-        return cls(Store.create(Path(path), describe(encoder)), encoder)
+        return cls(Store.create(Path(path), describe(encoder), lock_timeout), encoder)
 
     @classmethod
     def in_memory(cls, encoder: Encoder | None = None) -> "LateIndex":
@@ -59,14 +59,15 @@ class LateIndex:
         return cls(Store.create(None, describe(encoder)), encoder)
 
     @classmethod
-    def open(cls, path: PathLike, encoder: Encoder | None = None) -> "LateIndex":
-        """Open an index saved at ``path``.
+    def open(cls, path: PathLike, encoder: Encoder | None = None, *, lock_timeout: float = DEFAULT_TIMEOUT) -> "LateIndex":
+        """Open an index saved at ``path``; any number of processes may hold it open at once.
 
         ``encoder`` must be the model the index was built with (same fingerprint); without it
         the encoder is rebuilt from the manifest where colcade knows how (precomputed vectors,
-        the embedded default).
+        the embedded default). Writes from all handles are serialized by a lock on the folder
+        and each applies to the latest committed state; searches see other processes' commits.
         """
-        store = Store.open(Path(path))
+        store = Store.open(Path(path), lock_timeout)
         stored = store.encoder_info
         if encoder is None:
             encoder = from_manifest(stored)
@@ -104,7 +105,11 @@ class LateIndex:
         return self._store.path
 
     def __len__(self) -> int:
-        return self._store.state.n_live
+        return self._store.refresh().n_live
+
+    def refresh(self) -> None:
+        """Load what other handles and processes committed (searches do this on their own)."""
+        self._store.refresh()
 
     def __repr__(self) -> str:
         where = str(self.path) if self.path else "in memory"
@@ -136,7 +141,8 @@ class LateIndex:
         Give ``texts`` to encode them with the index's encoder, or precomputed ``tokens`` (one
         ``[t_i, dim]`` matrix per passage) and optionally ``dense`` (``[n, dense_dim]``; the
         mean token otherwise), with or without ``texts`` to store. Ids already in the index are
-        an error (use ``upsert``). Either every passage is added or none is.
+        an error (use ``upsert``). Either every passage is added or none is: vectors are
+        streamed to disk batch by batch (memory does not grow with the list) and committed once.
 
         >>> import numpy as np
         >>> from colcade import LateIndex, PrecomputedEncoder
@@ -162,67 +168,121 @@ class LateIndex:
             raise InvalidInputError("upsert needs ids: they say which passages to replace")
         return self._write(texts, ids, metadatas, tokens, dense, batch_size, show_progress, upsert=True)
 
-    def _write(self, texts, ids, metadatas, tokens, dense, batch_size, show_progress, upsert: bool) -> list[str]:
+    def replace(
+        self,
+        filter: dict[str, Any],
+        texts: Sequence[str] | None = None,
+        ids: Sequence[str] | None = None,
+        metadatas: Sequence[dict[str, Any]] | None = None,
+        *,
+        tokens: Sequence[np.ndarray] | None = None,
+        dense: np.ndarray | None = None,
+        batch_size: int = 64,
+        show_progress: bool | None = None,
+        checkpoint: str | None = None,
+    ) -> list[str]:
+        """Swap the passages matching ``filter`` for these in one commit (an upsert by id too).
+
+        A search sees the old passages or the new ones, never neither (``colcade index`` uses
+        this for a changed file). ``checkpoint`` names the write and makes its progress
+        durable batch by batch: after an interrupt, the same call with the same passages
+        resumes where it stopped instead of encoding everything again.
+
+        >>> import numpy as np
+        >>> from colcade import LateIndex, PrecomputedEncoder
+        >>> index = LateIndex.in_memory(encoder=PrecomputedEncoder(dim=2))
+        >>> index.add(ids=["a#0", "a#1"], metadatas=[{"file": "a"}] * 2, tokens=[np.ones((1, 2))] * 2)
+        ['a#0', 'a#1']
+        >>> index.replace({"file": "a"}, ids=["a#0"], metadatas=[{"file": "a"}], tokens=[np.ones((2, 2))])
+        ['a#0']
+        >>> index.ids()
+        ['a#0']
+        """
+        if not isinstance(filter, dict) or not filter:
+            raise InvalidInputError(f"replace needs a non-empty filter saying which passages to replace, but got {filter!r}")
+        if checkpoint is not None and (not isinstance(checkpoint, str) or not checkpoint.replace("-", "").isalnum()):
+            raise InvalidInputError(f"checkpoint must be a name of letters, digits and dashes, but got {checkpoint!r}")
+        if texts is None and tokens is None:
+            texts = []
+        return self._write(texts, ids, metadatas, tokens, dense, batch_size, show_progress, upsert=True,
+                           remove=filters.to_sql(filter), checkpoint=checkpoint)
+
+    def _write(self, texts, ids, metadatas, tokens, dense, batch_size, show_progress, *, upsert: bool,
+               remove: tuple[str, list[Any]] | None = None, checkpoint: str | None = None) -> list[str]:
         n = _count(texts, tokens)
         texts_out = _check_texts(texts, n, required=tokens is None)
         ids = _check_ids(ids, n)
-        metadatas = _check_metadatas(metadatas, n)
-        if n == 0:
+        metadatas = _check_metadatas(metadatas, n, ids)
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size <= 0:
+            raise InvalidInputError(f"batch_size must be a positive integer, but got {batch_size!r}")
+        if n == 0 and remove is None:
             return []
-        if tokens is None:
-            encoded = self._encode(texts_out, batch_size, show_progress)
-            token_list, dense_arr = encoded.tokens, encoded.dense
-        else:
-            token_list, dense_arr = list(tokens), dense
-        token_list = [check_tokens(t, self._store.dim, f"token vectors of passage {ids[i]!r}") for i, t in enumerate(token_list)]
-        if dense_arr is None:
-            dense_arr = np.stack([pool(t) for t in token_list])
-        dense_arr = check_dense(dense_arr, n, self._store.dense_dim, "dense vectors")
-        with self._store.lock:
-            existing = self._store.live_keys_for_ids(ids)
-            if existing and not upsert:
+        if not upsert:  # fail before encoding; the commit checks again under the write lock
+            with self._store.reading() as (_, db):
+                existing = self._store.live_keys_for_ids(db, ids)
+            if existing:
                 shown = ", ".join(repr(i) for i in list(existing)[:5])
                 raise DuplicateIdError(f"{len(existing)} ids are already in the index ({shown}); use upsert() to replace them")
-            replace = sorted(existing.values())
-            self._store.append(token_list, dense_arr, ids, texts_out, metadatas, replace=replace)
-            self._shortlist.add(dense_arr)
+        dense_all = check_dense(dense, n, self._store.dense_dim, "dense vectors") if dense is not None else None
+        writer = self._store.writer(checkpoint)
+        if writer.n > n:  # a checkpoint of other passages: start over
+            writer.abort()
+            self._store.release(writer)
+            writer = self._store.writer(checkpoint)
+        chunk = batch_size * 4 if tokens is None else 4096
+        disable = (n < 256) if show_progress is None else not show_progress
+        try:
+            desc = "encoding" if tokens is None else "writing"
+            with tqdm(total=n, initial=writer.n, desc=desc, unit="passage", disable=disable) as bar:
+                for start in range(writer.n, n, chunk):
+                    stop = min(n, start + chunk)
+                    if tokens is None:
+                        part_tokens, part_dense = self._encode(texts_out[start:stop], batch_size)
+                    else:
+                        part_tokens, part_dense = list(tokens[start:stop]), None
+                    part_tokens = [_storable(t, self._store.dim, ids[start + i]) for i, t in enumerate(part_tokens)]
+                    if dense_all is not None:
+                        part_dense = dense_all[start:stop]
+                    elif part_dense is None:
+                        part_dense = np.stack([pool(t) for t in part_tokens])
+                    part_dense = check_dense(part_dense, stop - start, self._store.dense_dim, "dense vectors")
+                    writer.append(part_tokens, part_dense)
+                    if checkpoint is not None:
+                        writer.checkpoint()
+                    bar.update(stop - start)
+        except BaseException as exc:
+            if checkpoint is None or isinstance(exc, InvalidInputError):
+                writer.abort()  # else kept, so the same call resumes
+            self._store.release(writer)
+            raise
+        self._store.commit(writer, ids, texts_out, metadatas, upsert=upsert, remove_where=remove)
         return list(ids)
 
-    def _encode(self, texts: list[str], batch_size: int, show_progress: bool | None) -> Encoded:
-        if batch_size <= 0:
-            raise InvalidInputError(f"batch_size must be a positive integer, but got {batch_size}")
+    def _encode(self, texts: list[str], batch_size: int) -> tuple[list[np.ndarray], np.ndarray]:
         # Long texts first: batches of similar length waste less padding.
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
-        disable = (len(texts) < 256) if show_progress is None else not show_progress
         tokens: list[np.ndarray] = [None] * len(texts)  # type: ignore[list-item]
         dense = np.empty((len(texts), self._store.dense_dim), np.float32)
-        with tqdm(total=len(texts), desc="encoding", unit="passage", disable=disable) as bar:
-            for start in range(0, len(order), batch_size):
-                batch = order[start : start + batch_size]
-                out = self._encoder.encode_documents([texts[i] for i in batch])
-                for j, i in enumerate(batch):
-                    tokens[i] = out.tokens[j]
-                dense[batch] = out.dense
-                bar.update(len(batch))
-        return Encoded(dense=dense, tokens=tokens)
+        for start in range(0, len(order), batch_size):
+            batch = order[start : start + batch_size]
+            out = self._encoder.encode_documents([texts[i] for i in batch])
+            for j, i in enumerate(batch):
+                tokens[i] = out.tokens[j]
+            dense[batch] = out.dense
+        return tokens, dense
 
     def delete(self, ids: Sequence[str]) -> int:
         """Delete passages by id; returns how many. Unknown ids are an error and nothing is deleted."""
-        ids = _check_ids(ids, len(ids) if not isinstance(ids, str) else -1)
-        with self._store.lock:
-            found = self._store.live_keys_for_ids(ids)
-            missing = [i for i in ids if i not in found]
-            if missing:
-                shown = ", ".join(repr(i) for i in missing[:5])
-                raise UnknownIdError(f"{len(missing)} ids are not in the index ({shown}); nothing was deleted")
-            self._store.tombstone(list(found.values()))
-        return len(found)
+        ids = _id_list(ids, "delete")
+        return self._store.delete(ids) if ids else 0
 
     def compact(self) -> None:
-        """Rewrite the index without deleted passages (and with one segment)."""
-        with self._store.lock:
-            self._store.compact()
-            self._shortlist.rebuild(self._store.dense_matrix())
+        """Rewrite the index without deleted passages (and with one segment).
+
+        Safe while other processes search or write: it holds the write lock, rewrites the
+        latest committed state, and removes only what no committed state lists.
+        """
+        self._store.compact()
 
     # ------------------------------------------------------------------ reading
     def search(
@@ -246,21 +306,30 @@ class LateIndex:
         if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k <= 0:
             raise InvalidInputError(f"k must be a positive integer, but got {k!r}")
         encoded = self._encode_query(query)
-        where = filters.to_sql(filter) if filter else None
-        with self._store.lock:  # a snapshot, and filter ids that agree with it
-            state = self._store.state
-            allowed = state.positions_of(self._store.keys_where(*where)) if where else None
+        where = filters.to_sql(filter) if filter is not None else None
+        for _ in range(5):
+            with self._store.reading() as (state, db):  # the filter's keys agree with the state
+                allowed = state.positions_of(self._store.keys_where(db, *where)) if where else None
+            hits = self._search_state(state, encoded, int(k), allowed, n_shortlist, n_prefilter, exhaustive)
+            if hits is not None:
+                return hits
+        raise IndexLockedError("the index was compacted under every attempt of this search; retry")
+
+    def _search_state(self, state: State, encoded: EncodedQuery, k: int, allowed: np.ndarray | None,
+                      n_shortlist: int | None, n_prefilter: int | None, exhaustive: bool) -> Hits | None:
+        """The cascade on one state; None when its passages were compacted away meanwhile."""
         n_allowed = state.n_live if allowed is None else len(allowed)
-        widths = cascade.plan(n_allowed, int(k), n_shortlist, n_prefilter, exhaustive)
-        positions, scores, stats = cascade.run(state, self._shortlist, encoded, int(k), widths, allowed)
+        widths = cascade.plan(n_allowed, k, n_shortlist, n_prefilter, exhaustive)
+        positions, scores, stats = cascade.run(state, state.shortlist, encoded, k, widths, allowed)
         keys = state.keys[positions].tolist()
-        with self._store.lock:
-            rows = self._store.rows(keys)
+        with self._store.reading() as (_, db):
+            rows = self._store.rows(db, keys)
+        if len(rows) < len(keys):  # a key's row only goes when compaction drops it: search the new state
+            return None
         nq = len(encoded.tokens)
         hits = [
             Hit(id=rows[key][0], score=float(s), text=rows[key][1], metadata=rows[key][2], normalized_score=float(s) / nq)
             for key, s in zip(keys, scores.tolist())
-            if key in rows  # a compaction that ran meanwhile may have removed a deleted row
         ]
         return Hits(hits, stats)
 
@@ -279,6 +348,7 @@ class LateIndex:
             return EncodedQuery(dense=dense, tokens=tokens)
         if not isinstance(query, str) or not query.strip():
             raise InvalidInputError(f"query must be a non-empty string or an EncodedQuery, but got {query!r}")
+        _check_unicode(query, "the query")
         encoded = self._encoder.encode_query(query)
         return self._encode_query(encoded)
 
@@ -293,9 +363,9 @@ class LateIndex:
         >>> index.ids({"n": {"$gt": 1}})
         ['b']
         """
-        where, params = filters.to_sql(filter) if filter else ("1", [])
-        with self._store.lock:
-            return self._store.ids_where(where, params)
+        where, params = filters.to_sql(filter) if filter is not None else ("1", [])
+        with self._store.reading() as (_, db):
+            return [r[0] for r in db.execute(f"SELECT id FROM docs WHERE live = 1 AND {where} ORDER BY key", params)]
 
     def distinct(self, *keys: str, filter: dict[str, Any] | None = None) -> set[tuple[Any, ...]]:
         """The distinct combinations of metadata ``keys`` among passages (matching ``filter``).
@@ -307,24 +377,28 @@ class LateIndex:
         >>> sorted(index.distinct("source"))
         [('a',), ('b',)]
         """
-        if not keys or any(not isinstance(k, str) or not k or '"' in k for k in keys):
-            raise InvalidInputError(f"distinct needs metadata keys (non-empty strings without double quotes), but got {keys!r}")
-        where, params = filters.to_sql(filter) if filter else ("1", [])
-        with self._store.lock:
-            return self._store.distinct(list(keys), where, params)
+        if not keys:
+            raise InvalidInputError("distinct needs one or more metadata keys, e.g. index.distinct(\"source\")")
+        paths = [filters.json_path(k) for k in keys]
+        where, params = filters.to_sql(filter) if filter is not None else ("1", [])
+        columns = ", ".join("json_extract(metadata, ?)" for _ in keys)
+        with self._store.reading() as (_, db):
+            return set(db.execute(f"SELECT DISTINCT {columns} FROM docs WHERE live = 1 AND {where}", paths + params))
 
     def get(self, ids: Sequence[str]) -> list[dict[str, Any]]:
         """Stored text and metadata of passages by id (``{"id", "text", "metadata"}``)."""
-        found = self._store.live_keys_for_ids(ids)
-        missing = [i for i in ids if i not in found]
-        if missing:
-            raise UnknownIdError(f"{len(missing)} ids are not in the index ({', '.join(repr(i) for i in missing[:5])})")
-        rows = self._store.rows(list(found.values()))
+        ids = _id_list(ids, "get")
+        with self._store.reading() as (_, db):
+            found = self._store.live_keys_for_ids(db, ids)
+            missing = [i for i in ids if i not in found]
+            if missing:
+                raise UnknownIdError(f"{len(missing)} ids are not in the index ({', '.join(repr(i) for i in missing[:5])})")
+            rows = self._store.rows(db, list(found.values()))
         return [{"id": i, "text": rows[found[i]][1], "metadata": rows[found[i]][2]} for i in ids]
 
     def stats(self) -> IndexStats:
         """Counts, sizes and the encoder, for monitoring and ``colcade info``."""
-        store, state = self._store, self._store.state
+        store, state = self._store, self._store.refresh()
         return IndexStats(
             documents=state.n_live,
             deleted=int(len(state.live) - state.n_live),
@@ -332,8 +406,8 @@ class LateIndex:
             segments=len(state.segments),
             encoder=dict(store.encoder_info),
             bytes_on_disk=store.bytes_on_disk(),
-            shortlist=self._shortlist.kind,
-            extra={"bytes_in_ram": self._shortlist.nbytes() + state.keys.nbytes + state.live.nbytes + state.bases.nbytes},
+            shortlist=state.shortlist.kind,
+            extra={"bytes_in_ram": state.shortlist.nbytes() + state.keys.nbytes + state.live.nbytes + state.bases.nbytes},
         )
 
 
@@ -347,6 +421,35 @@ def _count(texts: Sequence[str] | None, tokens: Sequence[np.ndarray] | None) -> 
     return len(texts) if texts is not None else len(tokens)
 
 
+def _check_unicode(text: str, what: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidInputError(f"{what} is not valid Unicode ({exc.reason} at position {exc.start}); "
+                                "decode the source with errors='replace' or drop the character") from None
+
+
+def _storable(tokens: Any, dim: int, id_: str) -> np.ndarray:
+    """Token vectors checked for the float16 they are stored in (past +-65504 they would be inf)."""
+    array = check_tokens(tokens, dim, f"token vectors of passage {id_!r}")
+    peak = float(np.abs(array).max())
+    if peak > FLOAT16_MAX:
+        raise InvalidInputError(f"token vectors of passage {id_!r} reach {peak:.4g}, beyond float16's range "
+                                f"(+-{FLOAT16_MAX:.0f}) in which the index stores them; L2-normalize or scale them")
+    return array
+
+
+def _id_list(ids: Any, verb: str) -> list[str]:
+    if ids is None or isinstance(ids, (str, bytes, dict)) or not hasattr(ids, "__iter__"):
+        raise InvalidInputError(f"{verb} takes a list of ids, but got {ids!r}" + (": wrap it as [id]" if isinstance(ids, str) else ""))
+    ids = list(ids)
+    for i in ids:
+        if not isinstance(i, str) or not i:
+            raise InvalidInputError(f"ids must be non-empty strings, but got {i!r}")
+        _check_unicode(i, f"id {i!r}")
+    return ids
+
+
 def _check_texts(texts: Sequence[str] | None, n: int, required: bool) -> list[str]:
     if texts is None:
         return [""] * n
@@ -356,6 +459,7 @@ def _check_texts(texts: Sequence[str] | None, n: int, required: bool) -> list[st
             raise InvalidInputError(f"text {i} must be a string, but got {type(text).__name__}")
         if required and not text.strip():
             raise InvalidInputError(f"text {i} is empty or whitespace only; remove it or give it content")
+        _check_unicode(text, f"text {i}")
         out.append(text)
     return out
 
@@ -371,6 +475,7 @@ def _check_ids(ids: Sequence[str] | None, n: int) -> list[str]:
     for i in ids:
         if not isinstance(i, str) or not i:
             raise InvalidInputError(f"ids must be non-empty strings, but got {i!r}")
+        _check_unicode(i, f"id {i!r}")
     if len(set(ids)) != len(ids):
         seen, dupes = set(), []
         for i in ids:
@@ -381,13 +486,16 @@ def _check_ids(ids: Sequence[str] | None, n: int) -> list[str]:
     return ids
 
 
-def _check_metadatas(metadatas: Sequence[dict[str, Any]] | None, n: int) -> list[dict[str, Any]]:
+def _check_metadatas(metadatas: Sequence[dict[str, Any]] | None, n: int, ids: list[str]) -> list[dict[str, Any]]:
     if metadatas is None:
         return [{} for _ in range(n)]
+    if isinstance(metadatas, dict):
+        raise InvalidInputError("metadatas must be a list of dicts, one per passage, not one dict: wrap it as [metadata]")
     metadatas = list(metadatas)
     if len(metadatas) != n:
         raise InvalidInputError(f"got {len(metadatas)} metadatas for {n} passages")
     for i, m in enumerate(metadatas):
         if not isinstance(m, dict):
             raise InvalidInputError(f"metadata {i} must be a dict, but got {type(m).__name__}")
+        _check_unicode(_to_json(m, ids[i]), f"metadata of {ids[i]!r}")  # fails here, not after encoding
     return metadatas

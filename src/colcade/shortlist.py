@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import threading
+from typing import Any, Sequence
 
 import faiss
 import numpy as np
@@ -24,6 +25,8 @@ class DenseShortlist:
         self.dense = np.zeros((0, dense_dim), np.float32)
         self.index: faiss.Index = faiss.IndexFlatIP(dense_dim)
         self.trained_on = 0
+        self.names: list[str] = []  # the segments whose vectors it holds, in position order
+        self._sync = threading.Lock()
         # FAISS may reallocate its storage on add: a search must not run meanwhile. Stage 1
         # is short, so only it is serialized; the kernels run in parallel.
         self.lock = threading.Lock()
@@ -31,6 +34,21 @@ class DenseShortlist:
     @property
     def kind(self) -> str:
         return "ivf" if isinstance(self.index, faiss.IndexIVFFlat) else "flat"
+
+    def covering(self, segments: Sequence[Any]) -> "DenseShortlist":
+        """A shortlist holding ``segments`` by position: this one extended, when they extend
+        the segments it holds (older states keep working: positions never move), else a new one.
+        """
+        names = [s.name for s in segments]
+        with self._sync:
+            if names[: len(self.names)] == self.names:
+                new = segments[len(self.names) :]
+                if new:
+                    self.add(np.concatenate([np.asarray(s.dense) for s in new]))
+                    self.names = names
+                return self
+        fresh = DenseShortlist(self.dense_dim, self.ivf_above)
+        return fresh.covering(segments)
 
     def rebuild(self, dense: np.ndarray) -> None:
         dense = np.ascontiguousarray(dense, np.float32)

@@ -1,21 +1,25 @@
-"""Durable storage: immutable vector segments, plus SQLite for ids, text, metadata and state.
+"""Durable, shared storage: immutable vector segments plus SQLite for ids, text, metadata and state.
 
 On disk an index is a folder::
 
-    manifest.json              format version and the encoder's identity; written once, atomically
-    docs.sqlite                docs(key, id, text, metadata, live), segments(seq, name), the commit point
-    segments/<name>/           one immutable segment per add: memory-mapped .npy files
-        tokens.npy  float16 [T, d]          token vectors (rerank)
-        bits.npy    uint8   [T, ceil(d/8)]  packed sign bits (prefilter)
-        offsets.npy int64   [n + 1]         passage i owns rows offsets[i]:offsets[i+1]
-        dense.npy   float32 [n, dense_dim]  one vector per passage (shortlist)
-        keys.npy    int64   [n]             the docs.key of each passage, ascending
+    manifest.json     format version and the encoder's identity; written once, atomically
+    docs.sqlite       docs(key, id, text, metadata, live), segments(seq, name),
+                      meta(next_key, generation): the one commit point
+    write.lock        the cross-process write lock (``locking.py``) and who holds it
+    segments/<name>/  one immutable segment per write (``segments.py``), memory-mapped
+    staging/<tag>/    segments being streamed, not yet committed (a resumable ingest's included)
 
-A segment is written and fsynced under a temporary name, renamed, and only then listed in
-SQLite in the same transaction as its documents (and the tombstones of an upsert). A crash
-before that commit leaves an unlisted folder that ``compact`` removes; after it, the add is
-whole. Keys only grow and compaction keeps their order, so the concatenation of all
-segments' keys is sorted and a key's position is a binary search.
+Commit protocol. A writer takes the write lock, so every write applies to the latest committed
+state, never to a handle's stale view. Its segment is streamed under ``staging/``, fsynced,
+renamed into ``segments/``, and only then listed in SQLite in the same transaction as its
+documents, the tombstones it makes, the next key and a new generation. A crash before that
+commit leaves an unlisted folder that ``compact`` removes; after it, the write is whole.
+
+Keys come from a persistent counter and are never reused, so a key names one passage forever;
+compaction keeps their order, so the concatenation of all segments' keys is ascending and a
+key's position is a binary search. Readers work on an immutable ``State``; each read checks the
+committed generation (one indexed SQLite read) and loads what other processes committed, so a
+search runs on one committed state from start to finish.
 """
 
 from __future__ import annotations
@@ -26,21 +30,35 @@ import shutil
 import sqlite3
 import threading
 import uuid
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from colcade.errors import CorruptIndexError, IndexExistsError, IndexNotFoundError, InvalidInputError
-from colcade.kernels import binarize
+from colcade.errors import (
+    CorruptIndexError,
+    DuplicateIdError,
+    IndexClosedError,
+    IndexExistsError,
+    IndexLockedError,
+    IndexNotFoundError,
+    InvalidInputError,
+    StorageError,
+    UnknownIdError,
+)
+from colcade.locking import DEFAULT_TIMEOUT, WriteLock, fcntl
+from colcade.segments import Segment, SegmentWriter, fsync_dir
+from colcade.shortlist import DenseShortlist
 
 FORMAT = "colcade-index"
 VERSION = 1
 MANIFEST = "manifest.json"
 DATABASE = "docs.sqlite"
 SEGMENTS = "segments"
-_ARRAYS = ("tokens", "bits", "offsets", "dense", "keys")
+STAGING = "staging"
+_CHUNK = 500  # SQLite caps the number of parameters in one statement
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS segments (seq INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL);
@@ -50,94 +68,44 @@ CREATE TABLE IF NOT EXISTS docs (
 CREATE UNIQUE INDEX IF NOT EXISTS docs_live_id ON docs(id) WHERE live = 1;
 CREATE INDEX IF NOT EXISTS docs_dead ON docs(live) WHERE live = 0;
 """
-
-
-@dataclass(frozen=True)
-class Segment:
-    """The vectors of one batch of passages (arrays memory-mapped when on disk)."""
-
-    name: str
-    tokens: np.ndarray
-    bits: np.ndarray
-    offsets: np.ndarray
-    dense: np.ndarray
-    keys: np.ndarray
-
-    @property
-    def n(self) -> int:
-        return len(self.keys)
-
-    @classmethod
-    def build(cls, name: str, tokens: Sequence[np.ndarray], dense: np.ndarray, keys: np.ndarray) -> "Segment":
-        stacked = np.concatenate(tokens).astype(np.float16)
-        lengths = np.fromiter((len(t) for t in tokens), dtype=np.int64, count=len(tokens))
-        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-        return cls(name, stacked, binarize(stacked), offsets, np.ascontiguousarray(dense, np.float32), keys)
-
-    def write(self, folder: Path) -> None:
-        """Write durably under a temporary name, then rename into place."""
-        tmp = folder / f".tmp-{self.name}"
-        tmp.mkdir(parents=True)
-        for array_name in _ARRAYS:
-            with open(tmp / f"{array_name}.npy", "wb") as f:
-                np.save(f, getattr(self, array_name), allow_pickle=False)
-                f.flush()
-                os.fsync(f.fileno())
-        _fsync_dir(tmp)
-        os.rename(tmp, folder / self.name)
-        _fsync_dir(folder)
-
-    @classmethod
-    def read(cls, folder: Path, name: str, dim: int, dense_dim: int) -> "Segment":
-        """Memory-map a segment and check that its arrays agree with each other."""
-        arrays = {}
-        for array_name in _ARRAYS:
-            path = folder / name / f"{array_name}.npy"
-            try:
-                arrays[array_name] = np.load(path, mmap_mode="r", allow_pickle=False)
-            except (OSError, ValueError) as exc:
-                raise CorruptIndexError(f"cannot read {path}: {exc}. Restore the index from a backup or rebuild it.") from exc
-        seg = cls(name, **arrays)
-        t, n = len(seg.tokens), len(seg.keys)
-        problems = [
-            (seg.tokens.dtype != np.float16 or seg.tokens.shape != (t, dim), f"tokens {seg.tokens.dtype}{seg.tokens.shape}"),
-            (seg.bits.shape != (t, (dim + 7) // 8), f"bits {seg.bits.shape}"),
-            (seg.dense.shape != (n, dense_dim), f"dense {seg.dense.shape}"),
-            (seg.offsets.shape != (n + 1,), f"offsets {seg.offsets.shape}"),
-        ]
-        bad = [what for failed, what in problems if failed]
-        if not bad and (seg.offsets[0] != 0 or seg.offsets[-1] != t or (np.diff(seg.offsets) <= 0).any()):
-            bad.append("offsets not increasing from 0 to the token count")
-        if bad:
-            raise CorruptIndexError(f"segment {folder / name} is inconsistent ({'; '.join(bad)}; dim {dim}, dense_dim {dense_dim}).")
-        return seg
+# Added after format 1 shipped; an index without it gets it on open (keys start past the largest).
+_META = "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL)"
 
 
 @dataclass(frozen=True)
 class State:
-    """A consistent view of the index for readers; writers replace it whole, never mutate it.
+    """One committed state of the index; writers replace it whole, never mutate it.
 
     Positions number the passages of all segments in order; ``live`` marks the ones not
-    deleted; ``keys`` (ascending) maps positions to docs.key.
+    deleted; ``keys`` (ascending) maps positions to docs.key; ``shortlist`` holds (at least)
+    these segments' dense vectors by position.
     """
 
+    generation: int
     segments: tuple[Segment, ...]
     bases: np.ndarray  # bases[i] = first position of segment i
     keys: np.ndarray
     live: np.ndarray
+    shortlist: DenseShortlist
 
     @classmethod
-    def of(cls, segments: Sequence[Segment], dead: np.ndarray) -> "State":
+    def of(cls, generation: int, segments: Sequence[Segment], dead: np.ndarray, shortlist: DenseShortlist) -> "State":
         bases = np.concatenate([[0], np.cumsum([s.n for s in segments])]).astype(np.int64)
         keys = np.concatenate([s.keys for s in segments]) if segments else np.zeros(0, np.int64)
-        return cls(tuple(segments), bases, keys, ~np.isin(keys, dead))
+        return cls(generation, tuple(segments), bases, keys, ~np.isin(keys, dead), shortlist)
 
     @property
     def n_live(self) -> int:
         return int(np.count_nonzero(self.live))
 
     def positions_of(self, keys: np.ndarray) -> np.ndarray:
-        return np.searchsorted(self.keys, keys)
+        """Positions of those ``keys`` this state holds live (newer or deleted ones are dropped)."""
+        keys = np.asarray(keys, np.int64)
+        pos = np.searchsorted(self.keys, keys)
+        inside = pos < len(self.keys)
+        pos = pos[inside]
+        pos = pos[self.keys[pos] == keys[inside]]
+        return pos[self.live[pos]]
 
     def locate(self, positions: np.ndarray) -> Iterable[tuple[Segment, np.ndarray, np.ndarray]]:
         """Split positions by segment: (segment, local indices, indices into ``positions``)."""
@@ -148,14 +116,6 @@ class State:
             if len(group):
                 s = int(which[group[0]])
                 yield self.segments[s], positions[group] - self.bases[s], group
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _to_json(metadata: dict[str, Any], id_: str) -> str:
@@ -175,7 +135,7 @@ def write_manifest(path: Path, encoder_info: dict[str, Any]) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path / MANIFEST)
-    _fsync_dir(path)
+    fsync_dir(path)
 
 
 def read_manifest(path: Path) -> dict[str, Any]:
@@ -197,199 +157,432 @@ def read_manifest(path: Path) -> dict[str, Any]:
     return manifest
 
 
+class _Moved(Exception):
+    """A listed segment's file is missing: a compaction committed meanwhile (or the index is damaged)."""
+
+
 class Store:
     """Segments and documents of one index; ``path=None`` keeps everything in memory.
 
-    Writers hold ``lock`` and publish a new ``state``; readers take ``state`` once and use
-    that snapshot, so a search never waits for the cascade of another.
+    Two SQLite connections: one for writers (under the write lock), one for readers, so a
+    long write never stalls searches. In memory there is one connection and one lock.
     """
 
-    def __init__(self, path: Path | None, encoder_info: dict[str, Any], db: sqlite3.Connection) -> None:
+    def __init__(self, path: Path | None, encoder_info: dict[str, Any], lock_timeout: float, ivf_above: int) -> None:
         self.path = path
         self.encoder_info = encoder_info
         self.dim = int(encoder_info["dim"])
         self.dense_dim = int(encoder_info["dense_dim"])
-        self.db = db
-        self.lock = threading.RLock()
-        self.state = State.of([], np.zeros(0, np.int64))
+        self.ivf_above = ivf_above
+        self.write_lock = WriteLock(path, lock_timeout)
+        self._rlock = threading.RLock()
+        self._publish = threading.Lock()
+        self._closed = False
+        self._wdb = self._connect(lock_timeout)
+        self._rdb = self._connect(lock_timeout) if path is not None else self._wdb
+        self._wguard = self._rlock if path is None else nullcontext()  # one connection in memory
+        self.state = State.of(-1, [], np.zeros(0, np.int64), DenseShortlist(self.dense_dim, ivf_above))
 
     # ------------------------------------------------------------------ opening
     @classmethod
-    def create(cls, path: Path | None, encoder_info: dict[str, Any]) -> "Store":
-        if path is None:
-            return cls._connect(None, encoder_info)
-        if path.exists() and (not path.is_dir() or any(path.iterdir())):
-            raise IndexExistsError(f"{path} already exists: open it with LateIndex.open, or choose an empty folder")
-        (path / SEGMENTS).mkdir(parents=True, exist_ok=True)
-        store = cls._connect(path, encoder_info)
-        write_manifest(path, encoder_info)  # last: a folder without it is not an index yet
+    def create(cls, path: Path | None, encoder_info: dict[str, Any], lock_timeout: float = DEFAULT_TIMEOUT,
+               ivf_above: int = 50_000) -> "Store":
+        if path is not None:
+            if path.exists() and (not path.is_dir() or any(path.iterdir())):
+                raise IndexExistsError(f"{path} already exists: open it with LateIndex.open, or choose an empty folder")
+            (path / SEGMENTS).mkdir(parents=True, exist_ok=True)
+        store = cls(path, encoder_info, lock_timeout, ivf_above)
+        with store._wguard:
+            store._wdb.executescript(_SCHEMA + _META + ";")
+            store._wdb.execute("INSERT OR IGNORE INTO meta VALUES ('next_key', 0), ('generation', 0)")
+        if path is not None:
+            write_manifest(path, encoder_info)  # last: a folder without it is not an index yet
+        store.refresh()
         return store
 
     @classmethod
-    def open(cls, path: Path) -> "Store":
+    def open(cls, path: Path, lock_timeout: float = DEFAULT_TIMEOUT, ivf_above: int = 50_000) -> "Store":
         manifest = read_manifest(path)
-        if not (path / DATABASE).is_file():
-            raise CorruptIndexError(f"{path / DATABASE} is missing")
-        store = cls._connect(path, manifest["encoder"])
-        store.reload()
+        db_file = path / DATABASE
+        if not db_file.is_file():
+            raise CorruptIndexError(f"{db_file} is missing: restore it from a backup or rebuild the index")
+        if db_file.stat().st_size == 0:
+            raise CorruptIndexError(f"{db_file} is empty (a failed copy or restore?): restore it from a backup or rebuild the index")
+        store = cls(path, manifest["encoder"], lock_timeout, ivf_above)
+        try:
+            tables = {r[0] for r in store._rdb.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if not {"docs", "segments"} <= tables:
+                raise CorruptIndexError(f"{db_file} lacks colcade's tables (found {sorted(tables)}): restore it or rebuild the index")
+            if "meta" not in tables:
+                store._migrate()
+            store.refresh()
+        except BaseException:
+            store.close()
+            raise
         return store
 
-    @classmethod
-    def _connect(cls, path: Path | None, encoder_info: dict[str, Any]) -> "Store":
+    def _connect(self, timeout: float) -> sqlite3.Connection:
+        target = ":memory:" if self.path is None else self.path / DATABASE
         try:
-            db = sqlite3.connect(":memory:" if path is None else path / DATABASE, check_same_thread=False, isolation_level=None)
-            if path is not None:
+            db = sqlite3.connect(target, timeout=timeout, check_same_thread=False, isolation_level=None)
+            if self.path is not None:
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=FULL")  # a committed add survives power loss
-            db.executescript(_SCHEMA)
         except sqlite3.DatabaseError as exc:
-            raise CorruptIndexError(f"cannot open {path / DATABASE if path else 'the database'}: {exc}") from exc
-        return cls(path, encoder_info, db)
+            raise CorruptIndexError(f"cannot open {target}: {exc}. Restore it from a backup or rebuild the index.") from exc
+        return db
 
-    def reload(self) -> None:
-        """Read the committed state: segment list, their vectors, and the tombstones."""
-        with self.lock:
+    def _migrate(self) -> None:
+        """Give a format-1 index without ``meta`` its key counter (past every key it ever held)."""
+        with self.write_lock.hold("upgrade"), self._transaction() as db:
+            db.execute(_META)
+            db.execute("INSERT OR IGNORE INTO meta SELECT 'next_key', coalesce(max(key), -1) + 1 FROM docs")
+            db.execute("INSERT OR IGNORE INTO meta VALUES ('generation', 0)")
+
+    # ------------------------------------------------------------------ state
+    def _check_open(self) -> None:
+        if self._closed:
+            raise IndexClosedError(f"this index handle ({self.path or 'in memory'}) was closed; open it again with LateIndex.open")
+
+    def _meta(self, db: sqlite3.Connection) -> tuple[int, int]:
+        rows = dict(db.execute("SELECT name, value FROM meta"))
+        return int(rows["generation"]), int(rows["next_key"])
+
+    def _current(self, db: sqlite3.Connection) -> State:
+        """The committed state as ``db`` sees it now, loading only when the generation moved."""
+        generation, _ = self._meta(db)
+        state = self.state
+        if generation != state.generation:
+            state = self._load(db, state)
+            self._set_state(state)
+        return state
+
+    def _current_locked(self, db: sqlite3.Connection) -> State:
+        """``_current`` for a writer: under the write lock no compaction runs, so a missing file is damage."""
+        try:
+            return self._current(db)
+        except _Moved as moved:
+            raise CorruptIndexError(f"{self._db_name()} lists a segment whose {moved.args[0]} is missing; "
+                                    "restore the index from a backup or rebuild it") from None
+
+    def _set_state(self, state: State) -> None:
+        with self._publish:  # never replace a newer state with an older one
+            if state.generation >= self.state.generation:
+                self.state = state
+
+    def _load(self, db: sqlite3.Connection, prev: State) -> State:
+        """The committed state ``db`` sees (call inside a transaction), reusing ``prev``'s mapped segments."""
+        try:
+            generation, next_key = self._meta(db)
+            names = [r[0] for r in db.execute("SELECT name FROM segments ORDER BY seq")]
+            dead = np.array([r[0] for r in db.execute("SELECT key FROM docs WHERE live = 0")], dtype=np.int64)
+            n_rows = db.execute("SELECT count(*) FROM docs").fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            raise CorruptIndexError(f"cannot read {self._db_name()}: {exc}. Restore it from a backup or rebuild the index.") from exc
+        cached = {s.name: s for s in prev.segments}
+        segments = []
+        for name in names:
+            if name in cached:
+                segments.append(cached[name])
+                continue
             try:
-                names = [r[0] for r in self.db.execute("SELECT name FROM segments ORDER BY seq")]
-                dead = np.array([r[0] for r in self.db.execute("SELECT key FROM docs WHERE live = 0")], dtype=np.int64)
-                n_rows = self.db.execute("SELECT count(*) FROM docs").fetchone()[0]
+                segments.append(Segment.read(self.path / SEGMENTS, name, self.dim, self.dense_dim))
+            except FileNotFoundError as exc:
+                raise _Moved(exc.filename) from None
+        total = sum(s.n for s in segments)
+        if n_rows != total:
+            raise CorruptIndexError(f"{self._db_name()} lists {n_rows} documents but its segments hold {total}; "
+                                    "restore the index from a backup or rebuild it")
+        for a, b in zip(segments, segments[1:]):
+            if a.n and b.n and a.keys[-1] >= b.keys[0]:
+                raise CorruptIndexError(f"segments {a.name} and {b.name} of {self.path} overlap in keys; restore or rebuild the index")
+        if segments and total and max(int(s.keys[-1]) for s in segments if s.n) >= next_key:
+            raise CorruptIndexError(f"{self._db_name()}: a segment holds a key past the key counter; restore or rebuild the index")
+        shortlist = prev.shortlist.covering(segments)
+        return State.of(generation, segments, dead, shortlist)
+
+    def _db_name(self) -> str:
+        return str(self.path / DATABASE) if self.path else "the in-memory database"
+
+    def refresh(self) -> State:
+        """Load what other handles and processes committed; returns the current state."""
+        with self.reading() as (state, _):
+            return state
+
+    @contextmanager
+    def reading(self) -> Iterator[tuple[State, sqlite3.Connection]]:
+        """The current committed state and a connection whose queries see exactly that state."""
+        with self._rlock:
+            self._check_open()
+            db = self._rdb
+            try:
+                for _ in range(20):
+                    db.execute("BEGIN")
+                    try:
+                        state = self._current(db)
+                    except _Moved as moved:  # compacted away after we read the list: read it again
+                        db.execute("COMMIT")
+                        missing = moved.args[0]
+                        continue
+                    except BaseException:
+                        db.execute("COMMIT")
+                        raise
+                    break
+                else:
+                    raise CorruptIndexError(f"{self._db_name()} lists a segment whose {missing} is missing; "
+                                            "restore the index from a backup or rebuild it")
+                try:
+                    yield state, db
+                finally:
+                    db.execute("COMMIT")
             except sqlite3.DatabaseError as exc:
-                raise CorruptIndexError(f"cannot read {self.path / DATABASE}: {exc}") from exc
-            state = State.of([Segment.read(self.path / SEGMENTS, n, self.dim, self.dense_dim) for n in names], dead)
-            if n_rows != len(state.keys):
-                raise CorruptIndexError(f"{self.path} lists {n_rows} documents but its segments hold {len(state.keys)}")
-            self.state = state
+                raise _db_error(exc, self._db_name(), "reading") from exc
 
     # ------------------------------------------------------------------ reading
-    def live_keys_for_ids(self, ids: Iterable[str]) -> dict[str, int]:
-        ids = list(ids)
+    @staticmethod
+    def live_keys_for_ids(db: sqlite3.Connection, ids: Sequence[str]) -> dict[str, int]:
         found: dict[str, int] = {}
-        for start in range(0, len(ids), 500):  # SQLite caps the number of parameters
-            chunk = ids[start : start + 500]
+        for start in range(0, len(ids), _CHUNK):
+            chunk = list(ids[start : start + _CHUNK])
             marks = ",".join("?" * len(chunk))
-            found.update(self.db.execute(f"SELECT id, key FROM docs WHERE live = 1 AND id IN ({marks})", chunk).fetchall())
+            found.update(db.execute(f"SELECT id, key FROM docs WHERE live = 1 AND id IN ({marks})", chunk).fetchall())
         return found
 
-    def rows(self, keys: Sequence[int]) -> dict[int, tuple[str, str, dict[str, Any]]]:
-        """id, text and metadata by key."""
+    @staticmethod
+    def rows(db: sqlite3.Connection, keys: Sequence[int]) -> dict[int, tuple[str, str, dict[str, Any]]]:
+        """id, text and metadata by key (a key's row never changes while it exists)."""
         keys = [int(k) for k in keys]
         out: dict[int, tuple[str, str, dict[str, Any]]] = {}
-        for start in range(0, len(keys), 500):
-            chunk = keys[start : start + 500]
+        for start in range(0, len(keys), _CHUNK):
+            chunk = keys[start : start + _CHUNK]
             marks = ",".join("?" * len(chunk))
-            for key, id_, text, meta in self.db.execute(f"SELECT key, id, text, metadata FROM docs WHERE key IN ({marks})", chunk):
+            for key, id_, text, meta in db.execute(f"SELECT key, id, text, metadata FROM docs WHERE key IN ({marks})", chunk):
                 out[key] = (id_, text, json.loads(meta))
         return out
 
-    def distinct(self, keys: list[str], where: str, params: list[Any]) -> set[tuple[Any, ...]]:
-        columns = ", ".join("json_extract(metadata, ?)" for _ in keys)
-        paths = [f'$."{k}"' for k in keys]
-        return set(self.db.execute(f"SELECT DISTINCT {columns} FROM docs WHERE live = 1 AND {where}", paths + params))
-
-    def ids_where(self, where: str, params: list[Any]) -> list[str]:
-        return [r[0] for r in self.db.execute(f"SELECT id FROM docs WHERE live = 1 AND {where} ORDER BY key", params)]
-
-    def keys_where(self, where: str, params: list[Any]) -> np.ndarray:
-        rows = self.db.execute(f"SELECT key FROM docs WHERE live = 1 AND {where} ORDER BY key", params)
+    @staticmethod
+    def keys_where(db: sqlite3.Connection, where: str, params: list[Any]) -> np.ndarray:
+        rows = db.execute(f"SELECT key FROM docs WHERE live = 1 AND {where} ORDER BY key", params)
         return np.array([r[0] for r in rows], dtype=np.int64)
-
-    def dense_matrix(self) -> np.ndarray:
-        """All passages' dense vectors, by position (a copy)."""
-        if not self.state.segments:
-            return np.zeros((0, self.dense_dim), np.float32)
-        return np.concatenate([np.asarray(s.dense) for s in self.state.segments])
 
     def bytes_on_disk(self) -> int:
         if self.path is None:
             return 0
-        return sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
+        total = 0
+        for f in self.path.rglob("*"):
+            try:
+                total += f.stat().st_size if f.is_file() else 0
+            except FileNotFoundError:  # removed by a compaction in another process meanwhile
+                pass
+        return total
 
     # ------------------------------------------------------------------ writing
-    def append(
+    def writer(self, tag: str | None = None) -> SegmentWriter:
+        """A segment writer under ``staging/`` (resumed when ``tag`` names an interrupted one)."""
+        self._check_open()
+        if self.path is None:
+            return SegmentWriter(None, self.dim, self.dense_dim)
+        staging = self.path / STAGING
+        staging.mkdir(exist_ok=True)
+        tag = tag or f"add-{uuid.uuid4().hex[:12]}"
+        claim = _claim(staging / f"{tag}.lock")  # first, so a cleaner never takes a live folder
+        if claim is None:
+            raise IndexLockedError(f"{staging / tag} is being written by another process (the same file indexed twice at once?)")
+        writer = SegmentWriter.resume(staging / tag, self.dim, self.dense_dim)
+        writer.claim = claim
+        return writer
+
+    def release(self, writer: SegmentWriter) -> None:
+        """Drop a writer's claim on its staging folder (after it committed or was aborted)."""
+        if writer.claim is not None:
+            fd, lock_path = writer.claim
+            lock_path.unlink(missing_ok=True)
+            os.close(fd)
+            writer.claim = None
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._wguard:
+            self._check_open()
+            db = self._wdb
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield db
+                    db.execute("COMMIT")
+                except BaseException:
+                    if db.in_transaction:
+                        db.execute("ROLLBACK")
+                    raise
+            except sqlite3.DatabaseError as exc:
+                raise _db_error(exc, self._db_name(), "writing") from exc
+
+    def commit(
         self,
-        tokens: Sequence[np.ndarray],
-        dense: np.ndarray,
+        writer: SegmentWriter,
         ids: Sequence[str],
         texts: Sequence[str],
         metadatas: Sequence[dict[str, Any]],
-        replace: Sequence[int] = (),
-    ) -> Segment:
-        """Add passages as one new segment, tombstoning ``replace`` keys in the same commit."""
-        with self.lock:
-            first = int(self.db.execute("SELECT coalesce(max(key), -1) + 1 FROM docs").fetchone()[0])
-            keys = np.arange(first, first + len(ids), dtype=np.int64)
-            rows = [(int(k), i, t, _to_json(m, i)) for k, i, t, m in zip(keys, ids, texts, metadatas)]
-            segment = Segment.build(f"seg-{uuid.uuid4().hex[:12]}", tokens, dense, keys)
-            if self.path is not None:
-                segment.write(self.path / SEGMENTS)
+        *,
+        upsert: bool,
+        remove_where: tuple[str, list[Any]] | None = None,
+    ) -> None:
+        """List the writer's passages, in one transaction with the tombstones they make.
+
+        ``upsert`` replaces live passages with the same ids (else they are a DuplicateIdError);
+        ``remove_where`` (a WHERE clause on docs) tombstones more passages in the same commit.
+        """
+        rows_json = [_to_json(m, i) for i, m in zip(ids, metadatas)]
+        segment = None
+        try:
+            with self.write_lock.hold("add"), self._transaction() as db:
+                state = self._current_locked(db)
+                existing = self.live_keys_for_ids(db, ids)
+                if existing and not upsert:
+                    shown = ", ".join(repr(i) for i in list(existing)[:5])
+                    raise DuplicateIdError(f"{len(existing)} ids are already in the index ({shown}); use upsert() to replace them")
+                remove = set(existing.values())
+                if remove_where is not None:
+                    remove.update(int(k) for k in self.keys_where(db, *remove_where))
+                _, first = self._meta(db)
+                keys = np.arange(first, first + writer.n, dtype=np.int64)
+                if writer.n:
+                    segment = writer.finish(keys, None if self.path is None else self.path / SEGMENTS)
+                    db.execute("INSERT INTO segments(name) VALUES (?)", (segment.name,))
+                db.executemany("UPDATE docs SET live = 0 WHERE key = ?", [(k,) for k in sorted(remove)])
+                db.executemany("INSERT INTO docs(key, id, text, metadata) VALUES (?, ?, ?, ?)",
+                               zip(keys.tolist(), ids, texts, rows_json))
+                db.execute("UPDATE meta SET value = ? WHERE name = 'next_key'", (first + writer.n,))
+                db.execute("UPDATE meta SET value = value + 1 WHERE name = 'generation'")
+                generation = state.generation + 1
+        except BaseException:
+            writer.abort()
+            if segment is not None and self.path is not None:
+                shutil.rmtree(self.path / SEGMENTS / segment.name, ignore_errors=True)
+            raise
+        finally:
+            if segment is None:
+                writer.abort()  # nothing to list (a removal only): drop the empty staging folder
+            self.release(writer)
+        segments = [*state.segments, segment] if segment is not None else list(state.segments)
+        dead = np.concatenate([state.keys[~state.live], np.fromiter(remove, np.int64, len(remove))])
+        self._set_state(State.of(generation, segments, dead, state.shortlist.covering(segments)))
+
+    def delete(self, ids: Sequence[str]) -> int:
+        """Tombstone passages by id; unknown ids are an UnknownIdError and nothing is deleted."""
+        with self.write_lock.hold("delete"), self._transaction() as db:
+            state = self._current_locked(db)
+            found = self.live_keys_for_ids(db, ids)
+            missing = [i for i in ids if i not in found]
+            if missing:
+                shown = ", ".join(repr(i) for i in missing[:5])
+                raise UnknownIdError(f"{len(missing)} ids are not in the index ({shown}); nothing was deleted")
+            db.executemany("UPDATE docs SET live = 0 WHERE key = ?", [(k,) for k in found.values()])
+            db.execute("UPDATE meta SET value = value + 1 WHERE name = 'generation'")
+        live = state.live.copy()
+        live[state.positions_of(np.fromiter(found.values(), np.int64, len(found)))] = False
+        self._set_state(State(state.generation + 1, state.segments, state.bases, state.keys, live, state.shortlist))
+        return len(found)
+
+    def compact(self, batch: int = 4096) -> None:
+        """Rewrite the live passages as one segment; drop tombstones, unlisted folders, stale staging."""
+        with self.write_lock.hold("compact"):
+            state = self.refresh()  # no other colcade writer can commit while we hold the lock
+            live_pos = np.flatnonzero(state.live)
+            writer = None
+            if len(state.segments) > 1 or state.n_live < len(state.live):
+                writer = self.writer()
+                for start in range(0, len(live_pos), batch):  # memory bounded by one batch
+                    chunk = live_pos[start : start + batch]
+                    tokens: list[np.ndarray] = [None] * len(chunk)  # type: ignore[list-item]
+                    dense = np.empty((len(chunk), self.dense_dim), np.float32)
+                    for seg, local, idx in state.locate(chunk):
+                        for i, j in zip(local, idx):
+                            tokens[j] = seg.tokens[seg.offsets[i] : seg.offsets[i + 1]]
+                        dense[idx] = seg.dense[local]
+                    writer.append(tokens, dense)
+            segment = None
             try:
-                self.db.execute("BEGIN IMMEDIATE")
-                self.db.executemany("UPDATE docs SET live = 0 WHERE key = ?", [(int(k),) for k in replace])
-                self.db.execute("INSERT INTO segments(name) VALUES (?)", (segment.name,))
-                self.db.executemany("INSERT INTO docs(key, id, text, metadata) VALUES (?, ?, ?, ?)", rows)
-                self.db.execute("COMMIT")
+                if writer is not None:
+                    with self._transaction() as db:
+                        if self._meta(db)[0] != state.generation:
+                            raise IndexLockedError(f"{self.path} changed during compaction without taking the write lock; retry")
+                        if writer.n:
+                            segment = writer.finish(state.keys[live_pos], None if self.path is None else self.path / SEGMENTS)
+                        db.execute("DELETE FROM docs WHERE live = 0")
+                        db.execute("DELETE FROM segments")
+                        if segment is not None:
+                            db.execute("INSERT INTO segments(name) VALUES (?)", (segment.name,))
+                        db.execute("UPDATE meta SET value = value + 1 WHERE name = 'generation'")
+                    segments = [segment] if segment is not None else []
+                    fresh = DenseShortlist(self.dense_dim, self.ivf_above).covering(segments)
+                    self._set_state(State.of(state.generation + 1, segments, np.zeros(0, np.int64), fresh))
             except BaseException:
-                self.db.execute("ROLLBACK")
-                if self.path is not None:
+                if writer is not None:
+                    writer.abort()
+                if segment is not None and self.path is not None:
                     shutil.rmtree(self.path / SEGMENTS / segment.name, ignore_errors=True)
                 raise
-            if self.path is not None:  # serve from the memory map, like a reopened index
-                segment = Segment.read(self.path / SEGMENTS, segment.name, self.dim, self.dense_dim)
-            old = self.state
-            dead = np.concatenate([old.keys[~old.live], np.asarray(replace, np.int64)])
-            self.state = State.of([*old.segments, segment], dead)
-            return segment
+            finally:
+                if writer is not None:
+                    self.release(writer)
+            self._remove_leftovers()
 
-    def tombstone(self, keys: Sequence[int]) -> None:
-        with self.lock:
-            self.db.execute("BEGIN IMMEDIATE")
-            try:
-                self.db.executemany("UPDATE docs SET live = 0 WHERE key = ?", [(int(k),) for k in keys])
-                self.db.execute("COMMIT")
-            except BaseException:
-                self.db.execute("ROLLBACK")
-                raise
-            old = self.state
-            live = old.live.copy()
-            live[old.positions_of(np.asarray(keys, np.int64))] = False
-            self.state = State(old.segments, old.bases, old.keys, live)
+    def _remove_leftovers(self) -> None:
+        """Segment folders no committed state lists, and staging nobody is writing (crash leftovers).
 
-    def compact(self) -> None:
-        """Rewrite the live passages as one segment; drop tombstones and unlisted folders."""
-        with self.lock:
-            old = self.state
-            live_pos = np.flatnonzero(old.live)
-            if live_pos.size:
-                tokens: list[np.ndarray] = [np.empty((0, self.dim), np.float16)] * len(live_pos)
-                dense = np.empty((len(live_pos), self.dense_dim), np.float32)
-                for seg, local, idx in old.locate(live_pos):
-                    for i, j in zip(local, idx):
-                        tokens[j] = seg.tokens[seg.offsets[i] : seg.offsets[i + 1]]
-                    dense[idx] = seg.dense[local]
-                segment = Segment.build(f"seg-{uuid.uuid4().hex[:12]}", tokens, dense, old.keys[live_pos])
-                if self.path is not None:
-                    segment.write(self.path / SEGMENTS)
-                new = [segment]
-            else:
-                new = []
-            try:
-                self.db.execute("BEGIN IMMEDIATE")
-                self.db.execute("DELETE FROM docs WHERE live = 0")
-                self.db.execute("DELETE FROM segments")
-                self.db.executemany("INSERT INTO segments(name) VALUES (?)", [(s.name,) for s in new])
-                self.db.execute("COMMIT")
-            except BaseException:
-                self.db.execute("ROLLBACK")
-                raise
-            if self.path is not None:
-                new = [Segment.read(self.path / SEGMENTS, s.name, self.dim, self.dense_dim) for s in new]
-                self.state = State.of(new, np.zeros(0, np.int64))
-                keep = {s.name for s in new}
-                for folder in (self.path / SEGMENTS).iterdir():  # old segments and crash leftovers
-                    if folder.name not in keep:
-                        shutil.rmtree(folder, ignore_errors=True)
-            else:
-                self.state = State.of(new, np.zeros(0, np.int64))
+        Runs under the write lock: no other writer has a renamed-but-uncommitted segment. A
+        process still mapping a removed file keeps its data (POSIX keeps the inode alive).
+        """
+        if self.path is None:
+            return
+        keep = {s.name for s in self.state.segments}
+        for folder in (self.path / SEGMENTS).iterdir():
+            if folder.name not in keep:
+                shutil.rmtree(folder, ignore_errors=True)
+        staging = self.path / STAGING
+        if not staging.is_dir():
+            return
+        for entry in staging.iterdir():
+            if entry.suffix == ".lock":
+                claim = _claim(entry)
+                if claim is not None:  # nobody holds it: its writer died
+                    shutil.rmtree(entry.with_suffix(""), ignore_errors=True)
+                    entry.unlink(missing_ok=True)
+                    os.close(claim[0])
+            elif entry.is_dir() and not entry.with_name(entry.name + ".lock").exists():
+                shutil.rmtree(entry, ignore_errors=True)
 
     def close(self) -> None:
-        self.db.close()
+        with self._rlock:
+            if self._closed:
+                return
+            self._closed = True
+            self._rdb.close()
+            if self._wdb is not self._rdb:
+                self._wdb.close()
+
+
+def _claim(lock_path: Path) -> tuple[int, Path] | None:
+    """An exclusive, non-blocking flock on ``lock_path``; None when another process holds it."""
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    if fcntl is not None:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+    return fd, lock_path
+
+
+def _db_error(exc: sqlite3.DatabaseError, name: str, doing: str) -> Exception:
+    """SQLite's errors in colcade's words."""
+    message = str(exc)
+    if "locked" in message or "busy" in message:
+        return IndexLockedError(f"{name} stayed locked by another writer while {doing}; retry, or pass a longer lock_timeout")
+    if isinstance(exc, sqlite3.OperationalError) and ("full" in message or "disk" in message or "readonly" in message):
+        return StorageError(f"{doing} {name} failed ({message}); nothing was committed and the index is as it was. "
+                            "Free some space (or fix the permissions) and retry.")
+    if isinstance(exc, sqlite3.ProgrammingError) and "closed" in message:
+        return IndexClosedError(f"this index handle was closed; open it again with LateIndex.open")
+    return CorruptIndexError(f"{doing} {name} failed: {message}. Restore it from a backup or rebuild the index.")

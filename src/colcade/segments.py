@@ -1,0 +1,259 @@
+"""Immutable vector segments: how they are written (streamed, durably) and read (mapped, checked).
+
+A segment is a folder of ``.npy`` files, memory-mapped when read::
+
+    tokens.npy  float16 [T, d]          token vectors (rerank)
+    bits.npy    uint8   [T, ceil(d/8)]  packed sign bits (prefilter)
+    offsets.npy int64   [n + 1]         passage i owns rows offsets[i]:offsets[i+1]
+    dense.npy   float32 [n, dense_dim]  one vector per passage (shortlist)
+    keys.npy    int64   [n]             the docs.key of each passage, strictly ascending
+
+``SegmentWriter`` streams batches of passages to disk, so memory does not grow with the size
+of an add: each array is appended to a ``.npy`` file whose header is rewritten with the final
+shape when the writer finishes. Keys are written last, by the commit that lists the segment,
+so they are allocated under the index's write lock. A writer can be made durable batch by
+batch (``checkpoint``) and picked up again after a crash (``SegmentWriter.resume``).
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from colcade.errors import CorruptIndexError, StorageError
+from colcade.kernels import binarize
+
+FLOAT16_MAX = float(np.finfo(np.float16).max)
+_STREAMED = ("tokens", "bits", "dense")
+_ARRAYS = ("tokens", "bits", "offsets", "dense", "keys")
+_HEADER = 128  # bytes: fixed, so the final shape can be written over the placeholder in place
+_PROGRESS = "progress.json"
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def storage_error(exc: OSError, what: str) -> StorageError:
+    """A colcade error for a failed write, saying what to do (disk full gets its own words)."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return StorageError(f"{what} failed: the disk is full or a size limit was hit ({exc.strerror}). "
+                            "Nothing was committed and the index is as it was; free some space and retry.")
+    return StorageError(f"{what} failed: {exc}. Nothing was committed and the index is as it was.")
+
+
+def _npy_header(dtype: np.dtype, shape: tuple[int, ...]) -> bytes:
+    """A version 1.0 .npy header padded to exactly ``_HEADER`` bytes."""
+    text = repr({"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": shape})
+    body = text.encode("latin1").ljust(_HEADER - 10 - 1) + b"\n"
+    return b"\x93NUMPY\x01\x00" + len(body).to_bytes(2, "little") + body
+
+
+@dataclass(frozen=True)
+class Segment:
+    """The vectors of one batch of passages (arrays memory-mapped when on disk)."""
+
+    name: str
+    tokens: np.ndarray
+    bits: np.ndarray
+    offsets: np.ndarray
+    dense: np.ndarray
+    keys: np.ndarray
+
+    @property
+    def n(self) -> int:
+        return len(self.keys)
+
+    @classmethod
+    def read(cls, folder: Path, name: str, dim: int, dense_dim: int) -> "Segment":
+        """Memory-map a segment and check every array's dtype, shape and order, and their agreement."""
+        arrays = {}
+        for array_name in _ARRAYS:
+            path = folder / name / f"{array_name}.npy"
+            try:
+                arrays[array_name] = np.load(path, mmap_mode="r", allow_pickle=False)
+            except FileNotFoundError:
+                raise
+            except Exception as exc:  # EOFError, ValueError, OSError: all mean a damaged file
+                raise CorruptIndexError(f"cannot read {path}: {exc}. Restore the index from a backup or rebuild it.") from exc
+        seg = cls(name, **arrays)
+        bad = seg.problems(dim, dense_dim)
+        if bad:
+            raise CorruptIndexError(f"segment {folder / name} is damaged ({'; '.join(bad)}; expected dim {dim}, "
+                                    f"dense_dim {dense_dim}). Restore the index from a backup or rebuild it.")
+        return seg
+
+    def problems(self, dim: int, dense_dim: int) -> list[str]:
+        t, n = len(self.tokens), len(self.keys)
+        expected = {
+            "tokens": (np.float16, (t, dim)),
+            "bits": (np.uint8, (t, (dim + 7) // 8)),
+            "offsets": (np.int64, (n + 1,)),
+            "dense": (np.float32, (n, dense_dim)),
+            "keys": (np.int64, (n,)),
+        }
+        bad = []
+        for array_name, (dtype, shape) in expected.items():
+            array = getattr(self, array_name)
+            if array.dtype != dtype or array.shape != shape or not array.flags.c_contiguous:
+                bad.append(f"{array_name}.npy is {array.dtype}{array.shape}"
+                           f"{'' if array.flags.c_contiguous else ' Fortran-ordered'}, not {np.dtype(dtype)}{shape}")
+        if bad:
+            return bad
+        if n and (self.offsets[0] != 0 or self.offsets[-1] != t or (np.diff(self.offsets) <= 0).any()):
+            bad.append("offsets.npy does not rise from 0 to the token count")
+        if n > 1 and (np.diff(self.keys) <= 0).any():
+            bad.append("keys.npy is not strictly ascending")
+        return bad
+
+
+class SegmentWriter:
+    """Streams passages into a new segment folder; ``finish`` gives it keys and a final name.
+
+    ``folder=None`` builds the segment in memory (in-memory indexes). ``claim`` is the
+    store's hold on the staging folder (a lock that tells cleaners it is in use).
+    """
+
+    claim: tuple[int, Path] | None = None
+
+    def __init__(self, folder: Path | None, dim: int, dense_dim: int) -> None:
+        self.folder, self.dim, self.dense_dim = folder, dim, dense_dim
+        self.lengths: list[int] = []
+        self._n_tokens = 0
+        self._parts: dict[str, list[np.ndarray]] = {a: [] for a in _STREAMED}
+        self._files: dict[str, object] = {}
+        if folder is not None:
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                for array_name in _STREAMED:
+                    self._files[array_name] = open(folder / f"{array_name}.npy", "r+b" if (folder / f"{array_name}.npy").exists() else "w+b")
+            except OSError as exc:
+                self.abort()
+                raise storage_error(exc, f"writing a segment in {folder}") from exc
+
+    @property
+    def n(self) -> int:
+        return len(self.lengths)
+
+    @classmethod
+    def resume(cls, folder: Path, dim: int, dense_dim: int) -> "SegmentWriter":
+        """Pick up a writer whose last ``checkpoint`` reached the disk (a fresh one if none did)."""
+        try:
+            progress = json.loads((folder / _PROGRESS).read_text())
+            lengths = [int(x) for x in progress["lengths"]]
+        except (OSError, ValueError, KeyError, TypeError):
+            shutil.rmtree(folder, ignore_errors=True)
+            return cls(folder, dim, dense_dim)
+        writer = cls(folder, dim, dense_dim)
+        writer.lengths, writer._n_tokens = lengths, sum(lengths)
+        rows = {"tokens": (writer._n_tokens, dim * 2), "bits": (writer._n_tokens, (dim + 7) // 8),
+                "dense": (len(lengths), dense_dim * 4)}
+        for array_name, f in writer._files.items():
+            count, row_bytes = rows[array_name]
+            f.truncate(_HEADER + count * row_bytes)  # drop a batch written after the checkpoint
+            f.seek(0, os.SEEK_END)
+            if f.tell() != _HEADER + count * row_bytes:  # shorter than the checkpoint said: start over
+                writer.abort()
+                return cls(folder, dim, dense_dim)
+        return writer
+
+    def append(self, tokens: Sequence[np.ndarray], dense: np.ndarray) -> None:
+        """Add passages: ``tokens`` float32 ``[t_i, dim]`` each (checked), ``dense`` ``[n, dense_dim]``."""
+        if not len(tokens):
+            return
+        stacked = np.concatenate(tokens).astype(np.float16)
+        arrays = {"tokens": stacked, "bits": binarize(stacked), "dense": np.ascontiguousarray(dense, np.float32)}
+        if self.folder is None:
+            for array_name, array in arrays.items():
+                self._parts[array_name].append(array)
+        else:
+            try:
+                for array_name, array in arrays.items():
+                    f = self._files[array_name]
+                    if f.tell() < _HEADER:
+                        f.seek(0)
+                        f.write(b"\0" * _HEADER)  # placeholder header
+                    f.write(array.tobytes())
+            except OSError as exc:
+                self.abort()
+                raise storage_error(exc, f"writing a segment in {self.folder}") from exc
+        self.lengths.extend(len(t) for t in tokens)
+        self._n_tokens += len(stacked)
+
+    def checkpoint(self) -> None:
+        """Make what was appended durable and record it, so ``resume`` can continue from here."""
+        if self.folder is None:
+            return
+        try:
+            for f in self._files.values():
+                f.flush()
+                os.fsync(f.fileno())
+            tmp = self.folder / f".{_PROGRESS}.tmp"
+            tmp.write_text(json.dumps({"lengths": self.lengths}))
+            os.replace(tmp, self.folder / _PROGRESS)
+        except OSError as exc:
+            raise storage_error(exc, f"writing a segment in {self.folder}") from exc
+
+    def finish(self, keys: np.ndarray, target: Path | None, name: str | None = None) -> Segment:
+        """Write the keys, offsets and final headers, fsync, and rename into ``target/name``.
+
+        Returns the segment (in memory, or mapped from its final place).
+        """
+        name = name or f"seg-{uuid.uuid4().hex[:12]}"
+        keys = np.ascontiguousarray(keys, np.int64)
+        offsets = np.zeros(self.n + 1, np.int64)
+        np.cumsum(self.lengths, out=offsets[1:])
+        if self.folder is None or target is None:
+            parts = {a: np.concatenate(p) if p else self._empty(a) for a, p in self._parts.items()}
+            return Segment(name, parts["tokens"], parts["bits"], offsets, parts["dense"], keys)
+        shapes = {"tokens": (self._n_tokens, self.dim), "bits": (self._n_tokens, (self.dim + 7) // 8),
+                  "dense": (self.n, self.dense_dim)}
+        dtypes = {"tokens": np.float16, "bits": np.uint8, "dense": np.float32}
+        try:
+            for array_name, f in self._files.items():
+                f.seek(0)
+                f.write(_npy_header(dtypes[array_name], shapes[array_name]))
+                f.flush()
+                os.fsync(f.fileno())
+                f.close()
+            for array_name, array in (("offsets", offsets), ("keys", keys)):
+                with open(self.folder / f"{array_name}.npy", "wb") as f:
+                    np.save(f, array, allow_pickle=False)
+                    f.flush()
+                    os.fsync(f.fileno())
+            (self.folder / _PROGRESS).unlink(missing_ok=True)
+            fsync_dir(self.folder)
+            os.rename(self.folder, target / name)
+            fsync_dir(target)
+        except OSError as exc:
+            self.abort()
+            raise storage_error(exc, f"writing segment {name}") from exc
+        self.folder = None
+        return Segment.read(target, name, self.dim, self.dense_dim)
+
+    def _empty(self, array_name: str) -> np.ndarray:
+        return {"tokens": np.zeros((0, self.dim), np.float16), "bits": np.zeros((0, (self.dim + 7) // 8), np.uint8),
+                "dense": np.zeros((0, self.dense_dim), np.float32)}[array_name]
+
+    def abort(self) -> None:
+        """Drop everything written (a failed or abandoned write)."""
+        for f in self._files.values():
+            try:
+                f.close()
+            except OSError:
+                pass
+        self._files = {}
+        if self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
