@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+
+from colcade.errors import InvalidInputError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -94,12 +96,23 @@ def test_empty_candidate_list():
     assert kernels.maxsim(np.ones((2, 8), np.float32), tokens, offsets, np.array([], np.int64)).shape == (0,)
 
 
-def test_out_of_range_candidate_is_an_error_not_a_crash():
+@pytest.mark.parametrize("backend", ["c", "numpy"])
+def test_out_of_range_candidate_is_an_error_not_a_crash(backend, monkeypatch):
+    if backend == "numpy":
+        monkeypatch.setenv("COLCADE_KERNELS", "numpy")
     tokens, offsets = ragged(np.random.default_rng(0), 3, 8)
-    with pytest.raises(IndexError, match="out of range"):
-        kernels.maxsim(np.ones((1, 8), np.float32), tokens, offsets, np.array([3]))
-    with pytest.raises(IndexError, match="out of range"):
-        kernels.maxsim_hamming(kernels.binarize(np.ones((1, 8))), kernels.binarize(tokens), offsets, np.array([-1]), 8)
+    q, qbits, bits = np.ones((1, 8), np.float32), kernels.binarize(np.ones((1, 8))), kernels.binarize(tokens)
+    with pytest.raises(InvalidInputError, match="range|lie in"):
+        kernels.maxsim(q, tokens, offsets, np.array([3]))
+    with pytest.raises(InvalidInputError, match="range|lie in"):
+        kernels.maxsim_hamming(qbits, bits, offsets, np.array([-1]), 8)
+    # Offsets past the token buffer (the public kernels once read beyond it and crashed).
+    for bad in ([0, 2, len(tokens) + 1000, offsets[-1]], [0, 5, 3, offsets[-1]], [0, -4, 2, offsets[-1]]):
+        bad = np.array(bad[: len(offsets)], np.int64)
+        with pytest.raises(InvalidInputError, match="rows|offsets"):
+            kernels.maxsim(q, tokens, bad, np.array([0, 1]))
+        with pytest.raises(InvalidInputError, match="rows|offsets"):
+            kernels.maxsim_hamming(qbits, bits, bad, np.array([0, 1]), 8)
 
 
 def test_numpy_backend_can_be_forced(monkeypatch):

@@ -372,19 +372,29 @@ static int run_maxsim_hamming(const HammingJob *job) {
 
 /* ---------------------------------------------------------------- Python glue */
 
-/* Shared checks: every candidate indexes a passage, and the output has room for all. */
+/* Shared checks: every candidate indexes a passage whose rows lie inside the token buffer
+ * (rows of row_bytes each), and the output has room for all. Nothing is read unchecked. */
 static int check_candidates(const Py_buffer *offsets, const Py_buffer *cand, const Py_buffer *out,
-                            Py_ssize_t out_item) {
+                            Py_ssize_t out_item, const Py_buffer *rows, Py_ssize_t row_bytes) {
     Py_ssize_t n = offsets->len / (Py_ssize_t)sizeof(int64_t) - 1;
     Py_ssize_t m = cand->len / (Py_ssize_t)sizeof(int64_t);
+    int64_t n_rows = row_bytes > 0 ? (int64_t)(rows->len / row_bytes) : 0;
     if (n < 0) { PyErr_SetString(PyExc_ValueError, "offsets must have at least one entry"); return -1; }
     if (out->len < m * out_item) { PyErr_SetString(PyExc_ValueError, "out is smaller than cand"); return -1; }
-    const int64_t *c = cand->buf;
-    for (Py_ssize_t i = 0; i < m; i++)
+    const int64_t *c = cand->buf, *off = offsets->buf;
+    for (Py_ssize_t i = 0; i < m; i++) {
         if (c[i] < 0 || c[i] >= n) {
             PyErr_Format(PyExc_IndexError, "candidate %lld is out of range for %zd passages", (long long)c[i], n);
             return -1;
         }
+        int64_t start = off[c[i]], stop = off[c[i] + 1];
+        if (start < 0 || stop <= start || stop > n_rows || stop - start > INT32_MAX) {
+            PyErr_Format(PyExc_IndexError, "passage %lld owns rows %lld:%lld, outside the %lld rows given "
+                         "(offsets must rise within the token buffer)", (long long)c[i], (long long)start,
+                         (long long)stop, (long long)n_rows);
+            return -1;
+        }
+    }
     return 0;
 }
 
@@ -395,7 +405,7 @@ static PyObject *py_maxsim_f16(PyObject *self, PyObject *args) {
     PyObject *result = NULL;
     if (nq <= 0 || d <= 0 || q.len < (Py_ssize_t)sizeof(float) * nq * d) {
         PyErr_SetString(PyExc_ValueError, "q must hold nq * d float32 values");
-    } else if (check_candidates(&offsets, &cand, &out, sizeof(float)) == 0) {
+    } else if (check_candidates(&offsets, &cand, &out, sizeof(float), &tokens, (Py_ssize_t)d * 2) == 0) {
         FloatJob job = {q.buf, tokens.buf, offsets.buf, cand.buf, out.buf,
                         cand.len / (Py_ssize_t)sizeof(int64_t), nq, d};
         int rc;
@@ -417,7 +427,7 @@ static PyObject *py_maxsim_hamming(PyObject *self, PyObject *args) {
     PyObject *result = NULL;
     if (nq <= 0 || nbytes <= 0 || d > 8 * nbytes || qbits.len < (Py_ssize_t)nq * nbytes) {
         PyErr_SetString(PyExc_ValueError, "qbits must hold nq * nbytes bytes, and d <= 8 * nbytes");
-    } else if (check_candidates(&offsets, &cand, &out, sizeof(int32_t)) == 0) {
+    } else if (check_candidates(&offsets, &cand, &out, sizeof(int32_t), &bits, nbytes) == 0) {
         HammingJob job = {qbits.buf, bits.buf, offsets.buf, cand.buf, out.buf,
                           cand.len / (Py_ssize_t)sizeof(int64_t), nq, nbytes, d};
         int rc;

@@ -1,12 +1,17 @@
 """Indexing folders of files, incrementally: only what changed is re-encoded.
 
 Each passage records its file (``source``), PDF ``page``, character ``start`` and the file's
-sha256. On a rerun, unchanged files are skipped, changed files have their passages replaced
-(in one upsert commit), and files gone from the given paths have their passages deleted.
+sha256. On a rerun, unchanged files are skipped, changed files have their passages replaced,
+and files gone from the given paths have their passages deleted. A file is one
+``LateIndex.replace``: its vectors stream to disk in batches (memory does not grow with the
+file), and its old passages go out and the new ones come in with one commit. Each file's
+write is checkpointed, so an interrupted run resumes inside the file where it stopped.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -63,11 +68,9 @@ def ingest(
                     texts.append(passage.text)
                     ids.append(f"{source}#p{page}:{i}")
                     metas.append({"source": source, "page": page, "start": passage.start, "sha256": digest})
-            stale = index.ids({"source": source}) if source in known else []
-            if stale:
-                index.delete(stale)
-            if texts:
-                index.upsert(texts, ids=ids, metadatas=metas)
+            settings = [source, digest, encoder.fingerprint if hasattr(encoder, "fingerprint") else "", limit, overlap]
+            tag = "ingest-" + hashlib.sha256(json.dumps(settings).encode()).hexdigest()[:24]
+            index.replace({"source": source}, texts, ids=ids, metadatas=metas, checkpoint=tag, show_progress=show_progress)
             (report.updated if source in known else report.added).append(source)
             report.passages += len(texts)
         except Exception as exc:  # one bad file does not stop the others
@@ -78,6 +81,6 @@ def ingest(
     for source in known:
         under_roots = any(Path(source) == r or r in Path(source).parents for r in roots)
         if under_roots and source not in present:
-            index.delete(index.ids({"source": source}))
+            index.replace({"source": source}, [])
             report.removed.append(source)
     return report

@@ -24,6 +24,8 @@ import warnings
 
 import numpy as np
 
+from colcade.errors import InvalidInputError
+
 try:
     from colcade import _kernels as _c
 except ImportError as exc:  # a source checkout that was never built
@@ -66,6 +68,23 @@ def _prepare(offsets: np.ndarray, cand: np.ndarray | None) -> tuple[np.ndarray, 
     return offsets, np.ascontiguousarray(cand, dtype=np.int64)
 
 
+def _check(offsets: np.ndarray, cand: np.ndarray, n_rows: int) -> None:
+    """What the C kernels check before reading: candidates index passages inside the buffer."""
+    n = len(offsets) - 1
+    if len(cand) and (cand.min() < 0 or cand.max() >= n):
+        raise InvalidInputError(f"candidates must lie in [0, {n}), but got {cand.min()}..{cand.max()}")
+    start, stop = offsets[cand], offsets[cand + 1] if len(cand) else offsets[:0]
+    if len(cand) and ((start < 0).any() or (stop <= start).any() or (stop > n_rows).any()):
+        raise InvalidInputError(f"offsets must rise within the {n_rows} rows of the token buffer")
+
+
+def _call(kernel, *args) -> None:
+    try:
+        kernel(*args)
+    except (IndexError, ValueError) as exc:  # the C checks: nothing was read out of bounds
+        raise InvalidInputError(str(exc)) from None
+
+
 def maxsim(q: np.ndarray, tokens: np.ndarray, offsets: np.ndarray, cand: np.ndarray | None = None) -> np.ndarray:
     """Float MaxSim of one query against candidate passages (all of them when ``cand`` is None).
 
@@ -77,10 +96,13 @@ def maxsim(q: np.ndarray, tokens: np.ndarray, offsets: np.ndarray, cand: np.ndar
     q = np.ascontiguousarray(q, dtype=np.float32)
     offsets, cand = _prepare(offsets, cand)
     if backend() == "numpy" or tokens.dtype != np.float16:
+        _check(offsets, cand, len(tokens))
         return maxsim_reference(q, tokens, offsets, cand)
+    if tokens.ndim != 2 or tokens.shape[1] != q.shape[1]:
+        raise InvalidInputError(f"tokens must be [T, {q.shape[1]}] like the query, but got {tokens.shape}")
     out = np.empty(len(cand), dtype=np.float32)
     if len(cand):
-        _c.maxsim_f16(q, tokens.view(np.uint16), offsets, cand, out, q.shape[0], q.shape[1])
+        _call(_c.maxsim_f16, q, np.ascontiguousarray(tokens).view(np.uint16), offsets, cand, out, q.shape[0], q.shape[1])
     return out
 
 
@@ -99,10 +121,13 @@ def maxsim_hamming(
     qbits = np.ascontiguousarray(qbits, dtype=np.uint8)
     offsets, cand = _prepare(offsets, cand)
     if backend() == "numpy":
+        _check(offsets, cand, len(bits))
         return maxsim_hamming_reference(qbits, bits, offsets, cand, dim)
+    if bits.ndim != 2 or bits.shape[1] != qbits.shape[1]:
+        raise InvalidInputError(f"bits must be [T, {qbits.shape[1]}] like the query's, but got {bits.shape}")
     out = np.empty(len(cand), dtype=np.int32)
     if len(cand):
-        _c.maxsim_hamming(qbits, bits, offsets, cand, out, qbits.shape[0], qbits.shape[1], dim)
+        _call(_c.maxsim_hamming, qbits, np.ascontiguousarray(bits), offsets, cand, out, qbits.shape[0], qbits.shape[1], dim)
     return out
 
 
