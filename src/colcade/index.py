@@ -229,7 +229,7 @@ class LateIndex:
             writer.abort()
             self._store.release(writer)
             writer = self._store.writer(checkpoint)
-        chunk = batch_size * 4 if tokens is None else 4096
+        chunk = batch_size * 2 if tokens is None else 4096  # passages between checkpoints
         disable = (n < 256) if show_progress is None else not show_progress
         try:
             desc = "encoding" if tokens is None else "writing"

@@ -81,6 +81,34 @@ def describe(encoder: Encoder) -> dict[str, Any]:
     }
 
 
+def length_batches(lengths: Sequence[int], batch_size: int, max_tokens: int = 2048) -> list[list[int]]:
+    """Indices grouped into batches by length, each of at most ``batch_size`` texts and at most
+    ``max_tokens`` padded tokens: attention memory grows with batch x length^2, so long
+    passages go 8 at a time and queries many more.
+
+    >>> length_batches([3, 300, 5, 260], batch_size=32, max_tokens=512)
+    [[0, 2], [3], [1]]
+    """
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    batches: list[list[int]] = []
+    for i in order:
+        if batches and len(batches[-1]) < batch_size and (len(batches[-1]) + 1) * lengths[i] <= max_tokens:
+            batches[-1].append(i)
+        else:
+            batches.append([i])
+    return batches
+
+
+def pad(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """Token id rows as an int64 ``[n, longest]`` matrix and its attention mask."""
+    ids = np.full((len(rows), max(len(r) for r in rows)), pad_id, np.int64)
+    mask = np.zeros_like(ids)
+    for j, r in enumerate(rows):
+        ids[j, : len(r)] = r
+        mask[j, : len(r)] = 1
+    return ids, mask
+
+
 def pool(tokens: np.ndarray) -> np.ndarray:
     """The L2-normalized mean of token vectors: the dense vector when a model has none."""
     mean = np.asarray(tokens, dtype=np.float32).mean(axis=0)

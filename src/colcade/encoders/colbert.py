@@ -18,7 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
-from colcade.encoders.base import Encoded, EncodedQuery, fingerprint_of, pool, sha256_file
+from colcade.encoders.base import Encoded, EncodedQuery, fingerprint_of, length_batches, pad, pool, sha256_file
 from colcade.encoders.onnx_bert import LazySession, build_bert, read_safetensors
 from colcade.errors import EncoderUnavailableError, InvalidInputError
 
@@ -144,16 +144,10 @@ class ColBERTEncoder:
             if not isinstance(text, str) or not text.strip():
                 raise InvalidInputError(f"text {i} is empty or not a string; every text needs content")
         tokens: list[np.ndarray] = [None] * len(texts)  # type: ignore[list-item]
-        truncated = 0
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        for start in range(0, len(order), self.batch_size):
-            batch = order[start : start + self.batch_size]
-            rows = [self._ids(texts[i], self._d_marker, self.doc_maxlen) for i in batch]
-            truncated += sum(cut for _, cut in rows)
-            width = max(len(r) for r, _ in rows)
-            ids = np.full((len(rows), width), self._pad, np.int64)
-            for j, (r, _) in enumerate(rows):
-                ids[j, : len(r)] = r
+        rows = [self._ids(t, self._d_marker, self.doc_maxlen) for t in texts]
+        truncated = sum(cut for _, cut in rows)
+        for batch in length_batches([len(r) for r, _ in rows], self.batch_size):
+            ids, _ = pad([rows[i][0] for i in batch], self._pad)
             out = self._run(ids, (ids != self._pad).astype(np.int64))
             for j, i in enumerate(batch):
                 keep = (ids[j] != self._pad) & ~np.isin(ids[j], list(self._skip))

@@ -22,7 +22,7 @@ from typing import Sequence
 
 import numpy as np
 
-from colcade.encoders.base import Encoded, EncodedQuery, fingerprint_of, sha256_file
+from colcade.encoders.base import Encoded, EncodedQuery, fingerprint_of, length_batches, pad, sha256_file
 from colcade.encoders.onnx_bert import LazySession, build_bert, read_safetensors
 from colcade.errors import EncoderUnavailableError, InvalidInputError
 
@@ -88,6 +88,9 @@ class MiniLMEncoder:
         self.tokenizer = Tokenizer.from_file(str(self.path / "tokenizer.json"))
         self.tokenizer.enable_truncation(max_length)
         self.tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
+        self._truncating = Tokenizer.from_file(str(self.path / "tokenizer.json"))  # padded by length_batches
+        self._truncating.enable_truncation(max_length)
+        self._truncating.no_padding()
         self._counter = Tokenizer.from_file(str(self.path / "tokenizer.json"))  # untruncated, for count_tokens
         self._counter.no_truncation()
         self._counter.no_padding()
@@ -111,14 +114,10 @@ class MiniLMEncoder:
                 raise InvalidInputError(f"text {i} is empty or not a string; every text needs content")
         tokens: list[np.ndarray] = [None] * len(texts)  # type: ignore[list-item]
         dense = np.empty((len(texts), self.dense_dim), np.float32)
-        truncated = 0
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths pad less
-        for start in range(0, len(order), self.batch_size):
-            batch = order[start : start + self.batch_size]
-            encodings = self.tokenizer.encode_batch([texts[i] for i in batch])
-            truncated += sum(1 for e in encodings if e.overflowing)
-            ids = np.array([e.ids for e in encodings], dtype=np.int64)
-            mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+        encodings = self._truncating.encode_batch(list(texts))
+        truncated = sum(1 for e in encodings if e.overflowing)
+        for batch in length_batches([len(e.ids) for e in encodings], self.batch_size):
+            ids, mask = pad([encodings[i].ids for i in batch], pad_id=0)
             hidden = self._run(ids, mask)
             for row, i in enumerate(batch):
                 real = mask[row].astype(bool)
