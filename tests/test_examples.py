@@ -29,6 +29,7 @@ def test_own_vectors_example_finds_its_page():
         ("encoder.py", "squad2_dev_passages", ["passages/s", "query p50", "fp32 torch reference"]),
         ("quality.py", "cranfield", ["| cranfield |", "fidelity@10", "tokens stored"]),
         # the peers table, the kernel table, and the row of a peer that could not run
+        ("ingest.py", "scifact", ["Ingest memory", "peak RSS", "| 0.2 MB |"]),
         ("peers.py", None, ["| 2,000 | colcade |", "| 2,000 | numpy-exhaustive |", "numpy (matmul + max per passage)", "PyLate"]),
     ],
 )
