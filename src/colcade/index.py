@@ -230,7 +230,8 @@ class LateIndex:
             self._store.release(writer)
             writer = self._store.writer(checkpoint)
         chunk = batch_size * 2 if tokens is None else 4096  # passages between checkpoints
-        disable = (n < 256) if show_progress is None else not show_progress
+        long_work = 256 if tokens is None else 20_000  # encoding is slow; writing given vectors is not
+        disable = (n < long_work) if show_progress is None else not show_progress
         try:
             desc = "encoding" if tokens is None else "writing"
             with tqdm(total=n, initial=writer.n, desc=desc, unit="passage", disable=disable) as bar:

