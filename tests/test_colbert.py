@@ -27,7 +27,7 @@ def checkpoint(tmp_path_factory):
     weights = {f"bert.{k}": np.asarray(v) for k, v in read_weights(weights_file()).items()}
     weights["linear.weight"] = np.random.default_rng(0).standard_normal((DIM, 384)).astype(np.float32) / 20
     write_safetensors(path / "model.safetensors", weights)
-    for name in ("config.json", "tokenizer.json"):
+    for name in ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
         shutil.copy(FILES / name, path / name)
     (path / "artifact.metadata").write_text(json.dumps({"query_maxlen": 32, "doc_maxlen": 40, "dim": DIM, "attend_to_mask_tokens": False}))
     return path

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from colcade.errors import ColcadeError
+from colcade.optional import require
 from colcade.results import Hit
 
 _STOP = set("a an and are as at be by can did do does for from has have how i in is it its me my of on or "
@@ -68,18 +69,12 @@ def configured_llm(model: str | None = None, base_url: str | None = None) -> Any
     if model and model.startswith("ollama:"):
         ollama, model = model.split(":", 1)[1], None
     if ollama:
-        try:
-            from langchain_ollama import ChatOllama
-        except ImportError as exc:
-            raise ColcadeError("an Ollama model is configured, but langchain-ollama is not installed: pip install langchain-ollama") from exc
-        return ChatOllama(model=ollama)
+        chat = require("langchain_ollama", "langchain-ollama", "the configured Ollama model").ChatOllama
+        return chat(model=ollama)
     base_url = base_url or os.environ.get("COLCADE_LLM_BASE_URL") or os.environ.get("OPENAI_BASE_URL")
     if base_url or os.environ.get("OPENAI_API_KEY"):
-        try:
-            from langchain_openai import ChatOpenAI
-        except ImportError as exc:
-            raise ColcadeError("an OpenAI-compatible LLM is configured, but langchain-openai is not installed: pip install langchain-openai") from exc
-        return ChatOpenAI(model=model or "gpt-4o-mini", base_url=base_url, api_key=os.environ.get("OPENAI_API_KEY", "not-needed"))
+        chat = require("langchain_openai", "langchain-openai", "the configured OpenAI-compatible LLM").ChatOpenAI
+        return chat(model=model or "gpt-4o-mini", base_url=base_url, api_key=os.environ.get("OPENAI_API_KEY", "not-needed"))
     return None
 
 

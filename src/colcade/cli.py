@@ -93,7 +93,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     for rank, hit in enumerate(hits, 1):
         snippet = " ".join(hit.text.split())
         print(f"{rank:>3}  {hit.score:7.3f}  {hit.normalized_score:5.3f}  {_label(hit):<28.28}  {snippet[:90]}")
-    print("     " + ", ".join(f"{s.name} {s.candidates_in}->{s.candidates_out} in {s.ms:.2f} ms" for s in hits.stats))
+    print("     " + hits.stages())
     return 0
 
 

@@ -41,7 +41,7 @@ def run(out: TextIO, questions: list[str] | None = None, color: bool = True) -> 
         for sentence in extractive_answer(question, hits, max_sentences=2):
             out.write(f"   {highlight(sentence, color)}  [{sentence.hit.metadata['topic']}]\n")
         out.write("   sources: " + ", ".join(f"{h.metadata['topic']} ({h.normalized_score:.2f})" for h in hits) + "\n")
-        out.write("   stages: " + ", ".join(f"{s.name} {s.candidates_in}->{s.candidates_out} {s.ms:.1f} ms" for s in hits.stats) + "\n\n")
+        out.write("   stages: " + hits.stages() + "\n\n")
     out.write("No LLM is configured, so answers are the passages' best sentences. "
               "Try `colcade index`, `colcade search` and `colcade ask` on your own files.\n")
     return index

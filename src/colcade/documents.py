@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from colcade.errors import InvalidInputError
+from colcade.optional import require
 
 SUFFIXES = {".txt", ".md", ".markdown", ".html", ".htm", ".pdf"}
 
@@ -14,16 +15,15 @@ def read_pages(path: Path) -> list[tuple[int, str]]:
     suffix = path.suffix.lower()
     if suffix not in SUFFIXES:
         raise InvalidInputError(f"{path}: unsupported file type {suffix!r}; colcade reads {', '.join(sorted(SUFFIXES))}")
+    reader = require("pypdf", '"colcade[cli]"', "reading PDF") if suffix == ".pdf" else None
+    soup_module = require("bs4", '"colcade[cli]"', "reading HTML") if suffix in (".html", ".htm") else None
     try:
-        if suffix == ".pdf":
-            from pypdf import PdfReader
-
+        if reader is not None:
+            PdfReader = reader.PdfReader
             return [(i + 1, page.extract_text() or "") for i, page in enumerate(PdfReader(path).pages)]
         raw = path.read_bytes().decode("utf-8", errors="replace")
-        if suffix in (".html", ".htm"):
-            from bs4 import BeautifulSoup
-
-            soup = BeautifulSoup(raw, "html.parser")
+        if soup_module is not None:
+            soup = soup_module.BeautifulSoup(raw, "html.parser")
             for tag in soup(["script", "style", "nav", "header", "footer"]):
                 tag.decompose()
             blocks = (b.get_text(" ", strip=True) for b in soup.find_all(["p", "li", "h1", "h2", "h3", "h4", "pre", "td", "blockquote"]))

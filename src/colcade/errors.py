@@ -56,3 +56,7 @@ class IndexClosedError(ColcadeError):
 
 class StorageError(ColcadeError, OSError):
     """A write that the disk refused (full, read-only, size limit); nothing was committed."""
+
+
+class MissingDependencyError(ColcadeError, ImportError):
+    """An optional package a feature needs is not installed; the message has the pip line."""

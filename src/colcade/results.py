@@ -31,6 +31,9 @@ class StageStats:
     candidates_out: int
     ms: float
 
+    def __str__(self) -> str:
+        return f"{self.name} {self.candidates_in}->{self.candidates_out} in {self.ms:.2f} ms"
+
 
 class Hits(list):
     """The hits of one search, best first, with ``stats``: per-stage counts and timings."""
@@ -43,9 +46,12 @@ class Hits(list):
     def total_ms(self) -> float:
         return sum(s.ms for s in self.stats)
 
+    def stages(self) -> str:
+        """The stages in one line: ``shortlist 1000->1000 in 0.01 ms, prefilter ...``."""
+        return ", ".join(str(s) for s in self.stats)
+
     def __repr__(self) -> str:
-        stages = ", ".join(f"{s.name} {s.candidates_in}->{s.candidates_out} in {s.ms:.2f} ms" for s in self.stats)
-        return f"Hits({list.__repr__(self)}, stats=[{stages}])"
+        return f"Hits({list.__repr__(self)}, stats=[{self.stages()}])"
 
 
 @dataclass

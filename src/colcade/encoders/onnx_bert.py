@@ -21,6 +21,8 @@ import numpy as np
 
 from colcade.errors import EncoderUnavailableError
 
+# onnx and onnxruntime are core dependencies, imported where used: `import colcade` stays quick.
+
 _DTYPES = {"F32": np.float32, "F16": np.float16, "I64": np.int64}
 
 
@@ -61,11 +63,9 @@ def read_quantized_onnx(path: Path) -> dict[str, np.ndarray]:
     names only the biases and norms; a MatMul's weight is named after the bias added to its
     output. Weights come back dequantized to float32, ``[out, in]`` like a Linear layer's.
     """
-    try:
-        import onnx
-        from onnx import numpy_helper
-    except ImportError as exc:
-        raise EncoderUnavailableError("reading an ONNX checkpoint needs onnx: pip install onnx") from exc
+    import onnx
+    from onnx import numpy_helper
+
     graph = onnx.load(str(path)).graph
     arrays = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
     consumers: dict[str, list[Any]] = {}
@@ -96,11 +96,9 @@ def build_bert(weights: dict[str, np.ndarray], config: dict[str, Any], projectio
     ``projection`` ([out, hidden], as ColBERT's bias-free ``linear``) maps the last hidden state
     to ``out`` dimensions inside the graph.
     """
-    try:
-        import onnx
-        from onnx import TensorProto, helper, numpy_helper
-    except ImportError as exc:
-        raise EncoderUnavailableError("the ONNX BERT encoder needs onnx: pip install onnx onnxruntime") from exc
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
     if config.get("position_embedding_type", "absolute") != "absolute" or config.get("hidden_act", "gelu") != "gelu":
         raise EncoderUnavailableError("only BERT models with absolute positions and GELU are supported")
     prefix = "bert." if "bert.embeddings.word_embeddings.weight" in weights else ""
@@ -178,10 +176,8 @@ def build_bert(weights: dict[str, np.ndarray], config: dict[str, Any], projectio
 
 def session(model: bytes, threads: int | None = None):
     """An onnxruntime CPU session over a serialized model."""
-    try:
-        import onnxruntime as ort
-    except ImportError as exc:
-        raise EncoderUnavailableError("the ONNX BERT encoder needs onnxruntime: pip install onnxruntime") from exc
+    import onnxruntime as ort
+
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if threads:
