@@ -194,5 +194,7 @@ def test_demo_answers_from_the_right_topics():
     proc = subprocess.run(["colcade", "demo"], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     answers = proc.stdout.split("Q: ")[1:]
-    assert len(answers) == 3 and "[try]" in answers[0] and "yield" in answers[1]
+    sources = [next(line for line in a.splitlines() if "sources:" in line) for a in answers]
+    assert len(answers) == 3 and " try (" in sources[0] and " yield (" in sources[1]
+    assert "finally" in answers[0] and "specialnames" in sources[2]
     assert "No LLM is configured" in proc.stdout

@@ -17,19 +17,9 @@ from colcade.errors import ColcadeError, InvalidInputError
 
 
 def _encoder(spec: str | None):
-    """``default`` | ``colbert:NAME_OR_PATH`` | ``fastembed:MODEL``."""
-    if spec in (None, "default"):
-        return None
-    kind, _, name = spec.partition(":")
-    if kind == "colbert" and name:
-        from colcade.encoders.colbert import ColBERTEncoder
+    from colcade.encoders import from_spec
 
-        return ColBERTEncoder(name)
-    if kind == "fastembed" and name:
-        from colcade.encoders.fastembed import FastEmbedEncoder
-
-        return FastEmbedEncoder(name)
-    raise InvalidInputError(f"unknown encoder {spec!r}: use default, colbert:NAME_OR_PATH or fastembed:MODEL")
+    return from_spec(spec)
 
 
 def _open(path: str):

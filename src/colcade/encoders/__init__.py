@@ -3,9 +3,43 @@
 from __future__ import annotations
 
 import functools
+import importlib
+from typing import Any
 
 from colcade.encoders.base import Encoded, EncodedQuery, Encoder, describe, pool
 from colcade.encoders.precomputed import PrecomputedEncoder
+from colcade.errors import EncoderMismatchError, InvalidInputError
+
+# The encoder kinds colcade knows, by the ``kind`` an index's manifest records; each class is
+# imported on use, so an optional dependency (fastembed) is needed only by whoever uses it.
+KINDS = {
+    "minilm": ("colcade.encoders.default", "MiniLMEncoder"),
+    "colbert": ("colcade.encoders.colbert", "ColBERTEncoder"),
+    "fastembed": ("colcade.encoders.fastembed", "FastEmbedEncoder"),
+    "precomputed": ("colcade.encoders.precomputed", "PrecomputedEncoder"),
+}
+
+
+def encoder_class(kind: str) -> Any:
+    """The class of an encoder kind (``minilm``, ``colbert``, ``fastembed``, ``precomputed``)."""
+    if kind not in KINDS:
+        raise InvalidInputError(f"unknown encoder kind {kind!r}; colcade knows {', '.join(KINDS)}")
+    module, name = KINDS[kind]
+    return getattr(importlib.import_module(module), name)
+
+
+def from_spec(spec: str | None) -> Encoder | None:
+    """An encoder from a command-line spec: ``default`` (None), ``colbert:NAME_OR_PATH``, ``fastembed:MODEL``.
+
+    >>> from_spec("default") is None
+    True
+    """
+    if spec in (None, "default"):
+        return None
+    kind, _, name = spec.partition(":")
+    if kind not in ("colbert", "fastembed") or not name:
+        raise InvalidInputError(f"unknown encoder {spec!r}: use default, colbert:NAME_OR_PATH or fastembed:MODEL")
+    return encoder_class(kind)(name)
 
 
 @functools.lru_cache(maxsize=1)
@@ -18,25 +52,13 @@ def default_encoder() -> Encoder:
 
 def from_manifest(info: dict) -> Encoder:
     """Rebuild the encoder an index records in its manifest (kinds colcade knows)."""
-    from colcade.errors import EncoderMismatchError
-
     kind, config = info.get("kind"), info.get("config") or {}
     if kind == "precomputed":
         return PrecomputedEncoder(dim=info["dim"], dense_dim=info["dense_dim"], name=info["name"])
     if kind == "minilm" and (not config or config == getattr(default_encoder(), "config", None)):
         encoder = default_encoder()  # shared: one model session per process, however many indexes
-    elif kind == "minilm":
-        from colcade.encoders.default import MiniLMEncoder
-
-        encoder = MiniLMEncoder(**config)
-    elif kind == "colbert":
-        from colcade.encoders.colbert import ColBERTEncoder
-
-        encoder = ColBERTEncoder(**config)
-    elif kind == "fastembed":
-        from colcade.encoders.fastembed import FastEmbedEncoder
-
-        encoder = FastEmbedEncoder(**config)
+    elif kind in KINDS:
+        encoder = encoder_class(kind)(**config)
     else:
         raise EncoderMismatchError(
             f"this index was built with encoder {info['name']!r} (kind {kind!r}), which colcade cannot rebuild "
@@ -51,4 +73,5 @@ def from_manifest(info: dict) -> Encoder:
     return encoder
 
 
-__all__ = ["Encoded", "EncodedQuery", "Encoder", "PrecomputedEncoder", "default_encoder", "describe", "from_manifest", "pool"]
+__all__ = ["KINDS", "Encoded", "EncodedQuery", "Encoder", "PrecomputedEncoder", "default_encoder", "describe",
+           "encoder_class", "from_manifest", "from_spec", "pool"]
