@@ -1,4 +1,4 @@
-"""Builds the compiled kernels (colcade._kernels); everything else lives in pyproject.toml."""
+"""Builds the compiled kernels (colcade.engine._kernels); everything else lives in pyproject.toml."""
 import sys
 
 from setuptools import Extension, setup
@@ -9,6 +9,6 @@ flags = [] if sys.platform == "win32" else ["-O3", "-std=c11", "-fno-math-errno"
 
 setup(
     ext_modules=[
-        Extension("colcade._kernels", sources=["src/colcade/_kernels.c"], extra_compile_args=flags),
+        Extension("colcade.engine._kernels", sources=["src/colcade/engine/_kernels.c"], extra_compile_args=flags),
     ]
 )

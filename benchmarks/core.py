@@ -28,7 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from report import ROOT, table, timed, write_section  # noqa: E402
 from synthetic import Corpus  # noqa: E402
 
-from colcade import EncodedQuery, LateIndex, PrecomputedEncoder, kernels  # noqa: E402
+from colcade import EncodedQuery, LateIndex, PrecomputedEncoder  # noqa: E402
+from colcade.engine import kernels  # noqa: E402
 from colcade.encoders import pool  # noqa: E402
 
 

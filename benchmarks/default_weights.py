@@ -35,7 +35,7 @@ from quality import build_index, queries_of, run  # noqa: E402
 from report import ROOT, table, write_section  # noqa: E402
 
 from colcade.encoders.default import MiniLMEncoder  # noqa: E402
-from colcade.eval import ndcg  # noqa: E402
+from colcade.app.eval import ndcg  # noqa: E402
 
 
 def fp32_weights() -> Path:

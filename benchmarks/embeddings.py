@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from colcade.encoders.default import MiniLMEncoder
-from colcade.eval import Collection, load_beir
+from colcade.app.eval import Collection, load_beir
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"

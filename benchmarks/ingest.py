@@ -27,7 +27,7 @@ DATA = ROOT.parent / "shared" / "data" / "scifact" / "corpus.jsonl"
 _CHILD = """
 import resource, subprocess, sys, time
 started = time.perf_counter()
-proc = subprocess.run([sys.executable, "-m", "colcade.cli", "index", sys.argv[1], "--index", sys.argv[2]],
+proc = subprocess.run([sys.executable, "-m", "colcade.app.cli", "index", sys.argv[1], "--index", sys.argv[2]],
                       capture_output=True, text=True)
 if proc.returncode:
     sys.exit(proc.stderr)

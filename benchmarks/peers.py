@@ -250,7 +250,7 @@ def run_system(system: str, data: Path, folder: Path, budget_s: float) -> dict:
 
 # ---------------------------------------------------------------- kernels
 def kernel_rows(quick: bool) -> list[list[object]]:
-    from colcade import kernels
+    from colcade.engine import kernels
 
     rng = np.random.default_rng(0)
     n, t, d, nq = (200 if quick else 1000), 120, 128, 32

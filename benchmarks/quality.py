@@ -30,7 +30,7 @@ from report import ROOT, table, write_section  # noqa: E402
 
 from colcade import EncodedQuery, LateIndex, PrecomputedEncoder  # noqa: E402
 from colcade.encoders.default import MiniLMEncoder  # noqa: E402
-from colcade.eval import fidelity, ndcg, recall  # noqa: E402
+from colcade.app.eval import fidelity, ndcg, recall  # noqa: E402
 
 VARIANTS = {  # name -> (keep_special, keep_punctuation)
     "all tokens": (True, True),

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from colcade import LateIndex, PrecomputedEncoder
-from colcade.cascade import plan
+from colcade.engine.cascade import plan
 
 from conftest import clustered_corpus, exhaustive_maxsim, query_of, scifact_lengths
 

@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from colcade.answer import configured_llm, rag_chain
-from colcade.cli import main
+from colcade.app.answer import configured_llm
+from colcade.app.cli import main
 
 
 def pdf_bytes(pages: list[str]) -> bytes:
@@ -108,7 +108,7 @@ def test_rag_chain_uses_the_llm_when_one_is_given(docs, tmp_path):
     from langchain_core.language_models.fake_chat_models import FakeListChatModel
 
     from colcade import LateIndex
-    from langchain_colcade import ColcadeRetriever
+    from langchain_colcade import ColcadeRetriever, rag_chain
 
     index = LateIndex.in_memory()
     index.add(["The violin has four strings."], metadatas=[{"source": "violin.txt"}])

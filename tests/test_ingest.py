@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from colcade import LateIndex, PrecomputedEncoder
-from colcade.ingest import ingest
+from colcade.app.ingest import ingest
 
 from conftest import _word_vector
 

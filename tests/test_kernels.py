@@ -7,9 +7,9 @@ from colcade.errors import InvalidInputError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from colcade import kernels
+from colcade.engine import kernels
 
-_c = pytest.importorskip("colcade._kernels")
+_c = pytest.importorskip("colcade.engine._kernels")
 LEVELS = {0: "scalar", 1: "avx2", 2: "avx512"}
 
 

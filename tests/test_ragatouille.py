@@ -3,7 +3,7 @@
 import pytest
 
 from colcade import IndexExistsError, UnknownIdError
-from colcade.ragatouille import RAGPretrainedModel
+from colcade.compat.ragatouille import RAGPretrainedModel
 
 from test_colbert import checkpoint  # noqa: F401  (a real ColBERT checkpoint folder)
 

@@ -187,7 +187,7 @@ def test_cli_index_alongside_another_writer(tmp_path):
         (docs / f"note{i}.txt").write_text(f"Note {i}. The quarterly report number {i} covers revenue and staff.\n" * 3)
     idx = tmp_path / "idx"
     LateIndex.create(idx).close()  # the embedded default encoder
-    cli = subprocess.Popen([sys.executable, "-m", "colcade.cli", "index", str(docs), "--index", str(idx)],
+    cli = subprocess.Popen([sys.executable, "-m", "colcade.app.cli", "index", str(docs), "--index", str(idx)],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     app = LateIndex.open(idx)
     for i in range(5):

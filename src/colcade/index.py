@@ -11,14 +11,14 @@ from typing import Any, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from colcade import cascade, filters
+from colcade.engine import cascade, filters
 from colcade.encoders import EncodedQuery, Encoder, default_encoder, describe, from_manifest, pool
 from colcade.encoders.base import check_dense, check_tokens
 from colcade.errors import DuplicateIdError, EncoderMismatchError, IndexLockedError, InvalidInputError, UnknownIdError
-from colcade.locking import DEFAULT_TIMEOUT
+from colcade.storage.locking import DEFAULT_TIMEOUT
 from colcade.results import Hit, Hits, IndexStats
-from colcade.segments import FLOAT16_MAX
-from colcade.store import State, Store, _to_json
+from colcade.storage.segments import FLOAT16_MAX
+from colcade.storage.store import State, Store, _to_json
 
 PathLike = str | os.PathLike
 
@@ -300,7 +300,7 @@ class LateIndex:
 
         ``query`` is text (encoded with the index's encoder) or an ``EncodedQuery``.
         ``filter`` restricts the search to passages whose metadata match (see
-        ``colcade.filters``) before any ranking. ``n_shortlist`` and ``n_prefilter`` override
+        ``colcade.engine.filters``) before any ranking. ``n_shortlist`` and ``n_prefilter`` override
         the stage widths; ``exhaustive=True`` scores every passage (exact MaxSim).
         The result's ``stats`` give each stage's counts and milliseconds.
         """

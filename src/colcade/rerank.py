@@ -12,7 +12,7 @@ import numpy as np
 
 from colcade.encoders.base import Encoder, check_tokens
 from colcade.errors import InvalidInputError
-from colcade.kernels import maxsim
+from colcade.engine.kernels import maxsim
 
 
 def rerank(encoder: Encoder, query: str, documents: Sequence[str], k: int | None = None) -> list[tuple[int, float]]:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import time
 from typing import TextIO
 
-from colcade.answer import extractive_answer, highlight
-from colcade.chunking import split_passages
+from colcade.app.answer import extractive_answer, highlight
+from colcade.app.chunking import split_passages
 from colcade.index import LateIndex
 
 QUESTIONS = [

@@ -3,7 +3,7 @@
 Change the import and keep your code::
 
     # from ragatouille import RAGPretrainedModel
-    from colcade.ragatouille import RAGPretrainedModel
+    from colcade.compat.ragatouille import RAGPretrainedModel
 
     RAG = RAGPretrainedModel.from_pretrained("colbert-ir/colbertv2.0")
     RAG.index(collection=docs, document_ids=ids, document_metadatas=metas, index_name="my_index")
@@ -22,12 +22,12 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from colcade.chunking import split_passages
+from colcade.app.chunking import split_passages
 from colcade.encoders import Encoder, default_encoder
 from colcade.errors import IndexExistsError, InvalidInputError, UnknownIdError
 from colcade.index import LateIndex
 from colcade.rerank import rerank
-from colcade.store import MANIFEST
+from colcade.storage.store import MANIFEST
 
 Result = dict[str, Any]
 

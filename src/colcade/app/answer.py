@@ -1,4 +1,5 @@
-"""Answers for ``colcade ask``: a LangChain RAG chain when an LLM is configured, else extractive.
+"""Answers for ``colcade ask``: the configured LLM (run through ``langchain_colcade.rag_chain``),
+else extractive.
 
 Without an LLM nothing is made up: the answer is the retrieved passages' best sentences (by
 how many question terms they contain, then by passage rank) with those terms highlighted.
@@ -17,10 +18,6 @@ from colcade.results import Hit
 
 _STOP = set("a an and are as at be by can did do does for from has have how i in is it its me my of on or "
             "the their there these this to was were what when where which who why will with you your".split())
-PROMPT = (
-    "Answer the question using only the context. Cite the sources in brackets. "
-    "If the context does not contain the answer, say so.\n\nContext:\n{context}\n\nQuestion: {question}"
-)
 
 
 @dataclass(frozen=True)
@@ -76,16 +73,3 @@ def configured_llm(model: str | None = None, base_url: str | None = None) -> Any
         chat = require("langchain_openai", "langchain-openai", "the configured OpenAI-compatible LLM").ChatOpenAI
         return chat(model=model or "gpt-4o-mini", base_url=base_url, api_key=os.environ.get("OPENAI_API_KEY", "not-needed"))
     return None
-
-
-def rag_chain(retriever: Any, llm: Any) -> Any:
-    """The LCEL chain: retrieve, format with sources, prompt, LLM, text."""
-    from langchain_core.output_parsers import StrOutputParser
-    from langchain_core.prompts import ChatPromptTemplate
-    from langchain_core.runnables import RunnablePassthrough
-
-    def format_docs(docs: Sequence[Any]) -> str:
-        return "\n\n".join(f"[{d.metadata.get('source', d.id)}] {d.page_content}" for d in docs)
-
-    prompt = ChatPromptTemplate.from_template(PROMPT)
-    return {"context": retriever | format_docs, "question": RunnablePassthrough()} | prompt | llm | StrOutputParser()

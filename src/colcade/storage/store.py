@@ -48,9 +48,9 @@ from colcade.errors import (
     StorageError,
     UnknownIdError,
 )
-from colcade.locking import DEFAULT_TIMEOUT, WriteLock, fcntl
-from colcade.segments import Segment, SegmentWriter, fsync_dir
-from colcade.shortlist import DenseShortlist
+from colcade.storage.locking import DEFAULT_TIMEOUT, WriteLock, fcntl
+from colcade.storage.segments import Segment, SegmentWriter, fsync_dir
+from colcade.engine.shortlist import DenseShortlist
 
 FORMAT = "colcade-index"
 VERSION = 1

@@ -19,10 +19,10 @@ import numpy as np
 
 from colcade.encoders.base import EncodedQuery
 from colcade.errors import InvalidInputError
-from colcade.kernels import binarize, maxsim, maxsim_hamming
+from colcade.engine.kernels import binarize, maxsim, maxsim_hamming
 from colcade.results import StageStats
-from colcade.shortlist import DenseShortlist
-from colcade.store import State
+from colcade.engine.shortlist import DenseShortlist
+from colcade.storage.store import State
 
 FULL_SCAN_BELOW = 8192  # passages: scanning all their bits costs ~5 ms at ~1.5 M passages/s
 

@@ -29,7 +29,7 @@ from typing import Sequence
 import numpy as np
 
 from colcade.errors import CorruptIndexError, StorageError
-from colcade.kernels import binarize
+from colcade.engine.kernels import binarize
 
 FLOAT16_MAX = float(np.finfo(np.float16).max)
 _STREAMED = ("tokens", "bits", "dense")

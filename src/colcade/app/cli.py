@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from colcade.errors import ColcadeError, InvalidInputError
+from colcade.optional import require
 
 
 def _encoder(spec: str | None):
@@ -54,7 +55,7 @@ def _label(hit) -> str:
 
 def cmd_index(args: argparse.Namespace) -> int:
     from colcade.index import LateIndex
-    from colcade.ingest import ingest
+    from colcade.app.ingest import ingest
 
     path = Path(args.index)
     index = LateIndex.open(path) if (path / "manifest.json").exists() else LateIndex.create(path, encoder=_encoder(args.encoder))
@@ -88,14 +89,13 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
-    from colcade.answer import configured_llm, extractive_answer, highlight, rag_chain
+    from colcade.app.answer import configured_llm, extractive_answer, highlight
 
     index = _open(args.index)
     llm = configured_llm(args.llm_model, args.llm_base_url)
     if llm is not None:
-        from langchain_colcade import ColcadeRetriever
-
-        answer = rag_chain(ColcadeRetriever(index=index, k=args.k), llm).invoke(args.question)
+        lc = require("langchain_colcade", "langchain-colcade", "colcade ask with an LLM")
+        answer = lc.rag_chain(lc.ColcadeRetriever(index=index, k=args.k), llm).invoke(args.question)
         print(answer)
         return 0
     hits = index.search(args.question, k=args.k)
@@ -118,7 +118,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from colcade.eval import fidelity, load_beir, ndcg, recall
+    from colcade.app.eval import fidelity, load_beir, ndcg, recall
     from colcade.index import LateIndex
 
     collection = load_beir(args.beir_dir, split=args.split)
@@ -170,7 +170,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from colcade import demo
+    from colcade.app import demo
 
     demo.run(sys.stdout, color=sys.stdout.isatty())
     return 0

@@ -12,7 +12,7 @@ Shapes and dtypes, for one segment of ``n`` passages holding ``T`` tokens of ``d
 dot product over its tokens. ``maxsim_hamming`` returns int32 ``[m]``: the same with
 ``d - hamming(q_bits, token_bits)`` as similarity (Elasticsearch's ``maxSimInvHamming``).
 
-The compiled kernels (``colcade._kernels``; AVX-512, AVX2 or portable C, picked at run time) do the work;
+The compiled kernels (``colcade.engine._kernels``; AVX-512, AVX2 or portable C, picked at run time) do the work;
 the ``*_reference`` functions are the plain numpy definitions the tests hold them to.
 Set ``COLCADE_KERNELS=numpy`` to run the reference code everywhere.
 """
@@ -27,7 +27,7 @@ import numpy as np
 from colcade.errors import InvalidInputError
 
 try:
-    from colcade import _kernels as _c
+    from colcade.engine import _kernels as _c
 except ImportError as exc:  # a source checkout that was never built
     _c = None
     if os.environ.get("COLCADE_KERNELS") != "numpy":

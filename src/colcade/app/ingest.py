@@ -18,8 +18,8 @@ from typing import Callable
 
 from tqdm.auto import tqdm
 
-from colcade.chunking import split_passages
-from colcade.documents import find_files, read_pages
+from colcade.app.chunking import split_passages
+from colcade.app.documents import find_files, read_pages
 from colcade.encoders.base import sha256_file
 from colcade.index import LateIndex
 

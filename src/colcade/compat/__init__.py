@@ -1,0 +1,1 @@
+"""Compatibility facades for users coming from other libraries (RAGatouille)."""
