@@ -350,3 +350,26 @@ def test_generated_vectors_are_stored_faithfully_or_refused(values):
     hit = index.search(EncodedQuery(dense=np.ones(4, np.float32), tokens=q), k=1)[0]
     assert np.isfinite(hit.score)
     assert hit.score == pytest.approx(float((q @ tokens.astype(np.float16).astype(np.float32).T).max()), rel=1e-3, abs=1e-3)
+
+
+# ---------------------------------------------------------------------------- found by attacking it
+def test_nul_characters_and_non_string_keys_in_metadata_are_refused(index):
+    for meta in ({"v": 0, "group": 1, "src": "a\x00b"}, {"v": 0, "group": 1, "a\x00": 1}, {"v": 0, "group": 1, 1: "x"},
+                 {"v": 0, "group": 1, "nested": [{"k": "x\x00"}]}):
+        with pytest.raises(InvalidInputError, match="NUL|must be strings"):
+            index.add(**{**passages(["n"], 0, 1), "metadatas": [meta]})
+    with pytest.raises(FilterError, match="NUL"):
+        index.ids({"src": "a\x00b"})
+    assert unchanged(index)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), -1, None, "5", True])
+def test_lock_timeout_is_validated(index, bad):
+    with pytest.raises(InvalidInputError, match="lock_timeout"):
+        LateIndex.open(index.path, encoder=encoder(), lock_timeout=bad)
+
+
+def test_an_infinite_lock_timeout_waits_as_long_as_it_takes(index):
+    patient = LateIndex.open(index.path, encoder=encoder(), lock_timeout=float("inf"))
+    patient.add(**passages(["d"], 0, 1))
+    assert len(patient) == 4

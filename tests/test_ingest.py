@@ -89,3 +89,27 @@ def test_a_long_add_streams_to_disk_in_batches(tmp_path):
     stored = np.load(seg / "tokens.npy", mmap_mode="r")
     assert np.array_equal(stored[: len(tokens[0])], tokens[0].astype(np.float16))
     assert np.array_equal(stored[-len(tokens[-1]) :], tokens[-1].astype(np.float16))
+
+
+def test_a_checkpoint_resumes_only_the_same_passages(tmp_path):
+    # Resuming a checkpoint with other passages used to pair the staged vectors with the new
+    # ids and texts; now the digest of what was staged must match, else it starts over.
+    first = [f"alpha beta passage {i}" for i in range(300)]
+    other = [f"gamma delta passage {i}" for i in range(300)]
+    ids = [f"p{i}" for i in range(300)]
+    index = LateIndex.create(tmp_path / "idx", encoder=counting_encoder([], fail_after=200))
+    with pytest.raises(Interrupt):
+        index.replace({"f": 1}, first, ids=ids, metadatas=[{"f": 1}] * 300, checkpoint="ck")
+    index._encoder = counting_encoder(calls := [])
+    index.replace({"f": 1}, other, ids=ids, metadatas=[{"f": 1}] * 300, checkpoint="ck")
+    assert sum(calls) == 300, "staged vectors of other texts were reused"
+    for i in (0, 150, 299):
+        hit = index.search(other[i], k=1)[0]
+        assert hit.id == ids[i] and hit.text == other[i]
+    calls.clear()
+    index._encoder = counting_encoder(calls, fail_after=200)
+    with pytest.raises(Interrupt):
+        index.replace({"f": 1}, first, ids=ids, metadatas=[{"f": 1}] * 300, checkpoint="ck2")
+    index._encoder = counting_encoder(calls := [])
+    index.replace({"f": 1}, first, ids=ids, metadatas=[{"f": 1}] * 300, checkpoint="ck2")
+    assert sum(calls) == 300 - 256  # the same passages: the two checkpointed batches are reused

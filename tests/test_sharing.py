@@ -202,3 +202,107 @@ def test_cli_index_alongside_another_writer(tmp_path):
 def test_kill_harness_20_kills(tmp_path):
     counts = kill_run(20, seed=int(os.environ.get("COLCADE_KILL_SEED", "3")), folder=tmp_path)
     assert counts["kills"] == 20 and counts["operations_acknowledged"] > 20
+
+
+# ---------------------------------------------------------------------------- found by attacking it
+_CLOSE_WHILE_WRITING = """
+import sys, threading, time
+sys.path.insert(0, {here!r})
+from colcade import IndexClosedError, LateIndex
+from sharing_worker import encoder, passages
+for round_ in range(25):
+    path = {root!r} + "/r%d" % round_
+    index = LateIndex.create(path, encoder=encoder())
+    index.add(**passages(["a"], 0, 0))
+    errors = []
+    def write():
+        try:
+            for v in range(1, 10_000):
+                index.upsert(**passages(["a"], v, 0))
+                if v % 5 == 0:
+                    index.compact()
+        except IndexClosedError:
+            pass
+        except BaseException as exc:
+            errors.append(repr(exc))
+    t = threading.Thread(target=write)
+    t.start()
+    time.sleep(0.01 + 0.003 * (round_ % 10))
+    index.close()
+    t.join()
+    assert not errors, errors
+    assert LateIndex.open(path, encoder=encoder()).ids() == ["a"]
+print("ok")
+"""
+
+
+def test_close_while_another_thread_writes_is_index_closed_error_not_a_crash(tmp_path):
+    # Closing used to close the SQLite connection under a running commit: a segfault.
+    script = _CLOSE_WHILE_WRITING.format(here=str(Path(WORKER).parent), root=str(tmp_path))
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", (proc.returncode, proc.stderr[-2000:])
+
+
+def test_deleting_write_lock_never_lets_two_writers_in(path):
+    holder = LateIndex.open(path, encoder=encoder())
+    other = LateIndex.open(path, encoder=encoder(), lock_timeout=0.3)
+    with holder._store.write_lock.hold("compact"):
+        (path / "write.lock").unlink()  # an `rm *.lock`
+        with pytest.raises(IndexLockedError):
+            other.add(**passages(["x"], 0, 0))
+    other.add(**passages(["x"], 0, 0))
+    assert holder.ids() == ["x"]
+
+
+def test_stats_while_another_thread_commits_and_compacts(path):
+    index = LateIndex.open(path, encoder=encoder())
+    stop = threading.Event()
+
+    def churn() -> None:
+        i = 0
+        while not stop.is_set():
+            index.add(**passages([f"c{i}-{j}" for j in range(3)], 0, 0))
+            index.delete([f"c{i}-0"])
+            index.compact()
+            i += 1
+
+    t = threading.Thread(target=churn)
+    t.start()
+    try:
+        for _ in range(300):
+            stats = index.stats()  # used to raise FileNotFoundError from a vanished folder
+            assert stats.bytes_on_disk > 0
+    finally:
+        stop.set()
+        t.join()
+
+
+def test_compaction_leaves_a_live_writers_staging_alone(path):
+    writing, compacting = LateIndex.open(path, encoder=encoder()), LateIndex.open(path, encoder=encoder())
+    compacting.add(**passages(["a", "b"], 0, 0))
+    compacting.delete(["a"])
+    writer = writing._store.writer("live-one")
+    writer.append([vectors("w", 0)], vectors("w", 0).mean(axis=0, keepdims=True))
+    compacting.compact()
+    assert writer.folder.is_dir(), "a compaction removed the staging folder of a writer in progress"
+    writing._store.commit(writer, ["w"], ["w v0"], [{"v": 0, "group": 0}], upsert=False)
+    assert set(writing.ids()) == {"b", "w"}
+
+
+def test_concurrent_creates_of_one_path_let_exactly_one_win(tmp_path):
+    # Four processes create the same index, two of them with another dimension.
+    code = (
+        "import sys; from colcade import IndexExistsError, LateIndex, PrecomputedEncoder\n"
+        "try:\n"
+        "    LateIndex.create(sys.argv[1], encoder=PrecomputedEncoder(dim=int(sys.argv[2]))).close(); print('created')\n"
+        "except IndexExistsError:\n"
+        "    print('exists')\n"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "idx"), dim], stdout=subprocess.PIPE, text=True)
+             for dim in ("8", "16", "8", "16")]
+    outcomes = [p.communicate(timeout=120)[0].strip() for p in procs]
+    assert sorted(outcomes) == ["created", "exists", "exists", "exists"], outcomes
+    winner = ("8", "16", "8", "16")[outcomes.index("created")]
+    index = LateIndex.open(tmp_path / "idx")
+    assert index.encoder.dim == int(winner)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".idx")]  # no temporary folders left

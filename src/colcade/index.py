@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -224,11 +225,8 @@ class LateIndex:
                 shown = ", ".join(repr(i) for i in list(existing)[:5])
                 raise DuplicateIdError(f"{len(existing)} ids are already in the index ({shown}); use upsert() to replace them")
         dense_all = check_dense(dense, n, self._store.dense_dim, "dense vectors") if dense is not None else None
-        writer = self._store.writer(checkpoint)
-        if writer.n > n:  # a checkpoint of other passages: start over
-            writer.abort()
-            self._store.release(writer)
-            writer = self._store.writer(checkpoint)
+        material = functools.partial(_passage_bytes, ids, texts_out, tokens, dense_all)
+        writer = self._open_writer(checkpoint, material, n)
         chunk = batch_size * 2 if tokens is None else 4096  # passages between checkpoints
         long_work = 256 if tokens is None else 20_000  # encoding is slow; writing given vectors is not
         disable = (n < long_work) if show_progress is None else not show_progress
@@ -248,6 +246,8 @@ class LateIndex:
                         part_dense = np.stack([pool(t) for t in part_tokens])
                     part_dense = check_dense(part_dense, stop - start, self._store.dense_dim, "dense vectors")
                     writer.append(part_tokens, part_dense)
+                    for i in range(start, stop):
+                        writer.note(material(i))
                     if checkpoint is not None:
                         writer.checkpoint()
                     bar.update(stop - start)
@@ -256,8 +256,21 @@ class LateIndex:
                 writer.abort()  # else kept, so the same call resumes
             self._store.release(writer)
             raise
-        self._store.commit(writer, ids, texts_out, metadatas, upsert=upsert, remove_where=remove)
+        operation = "replace" if remove is not None else "upsert" if upsert else "add"
+        self._store.commit(writer, ids, texts_out, metadatas, upsert=upsert, remove_where=remove, operation=operation)
         return list(ids)
+
+    def _open_writer(self, checkpoint: str | None, material: Any, n: int) -> Any:
+        """A segment writer; a checkpoint resumes only if it staged exactly these first passages."""
+        writer = self._store.writer(checkpoint)
+        if writer.n:
+            for i in range(min(writer.n, n)):
+                writer.note(material(i))
+            if writer.n > n or writer.digest() != writer.resumed_digest:  # other passages: start over
+                writer.abort()
+                self._store.release(writer)
+                writer = self._store.writer(checkpoint)
+        return writer
 
     def _encode(self, texts: list[str], batch_size: int) -> tuple[list[np.ndarray], np.ndarray]:
         # Long texts first: batches of similar length waste less padding.
@@ -430,6 +443,32 @@ def _check_unicode(text: str, what: str) -> None:
                                 "decode the source with errors='replace' or drop the character") from None
 
 
+def _passage_bytes(ids: list[str], texts: list[str], tokens: Any, dense: np.ndarray | None, i: int) -> bytes:
+    """What identifies passage ``i`` of a write, for checking a checkpoint before resuming it."""
+    parts = [ids[i].encode(), texts[i].encode()]
+    if tokens is not None:
+        parts.append(np.ascontiguousarray(tokens[i], np.float32).tobytes())
+    if dense is not None:
+        parts.append(dense[i].tobytes())
+    return b"\0".join(len(p).to_bytes(8, "little") + p for p in parts)
+
+
+def _check_json_strings(value: Any, where: str) -> None:
+    """Metadata keys must be strings, and no string may hold a NUL (SQLite's JSON stops at it)."""
+    if isinstance(value, str):
+        if "\0" in value:
+            raise InvalidInputError(f"{where} holds a NUL character, which filters cannot match; remove it")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise InvalidInputError(f"{where} has the key {key!r}; metadata keys must be strings")
+            _check_json_strings(key, where)
+            _check_json_strings(item, where)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _check_json_strings(item, where)
+
+
 def _storable(tokens: Any, dim: int, id_: str) -> np.ndarray:
     """Token vectors checked for the float16 they are stored in (past +-65504 they would be inf)."""
     array = check_tokens(tokens, dim, f"token vectors of passage {id_!r}")
@@ -498,5 +537,6 @@ def _check_metadatas(metadatas: Sequence[dict[str, Any]] | None, n: int, ids: li
     for i, m in enumerate(metadatas):
         if not isinstance(m, dict):
             raise InvalidInputError(f"metadata {i} must be a dict, but got {type(m).__name__}")
+        _check_json_strings(m, f"metadata of {ids[i]!r}")
         _check_unicode(_to_json(m, ids[i]), f"metadata of {ids[i]!r}")  # fails here, not after encoding
     return metadatas

@@ -53,12 +53,25 @@ def _label(hit) -> str:
     return f"{Path(source).name}" + (f" p.{page}" if page and page != 1 else "")
 
 
+def _open_or_create(path: Path, encoder: str | None):
+    """Open the index at ``path``, or create it (another process may create it first)."""
+    from colcade.errors import IndexExistsError
+    from colcade.index import LateIndex
+
+    if not (path / "manifest.json").exists():
+        try:
+            return LateIndex.create(path, encoder=_encoder(encoder))
+        except IndexExistsError:
+            pass
+    return LateIndex.open(path)
+
+
 def cmd_index(args: argparse.Namespace) -> int:
     from colcade.index import LateIndex
     from colcade.app.ingest import ingest
 
     path = Path(args.index)
-    index = LateIndex.open(path) if (path / "manifest.json").exists() else LateIndex.create(path, encoder=_encoder(args.encoder))
+    index = _open_or_create(path, args.encoder)
     started = time.perf_counter()
     report = ingest(index, [Path(p) for p in args.paths], max_tokens=args.max_tokens, overlap=args.overlap,
                     on_error=lambda p, e: print(f"colcade: skipped {p}: {e}", file=sys.stderr))

@@ -48,8 +48,9 @@ def json_path(key: str) -> str:
     >>> json_path("source")
     '$."source"'
     """
-    if not isinstance(key, str) or not key or '"' in key:
-        raise FilterError(f"metadata key {key!r} cannot be filtered on: keys must be non-empty strings without double quotes")
+    if not isinstance(key, str) or not key or '"' in key or "\0" in key:
+        raise FilterError(f"metadata key {key!r} cannot be filtered on: keys must be non-empty strings without "
+                          "double quotes or NUL")
     try:
         key.encode("utf-8")
     except UnicodeEncodeError:
@@ -174,6 +175,8 @@ def _scalar(key: str, op: str, value: Any) -> Any:
                 value.encode("utf-8")
             except UnicodeEncodeError:
                 raise FilterError(f"{op} on {key!r}: {value!r} is not valid Unicode") from None
+            if "\0" in value:
+                raise FilterError(f"{op} on {key!r}: {value!r} holds a NUL character, which stored metadata cannot")
         return value
     if isinstance(value, int):
         if not _INT64[0] <= value <= _INT64[1]:

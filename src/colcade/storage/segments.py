@@ -18,6 +18,7 @@ batch (``checkpoint``) and picked up again after a crash (``SegmentWriter.resume
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import shutil
@@ -131,6 +132,8 @@ class SegmentWriter:
     def __init__(self, folder: Path | None, dim: int, dense_dim: int) -> None:
         self.folder, self.dim, self.dense_dim = folder, dim, dense_dim
         self.lengths: list[int] = []
+        self.resumed_digest: str | None = None  # what the checkpoint staged, when resumed
+        self._hash = hashlib.sha256()
         self._n_tokens = 0
         self._parts: dict[str, list[np.ndarray]] = {a: [] for a in _STREAMED}
         self._files: dict[str, object] = {}
@@ -153,11 +156,12 @@ class SegmentWriter:
         try:
             progress = json.loads((folder / _PROGRESS).read_text())
             lengths = [int(x) for x in progress["lengths"]]
+            digest = str(progress["digest"])
         except (OSError, ValueError, KeyError, TypeError):
             shutil.rmtree(folder, ignore_errors=True)
             return cls(folder, dim, dense_dim)
         writer = cls(folder, dim, dense_dim)
-        writer.lengths, writer._n_tokens = lengths, sum(lengths)
+        writer.lengths, writer._n_tokens, writer.resumed_digest = lengths, sum(lengths), digest
         rows = {"tokens": (writer._n_tokens, dim * 2), "bits": (writer._n_tokens, (dim + 7) // 8),
                 "dense": (len(lengths), dense_dim * 4)}
         for array_name, f in writer._files.items():
@@ -192,6 +196,14 @@ class SegmentWriter:
         self.lengths.extend(len(t) for t in tokens)
         self._n_tokens += len(stacked)
 
+    def note(self, material: bytes) -> None:
+        """Fold one appended passage's identity (ids, text, given vectors) into the digest."""
+        self._hash.update(len(material).to_bytes(8, "little") + material)
+
+    def digest(self) -> str:
+        """A digest of the passages noted so far, stored by ``checkpoint``."""
+        return self._hash.hexdigest()
+
     def checkpoint(self) -> None:
         """Make what was appended durable and record it, so ``resume`` can continue from here."""
         if self.folder is None:
@@ -201,7 +213,7 @@ class SegmentWriter:
                 f.flush()
                 os.fsync(f.fileno())
             tmp = self.folder / f".{_PROGRESS}.tmp"
-            tmp.write_text(json.dumps({"lengths": self.lengths}))
+            tmp.write_text(json.dumps({"lengths": self.lengths, "digest": self.digest()}))
             os.replace(tmp, self.folder / _PROGRESS)
         except OSError as exc:
             raise storage_error(exc, f"writing a segment in {self.folder}") from exc

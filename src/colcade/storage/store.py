@@ -29,6 +29,7 @@ import os
 import shutil
 import sqlite3
 import threading
+import time
 import uuid
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -48,7 +49,7 @@ from colcade.errors import (
     StorageError,
     UnknownIdError,
 )
-from colcade.storage.locking import DEFAULT_TIMEOUT, WriteLock, fcntl
+from colcade.storage.locking import DEFAULT_TIMEOUT, WriteLock, fcntl, same_file
 from colcade.storage.segments import Segment, SegmentWriter, fsync_dir
 from colcade.engine.shortlist import DenseShortlist
 
@@ -59,6 +60,7 @@ DATABASE = "docs.sqlite"
 SEGMENTS = "segments"
 STAGING = "staging"
 _CHUNK = 500  # SQLite caps the number of parameters in one statement
+CHECKPOINT_DAYS = 7  # an interrupted, checkpointed write is kept this long for a resume
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS segments (seq INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL);
@@ -175,30 +177,57 @@ class Store:
         self.dense_dim = int(encoder_info["dense_dim"])
         self.ivf_above = ivf_above
         self.write_lock = WriteLock(path, lock_timeout)
-        self._rlock = threading.RLock()
+        self._busy_timeout = min(float(lock_timeout), 86_400.0)
         self._publish = threading.Lock()
+        # Operations in flight, so close() waits for them instead of closing a connection in use.
+        self._cv = threading.Condition()
+        self._active = 0
         self._closed = False
-        self._wdb = self._connect(lock_timeout)
-        self._rdb = self._connect(lock_timeout) if path is not None else self._wdb
-        self._wguard = self._rlock if path is None else nullcontext()  # one connection in memory
+        self._wdb = self._connect()
+        # Readers get a connection per thread (a slow filter on one thread never stalls another);
+        # in memory there is one database, one connection, and one lock around it.
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._wguard: Any = threading.RLock() if path is None else nullcontext()
         self.state = State.of(-1, [], np.zeros(0, np.int64), DenseShortlist(self.dense_dim, ivf_above))
 
     # ------------------------------------------------------------------ opening
     @classmethod
     def create(cls, path: Path | None, encoder_info: dict[str, Any], lock_timeout: float = DEFAULT_TIMEOUT,
                ivf_above: int = 50_000) -> "Store":
-        if path is not None:
-            if path.exists() and (not path.is_dir() or any(path.iterdir())):
-                raise IndexExistsError(f"{path} already exists: open it with LateIndex.open, or choose an empty folder")
-            (path / SEGMENTS).mkdir(parents=True, exist_ok=True)
-        store = cls(path, encoder_info, lock_timeout, ivf_above)
-        with store._wguard:
+        """A new index: built in a temporary folder and renamed into place, so two processes
+        creating the same path cannot both succeed (the loser gets IndexExistsError)."""
+        if path is None:
+            store = cls(None, encoder_info, lock_timeout, ivf_above)
             store._wdb.executescript(_SCHEMA + _META + ";")
             store._wdb.execute("INSERT OR IGNORE INTO meta VALUES ('next_key', 0), ('generation', 0)")
-        if path is not None:
-            write_manifest(path, encoder_info)  # last: a folder without it is not an index yet
-        store.refresh()
-        return store
+            store.refresh()
+            return store
+        exists = IndexExistsError(f"{path} already exists: open it with LateIndex.open, or choose an empty folder")
+        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+            raise exists
+        tmp = path.parent / f".{path.name}.creating-{uuid.uuid4().hex[:8]}"
+        try:
+            (tmp / SEGMENTS).mkdir(parents=True)
+            db = sqlite3.connect(tmp / DATABASE, isolation_level=None)
+            try:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.executescript(_SCHEMA + _META + ";")
+                db.execute("INSERT INTO meta VALUES ('next_key', 0), ('generation', 0)")
+            finally:
+                db.close()
+            write_manifest(tmp, encoder_info)
+            fsync_dir(tmp)
+            try:
+                os.rename(tmp, path)  # atomic; refuses a folder that another creator filled meanwhile
+            except OSError:
+                raise exists from None
+            fsync_dir(path.parent)
+        except OSError as exc:
+            raise StorageError(f"cannot create an index at {path}: {exc}") from exc
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return cls.open(path, lock_timeout, ivf_above)
 
     @classmethod
     def open(cls, path: Path, lock_timeout: float = DEFAULT_TIMEOUT, ivf_above: int = 50_000) -> "Store":
@@ -210,7 +239,7 @@ class Store:
             raise CorruptIndexError(f"{db_file} is empty (a failed copy or restore?): restore it from a backup or rebuild the index")
         store = cls(path, manifest["encoder"], lock_timeout, ivf_above)
         try:
-            tables = {r[0] for r in store._rdb.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            tables = {r[0] for r in store._reader().execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
             if not {"docs", "segments"} <= tables:
                 raise CorruptIndexError(f"{db_file} lacks colcade's tables (found {sorted(tables)}): restore it or rebuild the index")
             if "meta" not in tables:
@@ -221,16 +250,42 @@ class Store:
             raise
         return store
 
-    def _connect(self, timeout: float) -> sqlite3.Connection:
+    def _connect(self) -> sqlite3.Connection:
         target = ":memory:" if self.path is None else self.path / DATABASE
         try:
-            db = sqlite3.connect(target, timeout=timeout, check_same_thread=False, isolation_level=None)
+            db = sqlite3.connect(target, timeout=self._busy_timeout, check_same_thread=False, isolation_level=None)
             if self.path is not None:
-                db.execute("PRAGMA journal_mode=WAL")
+                if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":  # set once, at create
+                    db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=FULL")  # a committed add survives power loss
         except sqlite3.DatabaseError as exc:
-            raise CorruptIndexError(f"cannot open {target}: {exc}. Restore it from a backup or rebuild the index.") from exc
+            raise _db_error(exc, str(target), "opening") from exc
         return db
+
+    def _reader(self) -> sqlite3.Connection:
+        """This thread's read connection (the one connection, in memory)."""
+        if self.path is None:
+            return self._wdb
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = self._connect()
+            self._local.db = db
+            with self._cv:
+                self._readers.append(db)
+        return db
+
+    @contextmanager
+    def _use(self) -> Iterator[None]:
+        """Count an operation on the connections: close() waits until none is in flight."""
+        with self._cv:
+            self._check_open()
+            self._active += 1
+        try:
+            yield
+        finally:
+            with self._cv:
+                self._active -= 1
+                self._cv.notify_all()
 
     def _migrate(self) -> None:
         """Give a format-1 index without ``meta`` its key counter (past every key it ever held)."""
@@ -264,6 +319,16 @@ class Store:
         except _Moved as moved:
             raise CorruptIndexError(f"{self._db_name()} lists a segment whose {moved.args[0]} is missing; "
                                     "restore the index from a backup or rebuild it") from None
+
+    def _snapshot_locked(self) -> State:
+        """The latest committed state through the writer's connection (never waits for readers)."""
+        with self._use(), self._wguard:
+            db = self._wdb
+            db.execute("BEGIN")
+            try:
+                return self._current_locked(db)
+            finally:
+                db.execute("COMMIT")
 
     def _set_state(self, state: State) -> None:
         with self._publish:  # never replace a newer state with an older one
@@ -312,9 +377,8 @@ class Store:
     @contextmanager
     def reading(self) -> Iterator[tuple[State, sqlite3.Connection]]:
         """The current committed state and a connection whose queries see exactly that state."""
-        with self._rlock:
-            self._check_open()
-            db = self._rdb
+        with self._use(), self._wguard:
+            db = self._reader()
             try:
                 for _ in range(20):
                     db.execute("BEGIN")
@@ -369,11 +433,12 @@ class Store:
         if self.path is None:
             return 0
         total = 0
-        for f in self.path.rglob("*"):
-            try:
-                total += f.stat().st_size if f.is_file() else 0
-            except FileNotFoundError:  # removed by a compaction in another process meanwhile
-                pass
+        for folder, _, files in os.walk(self.path):  # skips folders that vanish meanwhile
+            for name in files:
+                try:
+                    total += os.stat(os.path.join(folder, name)).st_size
+                except FileNotFoundError:  # removed by a commit or compaction in another process
+                    pass
         return total
 
     # ------------------------------------------------------------------ writing
@@ -385,7 +450,12 @@ class Store:
         staging = self.path / STAGING
         staging.mkdir(exist_ok=True)
         tag = tag or f"add-{uuid.uuid4().hex[:12]}"
-        claim = _claim(staging / f"{tag}.lock")  # first, so a cleaner never takes a live folder
+        claim = None
+        for _ in range(50):  # a compaction's cleaner may hold it for a moment
+            claim = _claim(staging / f"{tag}.lock")  # first, so a cleaner never takes a live folder
+            if claim is not None:
+                break
+            time.sleep(0.02)
         if claim is None:
             raise IndexLockedError(f"{staging / tag} is being written by another process (the same file indexed twice at once?)")
         writer = SegmentWriter.resume(staging / tag, self.dim, self.dense_dim)
@@ -396,14 +466,14 @@ class Store:
         """Drop a writer's claim on its staging folder (after it committed or was aborted)."""
         if writer.claim is not None:
             fd, lock_path = writer.claim
-            lock_path.unlink(missing_ok=True)
+            if not lock_path.with_suffix("").exists():  # committed or aborted: nothing to resume
+                lock_path.unlink(missing_ok=True)
             os.close(fd)
             writer.claim = None
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._wguard:
-            self._check_open()
+        with self._use(), self._wguard:
             db = self._wdb
             try:
                 db.execute("BEGIN IMMEDIATE")
@@ -426,6 +496,7 @@ class Store:
         *,
         upsert: bool,
         remove_where: tuple[str, list[Any]] | None = None,
+        operation: str = "add",
     ) -> None:
         """List the writer's passages, in one transaction with the tombstones they make.
 
@@ -435,7 +506,7 @@ class Store:
         rows_json = [_to_json(m, i) for i, m in zip(ids, metadatas)]
         segment = None
         try:
-            with self.write_lock.hold("add"), self._transaction() as db:
+            with self.write_lock.hold(operation), self._transaction() as db:
                 state = self._current_locked(db)
                 existing = self.live_keys_for_ids(db, ids)
                 if existing and not upsert:
@@ -487,7 +558,7 @@ class Store:
     def compact(self, batch: int = 4096) -> None:
         """Rewrite the live passages as one segment; drop tombstones, unlisted folders, stale staging."""
         with self.write_lock.hold("compact"):
-            state = self.refresh()  # no other colcade writer can commit while we hold the lock
+            state = self._snapshot_locked()  # no other colcade writer can commit while we hold the lock
             live_pos = np.flatnonzero(state.live)
             writer = None
             if len(state.segments) > 1 or state.n_live < len(state.live):
@@ -533,10 +604,14 @@ class Store:
 
         Runs under the write lock: no other writer has a renamed-but-uncommitted segment. A
         process still mapping a removed file keeps its data (POSIX keeps the inode alive).
+        Staging folders are removed only when no writer holds their lock; an interrupted
+        checkpoint is kept for ``CHECKPOINT_DAYS``. Staging folders without a lock file are
+        left alone (their writer creates the lock first, so they are not colcade's leftovers).
         """
         if self.path is None:
             return
-        keep = {s.name for s in self.state.segments}
+        with self._use(), self._wguard:  # what is committed now, not what this handle last saw
+            keep = {r[0] for r in self._wdb.execute("SELECT name FROM segments")}
         for folder in (self.path / SEGMENTS).iterdir():
             if folder.name not in keep:
                 shutil.rmtree(folder, ignore_errors=True)
@@ -544,40 +619,55 @@ class Store:
         if not staging.is_dir():
             return
         for entry in staging.iterdir():
-            if entry.suffix == ".lock":
-                claim = _claim(entry)
-                if claim is not None:  # nobody holds it: its writer died
-                    shutil.rmtree(entry.with_suffix(""), ignore_errors=True)
-                    entry.unlink(missing_ok=True)
-                    os.close(claim[0])
-            elif entry.is_dir() and not entry.with_name(entry.name + ".lock").exists():
-                shutil.rmtree(entry, ignore_errors=True)
+            if entry.suffix != ".lock":
+                continue
+            folder = entry.with_suffix("")
+            progress = folder / "progress.json"
+            if progress.exists() and time.time() - progress.stat().st_mtime < CHECKPOINT_DAYS * 86_400:
+                continue  # an interrupted checkpointed write, kept so that it can resume
+            claim = _claim(entry)
+            if claim is not None:  # nobody holds it: its writer died or gave up
+                shutil.rmtree(folder, ignore_errors=True)
+                entry.unlink(missing_ok=True)
+                os.close(claim[0])
 
     def close(self) -> None:
-        with self._rlock:
+        """Close the connections once operations in flight have ended; later calls raise IndexClosedError."""
+        with self._cv:
             if self._closed:
                 return
             self._closed = True
-            self._rdb.close()
-            if self._wdb is not self._rdb:
-                self._wdb.close()
+            self._cv.wait_for(lambda: self._active == 0)
+            for db in {id(d): d for d in [*self._readers, self._wdb]}.values():
+                db.close()
 
 
 def _claim(lock_path: Path) -> tuple[int, Path] | None:
-    """An exclusive, non-blocking flock on ``lock_path``; None when another process holds it."""
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-    if fcntl is not None:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return None
-    return fd, lock_path
+    """An exclusive, non-blocking flock on ``lock_path``; None when another process holds it.
+
+    A lock file may be unlinked by a cleaner between our open and our flock; a lock on an
+    unlinked file protects nothing, so the file locked must still be the one at the path.
+    """
+    for _ in range(100):
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                return None
+        if same_file(fd, lock_path):
+            return fd, lock_path
+        os.close(fd)
+    return None
 
 
 def _db_error(exc: sqlite3.DatabaseError, name: str, doing: str) -> Exception:
     """SQLite's errors in colcade's words."""
     message = str(exc)
+    if "readonly" in message or "unable to open" in message or "permission" in message.lower():
+        return StorageError(f"{doing} {name} failed ({message}): colcade needs write access to the index folder, "
+                            "even to search (SQLite's WAL files, write.lock); fix the permissions or copy it somewhere writable")
     if "locked" in message or "busy" in message:
         return IndexLockedError(f"{name} stayed locked by another writer while {doing}; retry, or pass a longer lock_timeout")
     if isinstance(exc, sqlite3.OperationalError) and ("full" in message or "disk" in message or "readonly" in message):
