@@ -223,7 +223,9 @@ class Store:
             except OSError:
                 raise exists from None
             fsync_dir(path.parent)
-        except OSError as exc:
+        except IndexExistsError:
+            raise
+        except OSError as exc:  # IndexExistsError is one too: it goes out as it is, above
             raise StorageError(f"cannot create an index at {path}: {exc}") from exc
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
