@@ -1,4 +1,5 @@
 """Builds the compiled kernels (colcade.engine._kernels); everything else lives in pyproject.toml."""
+
 import sys
 
 from setuptools import Extension, setup

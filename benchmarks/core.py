@@ -29,8 +29,8 @@ from report import ROOT, table, timed, write_section  # noqa: E402
 from synthetic import Corpus  # noqa: E402
 
 from colcade import EncodedQuery, LateIndex, PrecomputedEncoder  # noqa: E402
-from colcade.engine import kernels  # noqa: E402
 from colcade.encoders import pool  # noqa: E402
+from colcade.engine import kernels  # noqa: E402
 
 
 def kernel_rows(quick: bool) -> list[list[object]]:
@@ -53,7 +53,9 @@ def kernel_rows(quick: bool) -> list[list[object]]:
         times["float"] += list(timed(lambda: kernels.maxsim(q, tokens, offsets), 3))
         times["hamming"] += list(timed(lambda: kernels.maxsim_hamming(qbits, bits, bit_offsets, None, d), 3))
         times["float_ref"] += list(timed(lambda: kernels.maxsim_reference(q, tokens, sub, np.arange(ref_n)), 1))
-        times["hamming_ref"] += list(timed(lambda: kernels.maxsim_hamming_reference(qbits, bits, sub, np.arange(ref_n), d), 1))
+        times["hamming_ref"] += list(
+            timed(lambda: kernels.maxsim_hamming_reference(qbits, bits, sub, np.arange(ref_n), d), 1)
+        )
     med = {k: float(np.median(v)) for k, v in times.items()}
     peak = 2 * 1024**3 / med["sgemm"] / 1e9
     gflops = 2 * n * t * d * nq / med["float"] / 1e9
@@ -61,7 +63,13 @@ def kernel_rows(quick: bool) -> list[list[object]]:
     mps = n_bits / med["hamming"] / 1e6
     ref_mps = ref_n / med["hamming_ref"] / 1e6
     return [
-        ["sgemm 1024^3 (numpy/OpenBLAS, 1 thread)", f"{med['sgemm'] * 1e3:.2f} ms", f"{peak:.1f} GFLOP/s", "the peak", ""],
+        [
+            "sgemm 1024^3 (numpy/OpenBLAS, 1 thread)",
+            f"{med['sgemm'] * 1e3:.2f} ms",
+            f"{peak:.1f} GFLOP/s",
+            "the peak",
+            "",
+        ],
         [
             f"float MaxSim, {n} x {t} tokens x {d} dims, {nq} query tokens ({kernels.backend()})",
             f"{med['float'] * 1e3:.2f} ms",
@@ -146,16 +154,23 @@ def search_rows(n: int, queries: int, exact_queries: int) -> tuple[list[list[obj
         built = build(path, n, queries)
         proc = subprocess.run(
             [sys.executable, __file__, "--measure", str(path), "--exact-queries", str(exact_queries)],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         )
         m = json.loads(proc.stdout.strip().splitlines()[-1])
     rows = []
     for name, r in ((k, v) for k, v in m.items() if k != "resident"):
         widths = "shortlist 1024, prefilter 50" if name == "fast" else "auto widths (see README)"
-        rows.append([
-            f"{name}: {widths}", f"{r['p50']:.2f}", f"{r['p95']:.2f}",
-            " / ".join(f"{s:.2f}" for s in r["stages"]), f"{r['recall']:.3f}",
-        ])
+        rows.append(
+            [
+                f"{name}: {widths}",
+                f"{r['p50']:.2f}",
+                f"{r['p95']:.2f}",
+                " / ".join(f"{s:.2f}" for s in r["stages"]),
+                f"{r['recall']:.3f}",
+            ]
+        )
     per_token = m["resident"] / built["tokens"]
     summary = (
         f"{n:,} passages, {built['tokens']:,} tokens x 128 dims (synthetic, see `benchmarks/synthetic.py`), "
@@ -184,7 +199,10 @@ def main() -> None:
     queries, exact = (20, 5) if args.quick else (200, 20)
     kernel = table(["kernel", "median time", "throughput", "target", "vs reference"], kernel_rows(args.quick))
     rows, summary = search_rows(n, queries, exact)
-    search = table(["setting", "p50 ms", "p95 ms", "stage ms (shortlist / prefilter / rerank, median)", "recall@10 vs exhaustive"], rows)
+    search = table(
+        ["setting", "p50 ms", "p95 ms", "stage ms (shortlist / prefilter / rerank, median)", "recall@10 vs exhaustive"],
+        rows,
+    )
     body = (
         "## Core: kernels and search\n\n"
         "### Kernels (one core)\n\n" + kernel + "\n\n"

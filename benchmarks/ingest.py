@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -54,8 +53,12 @@ def measure(megabytes: float, folder: Path) -> dict:
     doc = folder / f"file-{megabytes}MB" / "big.txt"
     doc.parent.mkdir()
     doc.write_text(text_of_size(megabytes))
-    out = subprocess.run([sys.executable, "-c", _CHILD, str(doc.parent), str(folder / f"idx-{megabytes}")],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", _CHILD, str(doc.parent), str(folder / f"idx-{megabytes}")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     rss_kb, seconds, summary = out.stdout.split(" ", 2)
     passages = int(summary.split(" passages encoded")[0].split()[-1])
     return {"MB": megabytes, "passages": passages, "rss_mb": int(rss_kb) / 1024, "seconds": float(seconds)}
@@ -73,13 +76,22 @@ def main() -> None:
         for mb in sizes:
             r = measure(mb, Path(tmp))
             print(r, flush=True)
-            rows.append([f"{mb:g} MB", f"{r['passages']:,}", f"{r['rss_mb']:,.0f} MB", f"{r['seconds']:.0f} s",
-                         f"{r['passages'] / r['seconds']:.1f}"])
-    body = ("### Ingest memory: `colcade index` on one text file\n\n"
-            "Peak RSS of the whole `colcade index` process (the ONNX model included), one file of SciFact "
-            "abstracts at each size. Vectors stream to a staging segment batch by batch and the file "
-            "commits once, so memory does not grow with the file (before: a 1 MB file peaked at 2.1 GB).\n\n"
-            + table(["file", "passages", "peak RSS", "time", "passages/s"], rows))
+            rows.append(
+                [
+                    f"{mb:g} MB",
+                    f"{r['passages']:,}",
+                    f"{r['rss_mb']:,.0f} MB",
+                    f"{r['seconds']:.0f} s",
+                    f"{r['passages'] / r['seconds']:.1f}",
+                ]
+            )
+    body = (
+        "### Ingest memory: `colcade index` on one text file\n\n"
+        "Peak RSS of the whole `colcade index` process (the ONNX model included), one file of SciFact "
+        "abstracts at each size. Vectors stream to a staging segment batch by batch and the file "
+        "commits once, so memory does not grow with the file (before: a 1 MB file peaked at 2.1 GB).\n\n"
+        + table(["file", "passages", "peak RSS", "time", "passages/s"], rows)
+    )
     write_section("ingest" + ("-quick" if args.quick else ""), body, args.out)
 
 

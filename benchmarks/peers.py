@@ -34,7 +34,13 @@ from synthetic import Corpus  # noqa: E402
 
 CACHE = Path(__file__).resolve().parent / ".cache"
 PLOT = ROOT / "benchmarks" / "recall_latency.png"
-SYSTEMS = ["colcade", "colcade-fast", "qdrant-edge", "lancedb", "numpy-exhaustive"]  # "-fast": same index, narrower stages
+SYSTEMS = [
+    "colcade",
+    "colcade-fast",
+    "qdrant-edge",
+    "lancedb",
+    "numpy-exhaustive",
+]  # "-fast": same index, narrower stages
 NOT_RUN = {
     "PyLate (Voyager, PLAID / FastPlaid)": "not run: PyLate >= 1.3 needs fast-plaid, whose wheels pin an exact torch "
     "release; its own venv would download a multi-GB CUDA torch, beyond this machine's budget. To be added.",
@@ -60,7 +66,14 @@ def dataset(n: int, queries: int) -> Path:
     truth = np.array([[int(h.id) for h in index.search(EncodedQuery(pool(q), q), k=10, exhaustive=True)] for q in qs])
     offsets = np.concatenate([[0], np.cumsum([len(t) for t in tokens])]).astype(np.int64)
     CACHE.mkdir(exist_ok=True)
-    np.savez(path, tokens=np.concatenate(tokens), offsets=offsets, dense=np.stack([pool(t) for t in tokens]), queries=qs, truth=truth)
+    np.savez(
+        path,
+        tokens=np.concatenate(tokens),
+        offsets=offsets,
+        dense=np.stack([pool(t) for t in tokens]),
+        queries=qs,
+        truth=truth,
+    )
     return path
 
 
@@ -77,7 +90,7 @@ def disk(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
-# ---------------------------------------------------------------- systems: build(data, dir), open(dir) -> search(q, dense)
+# ------------------------------------------------ systems: build(data, dir), open(dir) -> search(q, dense)
 def colcade_build(z, folder: Path) -> None:
     from colcade import LateIndex, PrecomputedEncoder
 
@@ -85,7 +98,11 @@ def colcade_build(z, folder: Path) -> None:
     tokens, offsets, dense = z["tokens"], z["offsets"], z["dense"]
     for start in range(0, len(offsets) - 1, 10_000):
         end = min(start + 10_000, len(offsets) - 1)
-        index.add(ids=[str(i) for i in range(start, end)], tokens=[tokens[offsets[i] : offsets[i + 1]] for i in range(start, end)], dense=dense[start:end])
+        index.add(
+            ids=[str(i) for i in range(start, end)],
+            tokens=[tokens[offsets[i] : offsets[i + 1]] for i in range(start, end)],
+            dense=dense[start:end],
+        )
     index.compact()
     index.close()
 
@@ -102,14 +119,22 @@ def qdrant_config(threads: int | None = None):
     import qdrant_edge as qe
 
     multi = qe.MultiVectorConfig(comparator=qe.MultiVectorComparator.MaxSim)
-    return qe.EdgeConfig(vectors={
-        "dense": qe.EdgeVectorParams(size=128, distance=qe.Distance.Dot),
-        # Token vectors are only for the rerank: no HNSW graph over them (Qdrant's advice), and,
-        # as colcade's, float16 and memory-mapped rather than pinned in RAM.
-        "tokens": qe.EdgeVectorParams(size=128, distance=qe.Distance.Dot, multivector_config=multi,
-                                      datatype=qe.VectorStorageDatatype.Float16, memory=qe.Memory.Cached,
-                                      hnsw_config=qe.HnswIndexConfig(m=0, ef_construct=100, full_scan_threshold=10_000)),
-    }, max_search_threads=threads)
+    return qe.EdgeConfig(
+        vectors={
+            "dense": qe.EdgeVectorParams(size=128, distance=qe.Distance.Dot),
+            # Token vectors are only for the rerank: no HNSW graph over them (Qdrant's advice), and,
+            # as colcade's, float16 and memory-mapped rather than pinned in RAM.
+            "tokens": qe.EdgeVectorParams(
+                size=128,
+                distance=qe.Distance.Dot,
+                multivector_config=multi,
+                datatype=qe.VectorStorageDatatype.Float16,
+                memory=qe.Memory.Cached,
+                hnsw_config=qe.HnswIndexConfig(m=0, ef_construct=100, full_scan_threshold=10_000),
+            ),
+        },
+        max_search_threads=threads,
+    )
 
 
 def qdrant_build(z, folder: Path) -> None:
@@ -119,8 +144,13 @@ def qdrant_build(z, folder: Path) -> None:
     tokens, offsets, dense = z["tokens"], z["offsets"], z["dense"]
     for start in range(0, len(offsets) - 1, 1000):
         end = min(start + 1000, len(offsets) - 1)
-        points = [qe.Point(i, {"dense": dense[i].tolist(), "tokens": tokens[offsets[i] : offsets[i + 1]].astype(np.float32).tolist()})
-                  for i in range(start, end)]
+        points = [
+            qe.Point(
+                i,
+                {"dense": dense[i].tolist(), "tokens": tokens[offsets[i] : offsets[i + 1]].astype(np.float32).tolist()},
+            )
+            for i in range(start, end)
+        ]
         shard.update(qe.UpdateOperation.upsert_points(points))
     shard.optimize()
     shard.close()
@@ -132,8 +162,11 @@ def qdrant_open(folder: Path):
     shard = qe.EdgeShard.load(str(folder), qdrant_config(threads=1))
 
     def search(q, d):  # Qdrant's recipe: dense prefetch, then native multivector MaxSim
-        request = qe.QueryRequest(limit=10, query=qe.Query.Nearest(q.tolist(), using="tokens"),
-                                  prefetches=[qe.Prefetch(limit=1000, query=qe.Query.Nearest(d.tolist(), using="dense"))])
+        request = qe.QueryRequest(
+            limit=10,
+            query=qe.Query.Nearest(q.tolist(), using="tokens"),
+            prefetches=[qe.Prefetch(limit=1000, query=qe.Query.Nearest(d.tolist(), using="dense"))],
+        )
         return [int(p.id) for p in shard.query(request)]
 
     return search
@@ -188,9 +221,19 @@ def numpy_open(folder: Path):
     return search
 
 
-BUILD = {"colcade": colcade_build, "qdrant-edge": qdrant_build, "lancedb": lancedb_build, "numpy-exhaustive": numpy_build}
-OPEN = {"colcade": colcade_open, "colcade-fast": lambda f: colcade_open(f, fast=True), "qdrant-edge": qdrant_open,
-        "lancedb": lancedb_open, "numpy-exhaustive": numpy_open}
+BUILD = {
+    "colcade": colcade_build,
+    "qdrant-edge": qdrant_build,
+    "lancedb": lancedb_build,
+    "numpy-exhaustive": numpy_build,
+}
+OPEN = {
+    "colcade": colcade_open,
+    "colcade-fast": lambda f: colcade_open(f, fast=True),
+    "qdrant-edge": qdrant_open,
+    "lancedb": lancedb_open,
+    "numpy-exhaustive": numpy_open,
+}
 
 
 def worker(phase: str, system: str, data: Path, folder: Path, budget_s: float) -> dict:
@@ -219,17 +262,31 @@ def worker(phase: str, system: str, data: Path, folder: Path, budget_s: float) -
         list(pool.map(search, queries[:n], dense[:n]))
         qps = n / (time.perf_counter() - s)
     after = rss()
-    return {"p50": float(np.median(latencies)), "p95": float(np.percentile(latencies, 95)), "qps": qps,
-            "recall": float(np.mean(recalls)), "queries": n, "anon": after[0] - before[0], "file": after[1] - before[1]}
+    return {
+        "p50": float(np.median(latencies)),
+        "p95": float(np.percentile(latencies, 95)),
+        "qps": qps,
+        "recall": float(np.mean(recalls)),
+        "queries": n,
+        "anon": after[0] - before[0],
+        "file": after[1] - before[1],
+    }
 
 
 def run_system(system: str, data: Path, folder: Path, budget_s: float) -> dict:
     """Build (once per index kind) and query in fresh processes; a failure or timeout becomes a reason."""
+
     def call(phase: str, target: Path) -> dict:
-        proc = subprocess.run([sys.executable, __file__, "--worker", phase, system, str(data), str(target), str(budget_s)],
-                              capture_output=True, text=True, timeout=budget_s * 6 + 120)
+        proc = subprocess.run(
+            [sys.executable, __file__, "--worker", phase, system, str(data), str(target), str(budget_s)],
+            capture_output=True,
+            text=True,
+            timeout=budget_s * 6 + 120,
+        )
         if proc.returncode != 0:
-            raise RuntimeError(proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}")
+            raise RuntimeError(
+                proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"
+            )
         return json.loads(proc.stdout.strip().splitlines()[-1])
 
     base = system.replace("-fast", "")
@@ -292,8 +349,14 @@ def plot(results: dict[int, dict[str, dict]]) -> None:
     for n, by_system in sorted(results.items()):
         for system, r in by_system.items():
             if "p50" in r:
-                ax.scatter(r["p50"], r["recall"], color=colors[system], marker=markers[n], s=50,
-                           label=f"{system}, {n // 1000}k passages")
+                ax.scatter(
+                    r["p50"],
+                    r["recall"],
+                    color=colors[system],
+                    marker=markers[n],
+                    s=50,
+                    label=f"{system}, {n // 1000}k passages",
+                )
     ax.set_xscale("log")
     ax.set_xlabel("single-query p50 latency, ms (log scale)")
     ax.set_ylabel("recall@10 vs exhaustive MaxSim")
@@ -328,38 +391,83 @@ def main() -> None:
                 r = run_system(system, data, Path(tmp), budget)
                 results[n][system] = r
                 print(f"{n} {system}: {r}", file=sys.stderr)
-        best_peer = max((r["qps"] for s, r in results[n].items() if "qps" in r and not s.startswith("colcade") and r["recall"] >= 0.99), default=None)
+        best_peer = max(
+            (
+                r["qps"]
+                for s, r in results[n].items()
+                if "qps" in r and not s.startswith("colcade") and r["recall"] >= 0.99
+            ),
+            default=None,
+        )
         for system, r in results[n].items():
             if "error" in r:
                 rows.append([f"{n:,}", system, r["error"], "", "", "", "", "", ""])
                 continue
             ratio = f" ({r['qps'] / best_peer:.1f}x best peer)" if best_peer and system.startswith("colcade") else ""
-            built = [f"{r['build_s']:.1f}", f"{r['disk'] / 2**20:.0f}"] if "build_s" in r else ["same index", "same index"]
-            rows.append([
-                f"{n:,}", system, *built,
-                f"{r['anon'] / 2**20:.0f} + {r['file'] / 2**20:.0f}", f"{r['p50']:.2f}", f"{r['p95']:.2f}", f"{r['qps']:.3g}{ratio}", f"{r['recall']:.3f}",
-            ])
+            built = (
+                [f"{r['build_s']:.1f}", f"{r['disk'] / 2**20:.0f}"] if "build_s" in r else ["same index", "same index"]
+            )
+            rows.append(
+                [
+                    f"{n:,}",
+                    system,
+                    *built,
+                    f"{r['anon'] / 2**20:.0f} + {r['file'] / 2**20:.0f}",
+                    f"{r['p50']:.2f}",
+                    f"{r['p95']:.2f}",
+                    f"{r['qps']:.3g}{ratio}",
+                    f"{r['recall']:.3f}",
+                ]
+            )
     for name, reason in NOT_RUN.items():
         rows.append(["", name, reason, "", "", "", "", "", ""])
     if not args.quick:
         plot(results)
-    body = "\n\n".join([
-        "## Speed and memory against peers (same vectors, same machine, one run)",
-        table(["passages", "system", "build s", "disk MiB", "RAM MiB: heap + mapped files", "p50 ms", "p95 ms", "queries/s (2 threads)", "recall@10"], rows),
-        f"Synthetic vectors (`benchmarks/synthetic.py`), ~120 tokens x 128 dims a passage, {n_queries} queries of 32 tokens; "
-        "recall@10 against exhaustive MaxSim. colcade uses one thread a query; qdrant-edge is set to one search thread "
-        "and stores token vectors as colcade does (float16, memory-mapped); "
-        "LanceDB's Rust engine picks its own threads. qdrant-edge runs Qdrant's recipe (dense prefetch of 1,000, then "
-        "native MaxSim); LanceDB scans its multivector column (no index). A system stops at its time budget; "
-        "its latency then comes from the queries it finished. RAM is what opening the index and answering the queries "
-        "added to the process: anonymous memory (heap, copies) plus pages of memory-mapped files, which the OS can "
-        "drop and re-read. 1M passages were not run: the float16 token store alone "
-        "is 30 GB, beyond this machine's disk and the 30-minute budget."
-        + ("" if args.quick else f"\n\n![recall against latency]({PLOT.relative_to(ROOT)})"),
-        "### The rerank kernel against the PyPI MaxSim kernels",
-        table(["kernel (1,000 passages x 120 tokens x 128 dims, 32 query tokens, 1 thread)" if not args.quick else "kernel (200 passages)",
-               "median ms", "vs colcade", "max relative error"], kernel_rows(args.quick)),
-    ])
+    body = "\n\n".join(
+        [
+            "## Speed and memory against peers (same vectors, same machine, one run)",
+            table(
+                [
+                    "passages",
+                    "system",
+                    "build s",
+                    "disk MiB",
+                    "RAM MiB: heap + mapped files",
+                    "p50 ms",
+                    "p95 ms",
+                    "queries/s (2 threads)",
+                    "recall@10",
+                ],
+                rows,
+            ),
+            f"Synthetic vectors (`benchmarks/synthetic.py`), ~120 tokens x 128 dims a passage, "
+            f"{n_queries} queries of 32 tokens; "
+            "recall@10 against exhaustive MaxSim. colcade uses one thread a query; "
+            "qdrant-edge is set to one search thread "
+            "and stores token vectors as colcade does (float16, memory-mapped); "
+            "LanceDB's Rust engine picks its own threads. "
+            "qdrant-edge runs Qdrant's recipe (dense prefetch of 1,000, then "
+            "native MaxSim); LanceDB scans its multivector column (no index). A system stops at its time budget; "
+            "its latency then comes from the queries it finished. "
+            "RAM is what opening the index and answering the queries "
+            "added to the process: anonymous memory (heap, copies) plus pages of memory-mapped files, which the OS can "
+            "drop and re-read. 1M passages were not run: the float16 token store alone "
+            "is 30 GB, beyond this machine's disk and the 30-minute budget."
+            + ("" if args.quick else f"\n\n![recall against latency]({PLOT.relative_to(ROOT)})"),
+            "### The rerank kernel against the PyPI MaxSim kernels",
+            table(
+                [
+                    "kernel (1,000 passages x 120 tokens x 128 dims, 32 query tokens, 1 thread)"
+                    if not args.quick
+                    else "kernel (200 passages)",
+                    "median ms",
+                    "vs colcade",
+                    "max relative error",
+                ],
+                kernel_rows(args.quick),
+            ),
+        ]
+    )
     write_section("peers-quick" if args.quick else "peers", body, args.out)
 
 

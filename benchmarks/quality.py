@@ -29,8 +29,8 @@ from embeddings import COLLECTIONS, Embedded, load  # noqa: E402
 from report import ROOT, table, write_section  # noqa: E402
 
 from colcade import EncodedQuery, LateIndex, PrecomputedEncoder  # noqa: E402
-from colcade.encoders.default import MiniLMEncoder  # noqa: E402
 from colcade.app.eval import fidelity, ndcg, recall  # noqa: E402
+from colcade.encoders.default import MiniLMEncoder  # noqa: E402
 
 VARIANTS = {  # name -> (keep_special, keep_punctuation)
     "all tokens": (True, True),
@@ -127,26 +127,49 @@ def main() -> None:
                 t0 = time.perf_counter()
                 got = run(index, sub_queries, 10, n_shortlist=n_short, n_prefilter=n_pre)
                 ms = (time.perf_counter() - t0) * 1e3 / len(sub_queries) * 2  # 2 threads ran in parallel
-                grid_rows.append([name, n_short, n_pre, f"{fidelity(got, sub_exhaustive):.3f}", f"{ndcg(got, qrels):.3f}", f"{ms:.1f}"])
+                grid_rows.append(
+                    [
+                        name,
+                        n_short,
+                        n_pre,
+                        f"{fidelity(got, sub_exhaustive):.3f}",
+                        f"{ndcg(got, qrels):.3f}",
+                        f"{ms:.1f}",
+                    ]
+                )
         print(f"{name}: {time.time() - start:.0f} s", file=sys.stderr)
 
-    body = "\n\n".join([
-        "## Quality on real collections (embedded default encoder, all-MiniLM-L6-v2)",
-        table(
-            ["collection", "passages / judged queries", "BM25 nDCG@10 / R@100", "dense", "exhaustive MaxSim",
-             "default cascade", "cascade fidelity@10"],
-            main_rows,
-        ),
-        "Fidelity@10: the share of the exhaustive MaxSim top-10 that the cascade returns. "
-        "Collections up to 8,192 passages are scanned whole by the bit prefilter (no dense shortlist), "
-        "which is why the default cascade matches exhaustive MaxSim here.",
-        f"### Which token vectors to keep (exhaustive MaxSim nDCG@10; at most {ABLATION_QUERIES} queries a collection)",
-        table(["collection", "token vectors", "nDCG@10", "tokens stored"], variant_rows),
-        "Dropping punctuation stores 11-14% fewer tokens (3.5% on NFCorpus) for about 0.002 less mean "
-        "nDCG@10, so it is the default; `MiniLMEncoder(keep_punctuation=True)` takes the other side.",
-        f"### Stage widths with the dense shortlist forced on (fidelity@10 vs exhaustive MaxSim; at most {ABLATION_QUERIES} queries)",
-        table(["collection", "n_shortlist", "n_prefilter", "fidelity@10", "nDCG@10", "ms / query (1 thread)"], grid_rows),
-    ])
+    body = "\n\n".join(
+        [
+            "## Quality on real collections (embedded default encoder, all-MiniLM-L6-v2)",
+            table(
+                [
+                    "collection",
+                    "passages / judged queries",
+                    "BM25 nDCG@10 / R@100",
+                    "dense",
+                    "exhaustive MaxSim",
+                    "default cascade",
+                    "cascade fidelity@10",
+                ],
+                main_rows,
+            ),
+            "Fidelity@10: the share of the exhaustive MaxSim top-10 that the cascade returns. "
+            "Collections up to 8,192 passages are scanned whole by the bit prefilter (no dense shortlist), "
+            "which is why the default cascade matches exhaustive MaxSim here.",
+            "### Which token vectors to keep "
+            f"(exhaustive MaxSim nDCG@10; at most {ABLATION_QUERIES} queries a collection)",
+            table(["collection", "token vectors", "nDCG@10", "tokens stored"], variant_rows),
+            "Dropping punctuation stores 11-14% fewer tokens (3.5% on NFCorpus) for about 0.002 less mean "
+            "nDCG@10, so it is the default; `MiniLMEncoder(keep_punctuation=True)` takes the other side.",
+            "### Stage widths with the dense shortlist forced on "
+            f"(fidelity@10 vs exhaustive MaxSim; at most {ABLATION_QUERIES} queries)",
+            table(
+                ["collection", "n_shortlist", "n_prefilter", "fidelity@10", "nDCG@10", "ms / query (1 thread)"],
+                grid_rows,
+            ),
+        ]
+    )
     write_section("quality-quick" if args.quick else "quality", body, args.out)
 
 

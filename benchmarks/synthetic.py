@@ -8,7 +8,7 @@ make any shortlist useless and any speed figure meaningless.
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 

@@ -38,10 +38,19 @@ def build_agent(model):
 
 
 if __name__ == "__main__":
-    model = ScriptedToolModel(messages=iter([
-        AIMessage(content="", tool_calls=[{"name": "search_landmarks", "args": {"query": "height of the Eiffel Tower"}, "id": "call-1"}]),
-        AIMessage(content="The Eiffel Tower is 330 metres tall."),
-    ]))
+    model = ScriptedToolModel(
+        messages=iter(
+            [
+                AIMessage(
+                    content="",
+                    tool_calls=[
+                        {"name": "search_landmarks", "args": {"query": "height of the Eiffel Tower"}, "id": "call-1"}
+                    ],
+                ),
+                AIMessage(content="The Eiffel Tower is 330 metres tall."),
+            ]
+        )
+    )
     agent, _ = build_agent(model)
     result = agent.invoke({"messages": [HumanMessage("How tall is the Eiffel Tower?")]})
     for message in result["messages"]:

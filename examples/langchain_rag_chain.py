@@ -30,7 +30,9 @@ def format_docs(docs) -> str:
 
 def build_chain(llm):
     retriever = ColcadeRetriever.from_texts(PASSAGES, ids=[f"p{i}" for i in range(len(PASSAGES))], k=2)
-    prompt = ChatPromptTemplate.from_template("Answer from the context only.\n\nContext:\n{context}\n\nQuestion: {question}")
+    prompt = ChatPromptTemplate.from_template(
+        "Answer from the context only.\n\nContext:\n{context}\n\nQuestion: {question}"
+    )
     chain = {"context": retriever | format_docs, "question": RunnablePassthrough()} | prompt | llm | StrOutputParser()
     return chain, retriever
 

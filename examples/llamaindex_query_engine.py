@@ -17,7 +17,11 @@ from llama_index.postprocessor.colcade_rerank import ColcadeRerank
 from llama_index.retrievers.colcade import ColcadeRetriever
 
 DOCS = [
-    Document(text="Late interaction keeps one vector per token and scores with MaxSim.", metadata={"year": 2020}, id_="colbert"),
+    Document(
+        text="Late interaction keeps one vector per token and scores with MaxSim.",
+        metadata={"year": 2020},
+        id_="colbert",
+    ),
     Document(text="PLAID speeds up ColBERT retrieval with centroid pruning.", metadata={"year": 2022}, id_="plaid"),
     Document(text="BM25 is a bag-of-words ranking function.", metadata={"year": 1994}, id_="bm25"),
 ]
@@ -25,7 +29,9 @@ DOCS = [
 
 def build():
     retriever = ColcadeRetriever.from_documents(DOCS, similarity_top_k=2)
-    engine = RetrieverQueryEngine.from_args(retriever, llm=MockLLM(max_tokens=16), node_postprocessors=[ColcadeRerank(top_n=1)])
+    engine = RetrieverQueryEngine.from_args(
+        retriever, llm=MockLLM(max_tokens=16), node_postprocessors=[ColcadeRerank(top_n=1)]
+    )
     tool = RetrieverTool.from_defaults(retriever=retriever, name="papers", description="Finds retrieval papers.")
     return retriever, engine, tool
 

@@ -48,7 +48,10 @@ def main() -> None:
         hits = index.search(query, k=3)
         for hit in hits:
             print(f"{hit.id:>10}  score {hit.score:7.3f}  normalized {hit.normalized_score:.3f}  {hit.metadata}")
-        print("\nstages:", ", ".join(f"{s.name} {s.candidates_in}->{s.candidates_out} in {s.ms:.2f} ms" for s in hits.stats))
+        print(
+            "\nstages:",
+            ", ".join(f"{s.name} {s.candidates_in}->{s.candidates_out} in {s.ms:.2f} ms" for s in hits.stats),
+        )
 
         # Filters run before ranking; the same query restricted to contracts:
         print("\nonly contracts:", [h.id for h in index.search(query, k=3, filter={"topic": "contracts"})])

@@ -70,14 +70,23 @@ def run(kills: int, seed: int, folder: Path) -> dict[str, int]:
     LateIndex.create(path, encoder=encoder()).close()
     rng = random.Random(seed)
     model: dict[str, tuple[int, int]] = {}
-    counts = {"kills": 0, "operations_acknowledged": 0, "in_flight_committed": 0, "in_flight_rolled_back": 0,
-              "compactions_acknowledged": 0, "passages_checked": 0}
+    counts = {
+        "kills": 0,
+        "operations_acknowledged": 0,
+        "in_flight_committed": 0,
+        "in_flight_rolled_back": 0,
+        "compactions_acknowledged": 0,
+        "passages_checked": 0,
+    }
     for k in range(kills):
         log = folder / f"log-{k}.jsonl"
         target = rng.randint(1, 25)  # operations begun before the kill
         with open(folder / f"child-{k}.err", "w") as err:
-            child = subprocess.Popen([sys.executable, str(HERE / "sharing_worker.py"), "churn", str(path),
-                                      str(seed * 10_000 + k), str(log)], stdout=subprocess.DEVNULL, stderr=err)
+            child = subprocess.Popen(
+                [sys.executable, str(HERE / "sharing_worker.py"), "churn", str(path), str(seed * 10_000 + k), str(log)],
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+            )
             deadline = time.monotonic() + 120
             while child.poll() is None and time.monotonic() < deadline:
                 if log.exists() and log.read_text().count('"begin"') >= target:
@@ -87,7 +96,10 @@ def run(kills: int, seed: int, folder: Path) -> dict[str, int]:
             child.kill()
             child.wait()
         if child.returncode != -9:
-            raise AssertionError(f"the writer failed on its own (exit {child.returncode}): {(folder / f'child-{k}.err').read_text()[-3000:]}")
+            raise AssertionError(
+                f"the writer failed on its own (exit {child.returncode}): "
+                f"{(folder / f'child-{k}.err').read_text()[-3000:]}"
+            )
         in_flight = None
         for record in _records(log):
             if "ack" in record:
@@ -101,9 +113,13 @@ def run(kills: int, seed: int, folder: Path) -> dict[str, int]:
         if seen != model:
             after = apply(model, in_flight) if in_flight else None
             if seen != after:
-                lost = {i: model.get(i) for i in set(model) ^ set(seen) | {i for i in model if model.get(i) != seen.get(i)}}
-                raise AssertionError(f"kill {k}: the index differs from every acknowledged state "
-                                     f"(in flight: {in_flight}); differing ids: {dict(list(lost.items())[:10])}")
+                lost = {
+                    i: model.get(i) for i in set(model) ^ set(seen) | {i for i in model if model.get(i) != seen.get(i)}
+                }
+                raise AssertionError(
+                    f"kill {k}: the index differs from every acknowledged state "
+                    f"(in flight: {in_flight}); differing ids: {dict(list(lost.items())[:10])}"
+                )
             counts["in_flight_committed"] += 1
             model = after
         elif in_flight:
@@ -127,8 +143,10 @@ def main() -> None:
     if args.write.is_file():
         text = args.write.read_text()
         table = "\n".join(f"| {k.replace('_', ' ')} | {v} |" for k, v in counts.items())
-        block = (f"<!-- kills -->\n`python tests/kill_harness.py --kills {args.kills} --seed {args.seed}`:\n\n"
-                 f"| count | value |\n|---|---|\n{table}\n<!-- /kills -->")
+        block = (
+            f"<!-- kills -->\n`python tests/kill_harness.py --kills {args.kills} --seed {args.seed}`:\n\n"
+            f"| count | value |\n|---|---|\n{table}\n<!-- /kills -->"
+        )
         args.write.write_text(re.sub(r"<!-- kills -->.*<!-- /kills -->", lambda _: block, text, flags=re.S))
 
 

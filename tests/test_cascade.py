@@ -2,13 +2,12 @@
 
 import numpy as np
 import pytest
+from conftest import clustered_corpus, exhaustive_maxsim, query_of, scifact_lengths
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from colcade import LateIndex, PrecomputedEncoder
 from colcade.engine.cascade import plan
-
-from conftest import clustered_corpus, exhaustive_maxsim, query_of, scifact_lengths
 
 
 def build(tokens, dim, chunks=1, **kw):
@@ -16,7 +15,9 @@ def build(tokens, dim, chunks=1, **kw):
     ids = [f"d{i}" for i in range(len(tokens))]
     for part in np.array_split(np.arange(len(tokens)), chunks):  # several segments
         if len(part):
-            index.add(ids=[ids[i] for i in part], tokens=[tokens[i] for i in part], metadatas=[{"n": int(i)} for i in part])
+            index.add(
+                ids=[ids[i] for i in part], tokens=[tokens[i] for i in part], metadatas=[{"n": int(i)} for i in part]
+            )
     return index
 
 
@@ -29,7 +30,13 @@ def exhaustive_ids(query, tokens, k, allowed=None):
 
 
 @settings(max_examples=25, deadline=None)
-@given(n=st.integers(1, 60), dim=st.sampled_from([8, 32, 128]), k=st.integers(1, 70), chunks=st.integers(1, 4), seed=st.integers(0, 999))
+@given(
+    n=st.integers(1, 60),
+    dim=st.sampled_from([8, 32, 128]),
+    k=st.integers(1, 70),
+    chunks=st.integers(1, 4),
+    seed=st.integers(0, 999),
+)
 def test_full_width_equals_exhaustive_maxsim(n, dim, k, chunks, seed):
     tokens, queries = clustered_corpus(n, dim, seed=seed, lengths=np.random.default_rng(seed).integers(1, 40, n))
     index = build(tokens, dim, chunks)

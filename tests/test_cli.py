@@ -17,8 +17,10 @@ def pdf_bytes(pages: list[str]) -> bytes:
     for text in pages:
         stream = f"BT /F1 12 Tf 72 720 Td ({text}) Tj ET"
         objects.append(f"<< /Length {len(stream)} >>\nstream\n{stream}\nendstream")
-        objects.append(f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents {len(objects)} 0 R "
-                       "/Resources << /Font << /F1 3 0 R >> >> >>")
+        objects.append(
+            f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents {len(objects)} 0 R "
+            "/Resources << /Font << /F1 3 0 R >> >> >>"
+        )
         kids.append(f"{len(objects)} 0 R")
     objects[1] = f"<< /Type /Pages /Kids [{' '.join(kids)}] /Count {len(kids)} >>"
     out, offsets = b"%PDF-1.4\n", []
@@ -37,9 +39,15 @@ def docs(tmp_path):
     folder = tmp_path / "docs"
     folder.mkdir()
     (folder / "violin.txt").write_text("The violin is a bowed string instrument with four strings tuned in fifths.")
-    (folder / "solar.md").write_text("# Solar power\n\nSolar panels convert sunlight into electricity with photovoltaic cells.")
-    (folder / "page.html").write_text("<html><head><script>var x = 1;</script></head><body><p>Glaciers are slow rivers of ice.</p></body></html>")
-    (folder / "manual.pdf").write_bytes(pdf_bytes(["Chapter one covers installation.", "Chapter two explains the turbocharger."]))
+    (folder / "solar.md").write_text(
+        "# Solar power\n\nSolar panels convert sunlight into electricity with photovoltaic cells."
+    )
+    (folder / "page.html").write_text(
+        "<html><head><script>var x = 1;</script></head><body><p>Glaciers are slow rivers of ice.</p></body></html>"
+    )
+    (folder / "manual.pdf").write_bytes(
+        pdf_bytes(["Chapter one covers installation.", "Chapter two explains the turbocharger."])
+    )
     return folder
 
 
@@ -95,7 +103,13 @@ def test_long_files_are_split_with_overlap(capsys, tmp_path):
 
 
 def test_ask_without_an_llm_is_extractive_and_says_so(capsys, docs, tmp_path, monkeypatch):
-    for var in ("COLCADE_LLM_BASE_URL", "COLCADE_LLM_MODEL", "OPENAI_API_KEY", "OPENAI_BASE_URL", "COLCADE_OLLAMA_MODEL"):
+    for var in (
+        "COLCADE_LLM_BASE_URL",
+        "COLCADE_LLM_MODEL",
+        "OPENAI_API_KEY",
+        "OPENAI_BASE_URL",
+        "COLCADE_OLLAMA_MODEL",
+    ):
         monkeypatch.delenv(var, raising=False)
     idx = str(tmp_path / "idx")
     run(capsys, "index", str(docs), "--index", idx)
@@ -147,13 +161,25 @@ def test_explain(capsys, docs, tmp_path):
 def test_eval_on_a_beir_collection(capsys, tmp_path):
     beir = tmp_path / "tiny"
     (beir / "qrels").mkdir(parents=True)
-    docs = {"d1": "The violin has four strings.", "d2": "Solar panels make electricity.", "d3": "Glaciers are rivers of ice."}
-    (beir / "corpus.jsonl").write_text("\n".join(json.dumps({"_id": k, "title": "", "text": v}) for k, v in docs.items()))
-    (beir / "queries.jsonl").write_text("\n".join(json.dumps({"_id": q, "text": t}) for q, t in [("q1", "string instrument"), ("q2", "ice")]))
+    docs = {
+        "d1": "The violin has four strings.",
+        "d2": "Solar panels make electricity.",
+        "d3": "Glaciers are rivers of ice.",
+    }
+    (beir / "corpus.jsonl").write_text(
+        "\n".join(json.dumps({"_id": k, "title": "", "text": v}) for k, v in docs.items())
+    )
+    (beir / "queries.jsonl").write_text(
+        "\n".join(json.dumps({"_id": q, "text": t}) for q, t in [("q1", "string instrument"), ("q2", "ice")])
+    )
     (beir / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\nq2\td3\t1\n")
     code, out, _ = run(capsys, "eval", str(beir), "--json")
-    result = json.loads(out[out.index("{"):])
-    assert result["ndcg@10"] == pytest.approx(1.0) and result["fidelity@10"] == pytest.approx(1.0) and result["queries"] == 2
+    result = json.loads(out[out.index("{") :])
+    assert (
+        result["ndcg@10"] == pytest.approx(1.0)
+        and result["fidelity@10"] == pytest.approx(1.0)
+        and result["queries"] == 2
+    )
 
 
 @pytest.mark.parametrize(

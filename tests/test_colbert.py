@@ -10,12 +10,11 @@ import shutil
 
 import numpy as np
 import pytest
+from bert_reference import bert_hidden
 
 from colcade import EncoderUnavailableError, LateIndex
 from colcade.encoders.colbert import ColBERTEncoder
 from colcade.encoders.default import FILES, read_weights, weights_file
-
-from bert_reference import bert_hidden
 from colcade.encoders.onnx_bert import read_safetensors, write_safetensors
 
 DIM = 64
@@ -29,7 +28,9 @@ def checkpoint(tmp_path_factory):
     write_safetensors(path / "model.safetensors", weights)
     for name in ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
         shutil.copy(FILES / name, path / name)
-    (path / "artifact.metadata").write_text(json.dumps({"query_maxlen": 32, "doc_maxlen": 40, "dim": DIM, "attend_to_mask_tokens": False}))
+    (path / "artifact.metadata").write_text(
+        json.dumps({"query_maxlen": 32, "doc_maxlen": 40, "dim": DIM, "attend_to_mask_tokens": False})
+    )
     return path
 
 
@@ -51,7 +52,10 @@ def reference(checkpoint, texts, is_query):
         ids[1] = 1 if is_query else 2  # [unused0] / [unused1]
         if is_query:
             ids[ids == 0] = 103  # [MASK] augmentation
-        hidden = bert_hidden(weights, config, ids.tolist(), mask.tolist()) @ np.asarray(weights["linear.weight"], np.float64).T
+        hidden = (
+            bert_hidden(weights, config, ids.tolist(), mask.tolist())
+            @ np.asarray(weights["linear.weight"], np.float64).T
+        )
         hidden /= np.linalg.norm(hidden, axis=1, keepdims=True)
         out.append(hidden if is_query else hidden[(mask == 1) & ~np.isin(ids, list(punctuation))])
     return out
@@ -89,7 +93,9 @@ def test_not_a_colbert_checkpoint(tmp_path, checkpoint):
     plain = tmp_path / "plain"
     plain.mkdir()
     weights = read_safetensors(checkpoint / "model.safetensors")
-    write_safetensors(plain / "model.safetensors", {k: np.asarray(v) for k, v in weights.items() if k != "linear.weight"})
+    write_safetensors(
+        plain / "model.safetensors", {k: np.asarray(v) for k, v in weights.items() if k != "linear.weight"}
+    )
     for name in ("config.json", "tokenizer.json"):
         shutil.copy(FILES / name, plain / name)
     with pytest.raises(EncoderUnavailableError, match="linear.weight"):

@@ -6,12 +6,11 @@ import warnings
 
 import numpy as np
 import pytest
+from bert_reference import bert_hidden
 
 from colcade import EncoderMismatchError, EncoderUnavailableError, InvalidInputError, LateIndex
 from colcade.encoders import default_encoder
 from colcade.encoders.default import FILES, MiniLMEncoder, read_weights, weights_file
-
-from bert_reference import bert_hidden
 
 TEXTS = [
     "Late interaction keeps one vector per token.",
@@ -39,9 +38,17 @@ def test_matches_a_numpy_forward_pass_and_the_exported_graph(encoder):
     exported = ort.InferenceSession(str(weights_file()), providers=["CPUExecutionProvider"])
     for text, tokens, dense in zip(TEXTS, got.tokens, got.dense):
         ids = full.tokenizer.encode(text).ids
-        for ref in (bert_hidden(weights, config, ids),
-                    exported.run(None, {"input_ids": np.array([ids]), "attention_mask": np.ones((1, len(ids)), np.int64),
-                                        "token_type_ids": np.zeros((1, len(ids)), np.int64)})[0][0]):
+        for ref in (
+            bert_hidden(weights, config, ids),
+            exported.run(
+                None,
+                {
+                    "input_ids": np.array([ids]),
+                    "attention_mask": np.ones((1, len(ids)), np.int64),
+                    "token_type_ids": np.zeros((1, len(ids)), np.int64),
+                },
+            )[0][0],
+        ):
             unit = ref / np.linalg.norm(ref, axis=1, keepdims=True)
             assert tokens.shape == unit.shape
             assert (np.sum(tokens * unit, axis=1) >= 0.9999).all()
@@ -82,7 +89,10 @@ def test_matches_the_fp32_torch_model_when_installed(encoder):
 def test_token_selection_drops_special_tokens_and_punctuation(encoder):
     assert encoder.encode_query("Hello, world!").tokens.shape == (2, 384)
     assert MiniLMEncoder(keep_special=True).encode_query("Hello, world!").tokens.shape == (4, 384)
-    assert MiniLMEncoder(keep_special=True, keep_punctuation=True).encode_query("Hello, world!").tokens.shape == (6, 384)
+    assert MiniLMEncoder(keep_special=True, keep_punctuation=True).encode_query("Hello, world!").tokens.shape == (
+        6,
+        384,
+    )
     only_punctuation = encoder.encode_query("?!")
     assert len(only_punctuation.tokens) > 0  # falls back to every real token rather than none
 
@@ -152,5 +162,7 @@ def test_search_process_never_imports_torch(tmp_path):
         "assert index.search('solar', k=1)[0].score > 0\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={"HF_HUB_OFFLINE": "1", "PATH": ""})
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env={"HF_HUB_OFFLINE": "1", "PATH": ""}
+    )
     assert proc.returncode == 0, proc.stderr

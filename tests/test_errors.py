@@ -5,6 +5,7 @@ import sqlite3
 
 import numpy as np
 import pytest
+from conftest import query_of, word_encoder
 
 from colcade import (
     CorruptIndexError,
@@ -18,8 +19,6 @@ from colcade import (
     StorageError,
     UnknownIdError,
 )
-
-from conftest import query_of, word_encoder
 
 
 @pytest.fixture

@@ -30,7 +30,11 @@ def test_own_vectors_example_finds_its_page():
         ("quality.py", "cranfield", ["| cranfield |", "fidelity@10", "tokens stored"]),
         # the peers table, the kernel table, and the row of a peer that could not run
         ("ingest.py", "scifact", ["Ingest memory", "peak RSS", "| 0.2 MB |"]),
-        ("peers.py", None, ["| 2,000 | colcade |", "| 2,000 | numpy-exhaustive |", "numpy (matmul + max per passage)", "PyLate"]),
+        (
+            "peers.py",
+            None,
+            ["| 2,000 | colcade |", "| 2,000 | numpy-exhaustive |", "numpy (matmul + max per passage)", "PyLate"],
+        ),
     ],
 )
 def test_benchmark_quick_versions(tmp_path, script, collection, expected):

@@ -11,12 +11,12 @@ import pytest
 
 pytest.importorskip("fastembed")
 
+from test_colbert import checkpoint  # noqa: E402,F401  (the fixture)
+
 from colcade import EncoderUnavailableError, LateIndex  # noqa: E402
 from colcade.encoders.colbert import ColBERTEncoder  # noqa: E402
 from colcade.encoders.fastembed import FastEmbedEncoder  # noqa: E402
 from colcade.encoders.onnx_bert import build_bert  # noqa: E402
-
-from test_colbert import checkpoint  # noqa: E402,F401  (the fixture)
 
 
 @pytest.fixture(scope="module")

@@ -2,17 +2,16 @@
 
 import numpy as np
 import pytest
+from conftest import query_of
 
 from colcade import LateIndex, PrecomputedEncoder
-
-from conftest import query_of
 
 ROWS = [
     {"source": "a.pdf", "page": 1, "lang": "en", "draft": False},
     {"source": "a.pdf", "page": 7, "lang": "de"},
     {"source": "b.pdf", "page": 3, "lang": "en", "draft": True},
     {"source": "c.md", "page": 12.5},
-    {"source": "it's \"quoted\"", "page": 2, "lang": "fr"},
+    {"source": 'it\'s "quoted"', "page": 2, "lang": "fr"},
     {},
 ]
 
@@ -28,9 +27,12 @@ CASES = [
     ({"draft": True}, lambda m: m.get("draft") is True),
     ({"lang": None}, lambda m: m.get("lang") is None),
     ({"$or": [{"source": "c.md"}, {"lang": "de"}]}, lambda m: m.get("source") == "c.md" or m.get("lang") == "de"),
-    ({"$and": [{"source": "a.pdf"}, {"page": {"$gt": 1}}]}, lambda m: m.get("source") == "a.pdf" and m.get("page", 0) > 1),
+    (
+        {"$and": [{"source": "a.pdf"}, {"page": {"$gt": 1}}]},
+        lambda m: m.get("source") == "a.pdf" and m.get("page", 0) > 1,
+    ),
     ({"$not": {"source": "a.pdf"}}, lambda m: m.get("source") != "a.pdf"),
-    ({"source": "it's \"quoted\""}, lambda m: m.get("source") == "it's \"quoted\""),
+    ({"source": 'it\'s "quoted"'}, lambda m: m.get("source") == 'it\'s "quoted"'),
 ]
 
 
@@ -38,7 +40,9 @@ CASES = [
 def index():
     index = LateIndex.in_memory(encoder=PrecomputedEncoder(dim=4))
     rng = np.random.default_rng(0)
-    index.add(ids=[f"r{i}" for i in range(len(ROWS))], tokens=[rng.standard_normal((3, 4)) for _ in ROWS], metadatas=ROWS)
+    index.add(
+        ids=[f"r{i}" for i in range(len(ROWS))], tokens=[rng.standard_normal((3, 4)) for _ in ROWS], metadatas=ROWS
+    )
     return index
 
 

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sharing_worker import encoder, passages, vectors
 
 from colcade import (
     CorruptIndexError,
@@ -25,8 +26,6 @@ from colcade import (
     PrecomputedEncoder,
 )
 from colcade.encoders import EncodedQuery, pool
-
-from sharing_worker import encoder, passages, vectors
 
 HERE = Path(__file__).resolve().parent
 
@@ -59,14 +58,20 @@ def _segment(index: LateIndex) -> Path:
     return next((index.path / "segments").iterdir())
 
 
-@pytest.mark.parametrize("damage, message", [
-    (lambda seg: (seg / "offsets.npy").write_bytes(b""), "offsets.npy"),
-    (lambda seg: np.save(seg / "tokens.npy", np.asfortranarray(np.load(seg / "tokens.npy"))), "Fortran"),
-    (lambda seg: np.save(seg / "tokens.npy", np.load(seg / "tokens.npy").astype(np.float32)), "tokens.npy is float32"),
-    (lambda seg: np.save(seg / "keys.npy", np.load(seg / "keys.npy")[::-1].copy()), "not strictly ascending"),
-    (lambda seg: np.save(seg / "offsets.npy", np.load(seg / "offsets.npy")[::-1].copy()), "offsets.npy"),
-    (lambda seg: np.save(seg / "dense.npy", np.load(seg / "dense.npy")[:, :3].copy()), "dense.npy"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda seg: (seg / "offsets.npy").write_bytes(b""), "offsets.npy"),
+        (lambda seg: np.save(seg / "tokens.npy", np.asfortranarray(np.load(seg / "tokens.npy"))), "Fortran"),
+        (
+            lambda seg: np.save(seg / "tokens.npy", np.load(seg / "tokens.npy").astype(np.float32)),
+            "tokens.npy is float32",
+        ),
+        (lambda seg: np.save(seg / "keys.npy", np.load(seg / "keys.npy")[::-1].copy()), "not strictly ascending"),
+        (lambda seg: np.save(seg / "offsets.npy", np.load(seg / "offsets.npy")[::-1].copy()), "offsets.npy"),
+        (lambda seg: np.save(seg / "dense.npy", np.load(seg / "dense.npy")[:, :3].copy()), "dense.npy"),
+    ],
+)
 def test_damaged_segment_is_reported_at_open_naming_the_file(index, damage, message):
     # 16 tokens a passage at least would make a Fortran-order copy differ; 3x8 is enough here.
     index.close()
@@ -115,14 +120,17 @@ def test_surrogates_in_queries_and_filters(index):
         index.ids({"ti\ud800tle": 1})
 
 
-@pytest.mark.parametrize("call", [
-    lambda ix: ix.delete(None),
-    lambda ix: ix.delete("abc"),
-    lambda ix: ix.get("abc"),
-    lambda ix: ix.get(None),
-    lambda ix: ix.delete([None]),
-    lambda ix: ix.add(**{**passages(["m"], 0, 1), "metadatas": {"v": 0}}),
-])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda ix: ix.delete(None),
+        lambda ix: ix.delete("abc"),
+        lambda ix: ix.get("abc"),
+        lambda ix: ix.get(None),
+        lambda ix: ix.delete([None]),
+        lambda ix: ix.add(**{**passages(["m"], 0, 1), "metadatas": {"v": 0}}),
+    ],
+)
 def test_wrong_argument_shapes_are_invalid_input(index, call):
     with pytest.raises(InvalidInputError):
         call(index)
@@ -132,9 +140,17 @@ def test_wrong_argument_shapes_are_invalid_input(index, call):
 def test_every_call_after_close_is_index_closed_error(index):
     index.close()
     q = EncodedQuery(dense=pool(vectors("a", 0)), tokens=vectors("a", 0))
-    for call in (lambda: index.search(q), lambda: len(index), lambda: index.ids(), lambda: index.get(["a"]),
-                 lambda: index.add(**passages(["z"], 0, 1)), lambda: index.delete(["a"]), lambda: index.compact(),
-                 lambda: index.stats(), lambda: index.refresh()):
+    for call in (
+        lambda: index.search(q),
+        lambda: len(index),
+        lambda: index.ids(),
+        lambda: index.get(["a"]),
+        lambda: index.add(**passages(["z"], 0, 1)),
+        lambda: index.delete(["a"]),
+        lambda: index.compact(),
+        lambda: index.stats(),
+        lambda: index.refresh(),
+    ):
         with pytest.raises(IndexClosedError, match="open it again"):
             call()
     index.close()  # twice is fine
@@ -157,9 +173,22 @@ def test_an_or_of_thousands_of_branches_works(index):
     assert index.ids({"v": {"$in": list(range(-50_000, 1))}}) == ["a", "b", "c"]  # one bound list
 
 
-@pytest.mark.parametrize("bad", [{"v": {"$gt": 2**64}}, {"v": {"$lt": -(2**70)}}, {"v": float("nan")},
-                                 {"v": {"$gte": float("inf")}}, {"v": {"$gt": True}}, {"v": {"$exists": "yes"}},
-                                 {"v": {}}, {"v": [1, 2]}, {"$or": []}, {"$nor": [{"v": 1}]}, {'we"ird': 1}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"v": {"$gt": 2**64}},
+        {"v": {"$lt": -(2**70)}},
+        {"v": float("nan")},
+        {"v": {"$gte": float("inf")}},
+        {"v": {"$gt": True}},
+        {"v": {"$exists": "yes"}},
+        {"v": {}},
+        {"v": [1, 2]},
+        {"$or": []},
+        {"$nor": [{"v": 1}]},
+        {'we"ird': 1},
+    ],
+)
 def test_unusable_filters_are_filter_errors(index, bad):
     with pytest.raises(FilterError):
         index.ids(bad)
@@ -217,19 +246,27 @@ def test_a_full_disk_is_a_storage_error_and_the_index_is_unchanged(index, what, 
 # ---------------------------------------------------------------------------- generated input
 MISSING = object()
 KEYS = ["a", "b", "c\\d", "e\nf"]
-scalars = st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.sampled_from([-1.5, 0.0, 2.5]),
-                    st.sampled_from(["", "x", "y", "1", "é"]))
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-3, 3),
+    st.sampled_from([-1.5, 0.0, 2.5]),
+    st.sampled_from(["", "x", "y", "1", "é"]),
+)
 values = st.one_of(scalars, st.lists(st.integers(0, 2), max_size=2))
 metadata = st.dictionaries(st.sampled_from(KEYS), values, max_size=4)
-query_scalars = st.one_of(st.booleans(), st.integers(-3, 3), st.sampled_from([-1.5, 0.0, 2.5]),
-                          st.sampled_from(["", "x", "y", "1"]))
+query_scalars = st.one_of(
+    st.booleans(), st.integers(-3, 3), st.sampled_from([-1.5, 0.0, 2.5]), st.sampled_from(["", "x", "y", "1"])
+)
 
 
 def conditions():
     ops = st.one_of(
         st.tuples(st.sampled_from(["$eq", "$ne"]), st.one_of(st.none(), query_scalars)),
-        st.tuples(st.sampled_from(["$gt", "$gte", "$lt", "$lte"]),
-                  st.one_of(st.integers(-3, 3), st.sampled_from([-1.5, 2.5, "", "x", "y"]))),
+        st.tuples(
+            st.sampled_from(["$gt", "$gte", "$lt", "$lte"]),
+            st.one_of(st.integers(-3, 3), st.sampled_from([-1.5, 2.5, "", "x", "y"])),
+        ),
         st.tuples(st.sampled_from(["$in", "$nin"]), st.lists(query_scalars, min_size=1, max_size=3)),
         st.tuples(st.just("$exists"), st.booleans()),
     )
@@ -268,7 +305,9 @@ def _field(meta: dict, key: str, cond) -> bool:
             ok = same if op == "$eq" else not same
         elif op in ("$gt", "$gte", "$lt", "$lte"):
             comparable = (_number(v) and _number(x)) or (isinstance(v, str) and isinstance(x, str))
-            ok = comparable and {"$gt": v > x, "$gte": v >= x, "$lt": v < x, "$lte": v <= x}[op] if comparable else False
+            ok = (
+                comparable and {"$gt": v > x, "$gte": v >= x, "$lt": v < x, "$lte": v <= x}[op] if comparable else False
+            )
         elif op in ("$in", "$nin"):
             inside = any(_equal(v, y) for y in x)
             ok = inside if op == "$in" else not inside
@@ -318,14 +357,19 @@ def _valid_unicode(s: str) -> bool:
 
 
 @settings(max_examples=150, deadline=None)
-@given(texts=st.lists(any_text, min_size=1, max_size=4), ids=st.lists(any_text, min_size=1, max_size=4),
-       meta=st.dictionaries(any_text, st.one_of(scalars, any_text), max_size=3))
+@given(
+    texts=st.lists(any_text, min_size=1, max_size=4),
+    ids=st.lists(any_text, min_size=1, max_size=4),
+    meta=st.dictionaries(any_text, st.one_of(scalars, any_text), max_size=3),
+)
 def test_generated_texts_ids_and_metadata_round_trip_or_are_refused(texts, ids, meta):
     n = min(len(texts), len(ids))
     texts, ids = texts[:n], ids[:n]
     index = LateIndex.in_memory(encoder=PrecomputedEncoder(dim=4))
     strings = texts + ids + list(meta) + [v for v in meta.values() if isinstance(v, str)]
+    meta_strings = list(meta) + [v for v in meta.values() if isinstance(v, str)]
     fine = all(_valid_unicode(s) for s in strings) and all(ids) and len(set(ids)) == n
+    fine = fine and not any("\0" in s for s in meta_strings)  # SQLite's JSON stops at NUL: refused
     try:
         index.add(texts, ids=ids, metadatas=[meta] * n, tokens=[np.ones((1, 4))] * n)
     except InvalidInputError:
@@ -349,13 +393,19 @@ def test_generated_vectors_are_stored_faithfully_or_refused(values):
     q = np.ones((1, 4), np.float32)
     hit = index.search(EncodedQuery(dense=np.ones(4, np.float32), tokens=q), k=1)[0]
     assert np.isfinite(hit.score)
-    assert hit.score == pytest.approx(float((q @ tokens.astype(np.float16).astype(np.float32).T).max()), rel=1e-3, abs=1e-3)
+    assert hit.score == pytest.approx(
+        float((q @ tokens.astype(np.float16).astype(np.float32).T).max()), rel=1e-3, abs=1e-3
+    )
 
 
 # ---------------------------------------------------------------------------- found by attacking it
 def test_nul_characters_and_non_string_keys_in_metadata_are_refused(index):
-    for meta in ({"v": 0, "group": 1, "src": "a\x00b"}, {"v": 0, "group": 1, "a\x00": 1}, {"v": 0, "group": 1, 1: "x"},
-                 {"v": 0, "group": 1, "nested": [{"k": "x\x00"}]}):
+    for meta in (
+        {"v": 0, "group": 1, "src": "a\x00b"},
+        {"v": 0, "group": 1, "a\x00": 1},
+        {"v": 0, "group": 1, 1: "x"},
+        {"v": 0, "group": 1, "nested": [{"k": "x\x00"}]},
+    ):
         with pytest.raises(InvalidInputError, match="NUL|must be strings"):
             index.add(**{**passages(["n"], 0, 1), "metadatas": [meta]})
     with pytest.raises(FilterError, match="NUL"):

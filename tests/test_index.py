@@ -2,10 +2,9 @@
 
 import numpy as np
 import pytest
+from conftest import clustered_corpus, query_of, word_encoder
 
 from colcade import EncoderMismatchError, LateIndex, PrecomputedEncoder
-
-from conftest import clustered_corpus, query_of, word_encoder
 
 TEXTS = [
     "Solar panels convert sunlight into electricity.",
@@ -29,7 +28,9 @@ def test_saved_index_answers_identically_after_reopen(tmp_path, encoder):
     tokens, queries = clustered_corpus(700, 64, seed=1)
     index = LateIndex.create(tmp_path / "idx", encoder=PrecomputedEncoder(dim=64, name="vecs"))
     index.add(ids=[f"d{i}" for i in range(400)], tokens=tokens[:400], metadatas=[{"i": i} for i in range(400)])
-    index.add(ids=[f"d{i}" for i in range(400, 700)], tokens=tokens[400:], metadatas=[{"i": i} for i in range(400, 700)])
+    index.add(
+        ids=[f"d{i}" for i in range(400, 700)], tokens=tokens[400:], metadatas=[{"i": i} for i in range(400, 700)]
+    )
     before = [[(h.id, h.score, h.metadata) for h in index.search(query_of(q), k=10)] for q in queries]
     index.close()
     reopened = LateIndex.open(tmp_path / "idx")

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import _word_vector
 
 from colcade import LateIndex, PrecomputedEncoder
 from colcade.app.ingest import ingest
-
-from conftest import _word_vector
 
 
 class Interrupt(BaseException):

@@ -2,12 +2,11 @@
 
 import numpy as np
 import pytest
-
-from colcade.errors import InvalidInputError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from colcade.engine import kernels
+from colcade.errors import InvalidInputError
 
 _c = pytest.importorskip("colcade.engine._kernels")
 LEVELS = {0: "scalar", 1: "avx2", 2: "avx512"}
@@ -120,4 +119,6 @@ def test_numpy_backend_can_be_forced(monkeypatch):
     assert kernels.backend() == "numpy"
     tokens, offsets = ragged(np.random.default_rng(1), 5, 16)
     q = np.ones((3, 16), np.float32)
-    np.testing.assert_allclose(kernels.maxsim(q, tokens, offsets), kernels.maxsim_reference(q, tokens, offsets, np.arange(5)), rtol=1e-5)
+    np.testing.assert_allclose(
+        kernels.maxsim(q, tokens, offsets), kernels.maxsim_reference(q, tokens, offsets, np.arange(5)), rtol=1e-5
+    )

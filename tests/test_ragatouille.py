@@ -1,11 +1,10 @@
 """Migrating from RAGatouille: the facade's calls and result formats."""
 
 import pytest
+from test_colbert import checkpoint  # noqa: F401  (a real ColBERT checkpoint folder)
 
 from colcade import IndexExistsError, UnknownIdError
 from colcade.compat.ragatouille import RAGPretrainedModel
-
-from test_colbert import checkpoint  # noqa: F401  (a real ColBERT checkpoint folder)
 
 DOCS = [
     "The violin is a string instrument played with a bow. It has four strings tuned in fifths.",
@@ -17,7 +16,12 @@ DOCS = [
 @pytest.fixture
 def rag(tmp_path):
     rag = RAGPretrainedModel.from_pretrained(index_root=tmp_path / ".ragatouille")  # offline default encoder
-    path = rag.index(DOCS, document_ids=["violin", "solar", "plants"], document_metadatas=[{"k": 1}, {"k": 2}, {"k": 3}], index_name="demo")
+    path = rag.index(
+        DOCS,
+        document_ids=["violin", "solar", "plants"],
+        document_metadatas=[{"k": 1}, {"k": 2}, {"k": 3}],
+        index_name="demo",
+    )
     assert path.endswith(".ragatouille/colbert/indexes/demo")
     return rag
 

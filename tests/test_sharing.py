@@ -13,12 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from kill_harness import run as kill_run
+from sharing_worker import check_hit, encoder, passages, vectors
 
 from colcade import EncodedQuery, IndexLockedError, LateIndex
 from colcade.encoders import pool
-
-from kill_harness import run as kill_run
-from sharing_worker import check_hit, encoder, passages, vectors
 
 WORKER = str(Path(__file__).resolve().parent / "sharing_worker.py")
 
@@ -85,8 +84,12 @@ def test_reader_process_sees_commits_and_every_hit_is_whole(path):
 
 def test_writer_and_compacting_writer_in_two_processes(path, tmp_path):
     # One process churns (adds, upserts, deletes, replaces, compacts); this one adds meanwhile.
-    churner = subprocess.Popen([sys.executable, WORKER, "churn", str(path), "5", str(tmp_path / "log")],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    churner = subprocess.Popen(
+        [sys.executable, WORKER, "churn", str(path), "5", str(tmp_path / "log")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         index = LateIndex.open(path, encoder=encoder())
         for i in range(30):
@@ -126,7 +129,9 @@ def test_threads_of_one_process_write_and_search_together(path):
         except BaseException as exc:  # noqa: BLE001
             errors.append(exc)
 
-    threads = [threading.Thread(target=write, args=(n,)) for n in "abc"] + [threading.Thread(target=search) for _ in range(2)]
+    threads = [threading.Thread(target=write, args=(n,)) for n in "abc"] + [
+        threading.Thread(target=search) for _ in range(2)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -159,13 +164,20 @@ def test_freed_keys_are_never_reused_during_a_search(path):
 
 def test_a_blocked_writer_gets_index_locked_error_naming_the_holder(path):
     holder = subprocess.Popen(
-        [sys.executable, "-c", (
-            "import sys, time; sys.path.insert(0, %r)\n"
-            "from colcade import LateIndex\nfrom sharing_worker import encoder\n"
-            "index = LateIndex.open(%r, encoder=encoder())\n"
-            "with index._store.write_lock.hold('compact'):\n"
-            "    print('held', flush=True); time.sleep(30)\n") % (str(Path(WORKER).parent), str(path))],
-        stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            (
+                f"import sys, time; sys.path.insert(0, {str(Path(WORKER).parent)!r})\n"
+                "from colcade import LateIndex\nfrom sharing_worker import encoder\n"
+                f"index = LateIndex.open({str(path)!r}, encoder=encoder())\n"
+                "with index._store.write_lock.hold('compact'):\n"
+                "    print('held', flush=True); time.sleep(30)\n"
+            ),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         index = LateIndex.open(path, encoder=encoder(), lock_timeout=0.3)
@@ -187,8 +199,12 @@ def test_cli_index_alongside_another_writer(tmp_path):
         (docs / f"note{i}.txt").write_text(f"Note {i}. The quarterly report number {i} covers revenue and staff.\n" * 3)
     idx = tmp_path / "idx"
     LateIndex.create(idx).close()  # the embedded default encoder
-    cli = subprocess.Popen([sys.executable, "-m", "colcade.app.cli", "index", str(docs), "--index", str(idx)],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    cli = subprocess.Popen(
+        [sys.executable, "-m", "colcade.app.cli", "index", str(docs), "--index", str(idx)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     app = LateIndex.open(idx)
     for i in range(5):
         app.add([f"application note {i} about the office move"], ids=[f"app-{i}"], metadatas=[{"source": "app"}])
@@ -294,12 +310,15 @@ def test_concurrent_creates_of_one_path_let_exactly_one_win(tmp_path):
     code = (
         "import sys; from colcade import IndexExistsError, LateIndex, PrecomputedEncoder\n"
         "try:\n"
-        "    LateIndex.create(sys.argv[1], encoder=PrecomputedEncoder(dim=int(sys.argv[2]))).close(); print('created')\n"
+        "    LateIndex.create(sys.argv[1], encoder=PrecomputedEncoder(dim=int(sys.argv[2]))).close()\n"
+        "    print('created')\n"
         "except IndexExistsError:\n"
         "    print('exists')\n"
     )
-    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "idx"), dim], stdout=subprocess.PIPE, text=True)
-             for dim in ("8", "16", "8", "16")]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "idx"), dim], stdout=subprocess.PIPE, text=True)
+        for dim in ("8", "16", "8", "16")
+    ]
     outcomes = [p.communicate(timeout=120)[0].strip() for p in procs]
     assert sorted(outcomes) == ["created", "exists", "exists", "exists"], outcomes
     winner = ("8", "16", "8", "16")[outcomes.index("created")]

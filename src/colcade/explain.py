@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -40,14 +41,19 @@ class Explanation:
     def to_text(self, color: bool = True) -> str:
         """A terminal table, strongest matches first, with the passage tokens highlighted."""
         bold, dim, reset = ("\033[1;33m", "\033[2m", "\033[0m") if color else ("", "", "")
-        lines = [f"MaxSim score {self.score:.3f} for passage {self.passage_id!r} ({len(self.matches)} query tokens)", ""]
+        lines = [
+            f"MaxSim score {self.score:.3f} for passage {self.passage_id!r} ({len(self.matches)} query tokens)",
+            "",
+        ]
         width = max((len(m.query_token) for m in self.matches), default=5)
         for m in sorted(self.matches, key=lambda m: -m.similarity):
             share = m.similarity / self.score * 100 if self.score else 0.0
             lines.append(f"  {m.query_token:>{width}} -> {m.passage_token:<16} {m.similarity:6.3f}  {share:5.1f}%")
         strength = self._strength()
-        rendered = " ".join(f"{bold}{t}{reset}" if strength[i] >= 0.5 else (t if strength[i] > 0 else f"{dim}{t}{reset}")
-                            for i, t in enumerate(self.passage_tokens))
+        rendered = " ".join(
+            f"{bold}{t}{reset}" if strength[i] >= 0.5 else (t if strength[i] > 0 else f"{dim}{t}{reset}")
+            for i, t in enumerate(self.passage_tokens)
+        )
         return "\n".join(lines + ["", rendered])
 
     def _strength(self) -> np.ndarray:
@@ -61,21 +67,24 @@ class Explanation:
         """The passage with each matched token shaded by its match strength (for notebooks)."""
         strength = self._strength()
         spans = "".join(
-            f'<span title="{html.escape(t)}" style="background: rgba(255, 170, 0, {s:.2f}); padding: 1px 2px">{html.escape(t)}</span> '
+            f'<span title="{html.escape(t)}" style="background: rgba(255, 170, 0, {s:.2f}); padding: 1px 2px">'
+            f"{html.escape(t)}</span> "
             for t, s in zip(self.passage_tokens, strength)
         )
         rows = "".join(
             f"<tr><td>{html.escape(m.query_token)}</td><td>{html.escape(m.passage_token)}</td><td>{m.similarity:.3f}</td></tr>"
             for m in sorted(self.matches, key=lambda m: -m.similarity)
         )
-        return (f"<div><b>MaxSim {self.score:.3f}</b> for <code>{html.escape(self.passage_id)}</code><p>{spans}</p>"
-                f"<table><tr><th>query token</th><th>best passage token</th><th>similarity</th></tr>{rows}</table></div>")
+        return (
+            f"<div><b>MaxSim {self.score:.3f}</b> for <code>{html.escape(self.passage_id)}</code><p>{spans}</p>"
+            f"<table><tr><th>query token</th><th>best passage token</th><th>similarity</th></tr>{rows}</table></div>"
+        )
 
     def _repr_html_(self) -> str:
         return self.to_html()
 
 
-def explain(index, query: str, passage_id: str) -> Explanation:
+def explain(index: Any, query: str, passage_id: str) -> Explanation:
     """Explain the MaxSim score of passage ``passage_id`` for ``query`` (text queries only).
 
     Needs an encoder with ``token_strings`` (the default encoder and ColBERT checkpoints have it).

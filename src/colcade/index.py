@@ -5,23 +5,24 @@ from __future__ import annotations
 import functools
 import os
 import uuid
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from colcade.engine import cascade, filters
 from colcade.encoders import EncodedQuery, Encoder, default_encoder, describe, from_manifest, pool
 from colcade.encoders.base import check_dense, check_tokens
+from colcade.engine import cascade, filters
 from colcade.errors import DuplicateIdError, EncoderMismatchError, IndexLockedError, InvalidInputError, UnknownIdError
-from colcade.storage.locking import DEFAULT_TIMEOUT
 from colcade.results import Hit, Hits, IndexStats
+from colcade.storage.locking import DEFAULT_TIMEOUT
 from colcade.storage.segments import FLOAT16_MAX
 from colcade.storage.store import State, Store, _to_json
 
-PathLike = str | os.PathLike
+PathLike = str | os.PathLike[str]
 
 
 class LateIndex:
@@ -44,7 +45,9 @@ class LateIndex:
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def create(cls, path: PathLike, encoder: Encoder | None = None, *, lock_timeout: float = DEFAULT_TIMEOUT) -> "LateIndex":
+    def create(
+        cls, path: PathLike, encoder: Encoder | None = None, *, lock_timeout: float = DEFAULT_TIMEOUT
+    ) -> LateIndex:
         """A new, empty index in the folder ``path`` (which must not exist or be empty).
 
         Without ``encoder``, colcade's embedded default encoder is used. ``lock_timeout``: how
@@ -54,13 +57,15 @@ class LateIndex:
         return cls(Store.create(Path(path), describe(encoder), lock_timeout), encoder)
 
     @classmethod
-    def in_memory(cls, encoder: Encoder | None = None) -> "LateIndex":
+    def in_memory(cls, encoder: Encoder | None = None) -> LateIndex:
         """An index that lives in this process only (tests, notebooks, small corpora)."""
         encoder = encoder if encoder is not None else default_encoder()
         return cls(Store.create(None, describe(encoder)), encoder)
 
     @classmethod
-    def open(cls, path: PathLike, encoder: Encoder | None = None, *, lock_timeout: float = DEFAULT_TIMEOUT) -> "LateIndex":
+    def open(
+        cls, path: PathLike, encoder: Encoder | None = None, *, lock_timeout: float = DEFAULT_TIMEOUT
+    ) -> LateIndex:
         """Open an index saved at ``path``; any number of processes may hold it open at once.
 
         ``encoder`` must be the model the index was built with (same fingerprint); without it
@@ -85,13 +90,16 @@ class LateIndex:
     def from_texts(
         cls,
         texts: Sequence[str],
-        ids: Sequence[str] | None = None,
         metadatas: Sequence[dict[str, Any]] | None = None,
+        ids: Sequence[str] | None = None,
         *,
         encoder: Encoder | None = None,
         path: PathLike | None = None,
-    ) -> "LateIndex":
-        """A new index of ``texts``: in memory, or in a new folder at ``path``."""
+    ) -> LateIndex:
+        """A new index of ``texts``: in memory, or in a new folder at ``path``.
+
+        The argument order is LangChain's ``from_texts(texts, metadatas, ids)``, as in both adapters.
+        """
         index = cls.create(path, encoder=encoder) if path is not None else cls.in_memory(encoder=encoder)
         index.add(list(texts), ids=ids, metadatas=metadatas)
         return index
@@ -116,7 +124,7 @@ class LateIndex:
         where = str(self.path) if self.path else "in memory"
         return f"LateIndex({where}, {len(self)} documents, encoder={self._encoder.name!r})"
 
-    def __enter__(self) -> "LateIndex":
+    def __enter__(self) -> LateIndex:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -200,16 +208,40 @@ class LateIndex:
         ['a#0']
         """
         if not isinstance(filter, dict) or not filter:
-            raise InvalidInputError(f"replace needs a non-empty filter saying which passages to replace, but got {filter!r}")
+            raise InvalidInputError(
+                f"replace needs a non-empty filter saying which passages to replace, but got {filter!r}"
+            )
         if checkpoint is not None and (not isinstance(checkpoint, str) or not checkpoint.replace("-", "").isalnum()):
             raise InvalidInputError(f"checkpoint must be a name of letters, digits and dashes, but got {checkpoint!r}")
         if texts is None and tokens is None:
             texts = []
-        return self._write(texts, ids, metadatas, tokens, dense, batch_size, show_progress, upsert=True,
-                           remove=filters.to_sql(filter), checkpoint=checkpoint)
+        return self._write(
+            texts,
+            ids,
+            metadatas,
+            tokens,
+            dense,
+            batch_size,
+            show_progress,
+            upsert=True,
+            remove=filters.to_sql(filter),
+            checkpoint=checkpoint,
+        )
 
-    def _write(self, texts, ids, metadatas, tokens, dense, batch_size, show_progress, *, upsert: bool,
-               remove: tuple[str, list[Any]] | None = None, checkpoint: str | None = None) -> list[str]:
+    def _write(
+        self,
+        texts: Sequence[str] | None,
+        ids: Sequence[str] | None,
+        metadatas: Sequence[dict[str, Any]] | None,
+        tokens: Sequence[np.ndarray] | None,
+        dense: np.ndarray | None,
+        batch_size: int,
+        show_progress: bool | None,
+        *,
+        upsert: bool,
+        remove: tuple[str, list[Any]] | None = None,
+        checkpoint: str | None = None,
+    ) -> list[str]:
         n = _count(texts, tokens)
         texts_out = _check_texts(texts, n, required=tokens is None)
         ids = _check_ids(ids, n)
@@ -223,7 +255,9 @@ class LateIndex:
                 existing = self._store.live_keys_for_ids(db, ids)
             if existing:
                 shown = ", ".join(repr(i) for i in list(existing)[:5])
-                raise DuplicateIdError(f"{len(existing)} ids are already in the index ({shown}); use upsert() to replace them")
+                raise DuplicateIdError(
+                    f"{len(existing)} ids are already in the index ({shown}); use upsert() to replace them"
+                )
         dense_all = check_dense(dense, n, self._store.dense_dim, "dense vectors") if dense is not None else None
         material = functools.partial(_passage_bytes, ids, texts_out, tokens, dense_all)
         writer = self._open_writer(checkpoint, material, n)
@@ -329,8 +363,16 @@ class LateIndex:
                 return hits
         raise IndexLockedError("the index was compacted under every attempt of this search; retry")
 
-    def _search_state(self, state: State, encoded: EncodedQuery, k: int, allowed: np.ndarray | None,
-                      n_shortlist: int | None, n_prefilter: int | None, exhaustive: bool) -> Hits | None:
+    def _search_state(
+        self,
+        state: State,
+        encoded: EncodedQuery,
+        k: int,
+        allowed: np.ndarray | None,
+        n_shortlist: int | None,
+        n_prefilter: int | None,
+        exhaustive: bool,
+    ) -> Hits | None:
         """The cascade on one state; None when its passages were compacted away meanwhile."""
         n_allowed = state.n_live if allowed is None else len(allowed)
         widths = cascade.plan(n_allowed, k, n_shortlist, n_prefilter, exhaustive)
@@ -342,13 +384,24 @@ class LateIndex:
             return None
         nq = len(encoded.tokens)
         hits = [
-            Hit(id=rows[key][0], score=float(s), text=rows[key][1], metadata=rows[key][2], normalized_score=float(s) / nq)
+            Hit(
+                id=rows[key][0],
+                score=float(s),
+                text=rows[key][1],
+                metadata=rows[key][2],
+                normalized_score=float(s) / nq,
+            )
             for key, s in zip(keys, scores.tolist())
         ]
         return Hits(hits, stats)
 
     def search_batch(
-        self, queries: Sequence[str | EncodedQuery], k: int = 10, filter: dict[str, Any] | None = None, n_threads: int | None = None, **widths: Any
+        self,
+        queries: Sequence[str | EncodedQuery],
+        k: int = 10,
+        filter: dict[str, Any] | None = None,
+        n_threads: int | None = None,
+        **widths: Any,
     ) -> list[Hits]:
         """``search`` for many queries, spread over ``n_threads`` threads (default: all cores)."""
         n_threads = n_threads or os.cpu_count() or 1
@@ -392,7 +445,7 @@ class LateIndex:
         [('a',), ('b',)]
         """
         if not keys:
-            raise InvalidInputError("distinct needs one or more metadata keys, e.g. index.distinct(\"source\")")
+            raise InvalidInputError('distinct needs one or more metadata keys, e.g. index.distinct("source")')
         paths = [filters.json_path(k) for k in keys]
         where, params = filters.to_sql(filter) if filter is not None else ("1", [])
         columns = ", ".join("json_extract(metadata, ?)" for _ in keys)
@@ -406,7 +459,9 @@ class LateIndex:
             found = self._store.live_keys_for_ids(db, ids)
             missing = [i for i in ids if i not in found]
             if missing:
-                raise UnknownIdError(f"{len(missing)} ids are not in the index ({', '.join(repr(i) for i in missing[:5])})")
+                raise UnknownIdError(
+                    f"{len(missing)} ids are not in the index ({', '.join(repr(i) for i in missing[:5])})"
+                )
             rows = self._store.rows(db, list(found.values()))
         return [{"id": i, "text": rows[found[i]][1], "metadata": rows[found[i]][2]} for i in ids]
 
@@ -421,7 +476,9 @@ class LateIndex:
             encoder=dict(store.encoder_info),
             bytes_on_disk=store.bytes_on_disk(),
             shortlist=state.shortlist.kind,
-            extra={"bytes_in_ram": state.shortlist.nbytes() + state.keys.nbytes + state.live.nbytes + state.bases.nbytes},
+            extra={
+                "bytes_in_ram": state.shortlist.nbytes() + state.keys.nbytes + state.live.nbytes + state.bases.nbytes
+            },
         )
 
 
@@ -432,15 +489,20 @@ def _count(texts: Sequence[str] | None, tokens: Sequence[np.ndarray] | None) -> 
         raise InvalidInputError("texts must be a list of strings, not one string: wrap it as [text]")
     if texts is not None and tokens is not None and len(texts) != len(tokens):
         raise InvalidInputError(f"got {len(texts)} texts but {len(tokens)} token matrices")
-    return len(texts) if texts is not None else len(tokens)
+    if texts is not None:
+        return len(texts)
+    assert tokens is not None
+    return len(tokens)
 
 
 def _check_unicode(text: str, what: str) -> None:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
-        raise InvalidInputError(f"{what} is not valid Unicode ({exc.reason} at position {exc.start}); "
-                                "decode the source with errors='replace' or drop the character") from None
+        raise InvalidInputError(
+            f"{what} is not valid Unicode ({exc.reason} at position {exc.start}); "
+            "decode the source with errors='replace' or drop the character"
+        ) from None
 
 
 def _passage_bytes(ids: list[str], texts: list[str], tokens: Any, dense: np.ndarray | None, i: int) -> bytes:
@@ -474,20 +536,24 @@ def _storable(tokens: Any, dim: int, id_: str) -> np.ndarray:
     array = check_tokens(tokens, dim, f"token vectors of passage {id_!r}")
     peak = float(np.abs(array).max())
     if peak > FLOAT16_MAX:
-        raise InvalidInputError(f"token vectors of passage {id_!r} reach {peak:.4g}, beyond float16's range "
-                                f"(+-{FLOAT16_MAX:.0f}) in which the index stores them; L2-normalize or scale them")
+        raise InvalidInputError(
+            f"token vectors of passage {id_!r} reach {peak:.4g}, beyond float16's range "
+            f"(+-{FLOAT16_MAX:.0f}) in which the index stores them; L2-normalize or scale them"
+        )
     return array
 
 
 def _id_list(ids: Any, verb: str) -> list[str]:
     if ids is None or isinstance(ids, (str, bytes, dict)) or not hasattr(ids, "__iter__"):
-        raise InvalidInputError(f"{verb} takes a list of ids, but got {ids!r}" + (": wrap it as [id]" if isinstance(ids, str) else ""))
-    ids = list(ids)
-    for i in ids:
+        raise InvalidInputError(
+            f"{verb} takes a list of ids, but got {ids!r}" + (": wrap it as [id]" if isinstance(ids, str) else "")
+        )
+    out: list[str] = list(ids)
+    for i in out:
         if not isinstance(i, str) or not i:
             raise InvalidInputError(f"ids must be non-empty strings, but got {i!r}")
         _check_unicode(i, f"id {i!r}")
-    return ids
+    return out
 
 
 def _check_texts(texts: Sequence[str] | None, n: int, required: bool) -> list[str]:
@@ -530,7 +596,9 @@ def _check_metadatas(metadatas: Sequence[dict[str, Any]] | None, n: int, ids: li
     if metadatas is None:
         return [{} for _ in range(n)]
     if isinstance(metadatas, dict):
-        raise InvalidInputError("metadatas must be a list of dicts, one per passage, not one dict: wrap it as [metadata]")
+        raise InvalidInputError(
+            "metadatas must be a list of dicts, one per passage, not one dict: wrap it as [metadata]"
+        )
     metadatas = list(metadatas)
     if len(metadatas) != n:
         raise InvalidInputError(f"got {len(metadatas)} metadatas for {n} passages")

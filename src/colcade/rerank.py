@@ -6,13 +6,13 @@ as the index's final stage, so a reranked list and an index search agree on scor
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 from colcade.encoders.base import Encoder, check_tokens
-from colcade.errors import InvalidInputError
 from colcade.engine.kernels import maxsim
+from colcade.errors import InvalidInputError
 
 
 def rerank(encoder: Encoder, query: str, documents: Sequence[str], k: int | None = None) -> list[tuple[int, float]]:
@@ -27,7 +27,10 @@ def rerank(encoder: Encoder, query: str, documents: Sequence[str], k: int | None
     if not documents:
         return []
     q = check_tokens(encoder.encode_query(query).tokens, encoder.dim, "query token vectors")
-    tokens = [check_tokens(t, encoder.dim, f"token vectors of document {i}") for i, t in enumerate(encoder.encode_documents(list(documents)).tokens)]
+    tokens = [
+        check_tokens(t, encoder.dim, f"token vectors of document {i}")
+        for i, t in enumerate(encoder.encode_documents(list(documents)).tokens)
+    ]
     offsets = np.concatenate([[0], np.cumsum([len(t) for t in tokens])]).astype(np.int64)
     scores = maxsim(q, np.concatenate(tokens).astype(np.float16), offsets)
     order = np.lexsort((np.arange(len(scores)), -scores))[: k or len(scores)]

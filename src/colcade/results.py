@@ -35,7 +35,7 @@ class StageStats:
         return f"{self.name} {self.candidates_in}->{self.candidates_out} in {self.ms:.2f} ms"
 
 
-class Hits(list):
+class Hits(list[Hit]):
     """The hits of one search, best first, with ``stats``: per-stage counts and timings."""
 
     def __init__(self, hits: list[Hit], stats: list[StageStats]) -> None:

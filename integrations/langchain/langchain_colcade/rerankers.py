@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from langchain_core.callbacks import Callbacks
 from langchain_core.documents import BaseDocumentCompressor, Document
@@ -38,16 +39,23 @@ class ColcadeReranker(BaseDocumentCompressor):
     def _encoder(self) -> Encoder:
         return self.encoder if self.encoder is not None else default_encoder()
 
-    def compress_documents(self, documents: Sequence[Document], query: str, callbacks: Callbacks | None = None) -> Sequence[Document]:
+    def compress_documents(
+        self, documents: Sequence[Document], query: str, callbacks: Callbacks | None = None
+    ) -> Sequence[Document]:
         documents = list(documents)
         if not documents:
             return []
         ranked = rerank(self._encoder(), query, [d.page_content for d in documents], k=min(self.top_n, len(documents)))
         return [
-            Document(id=documents[i].id, page_content=documents[i].page_content,
-                     metadata={**documents[i].metadata, "relevance_score": score})
+            Document(
+                id=documents[i].id,
+                page_content=documents[i].page_content,
+                metadata={**documents[i].metadata, "relevance_score": score},
+            )
             for i, score in ranked
         ]
 
-    async def acompress_documents(self, documents: Sequence[Document], query: str, callbacks: Callbacks | None = None) -> Sequence[Document]:
+    async def acompress_documents(
+        self, documents: Sequence[Document], query: str, callbacks: Callbacks | None = None
+    ) -> Sequence[Document]:
         return await asyncio.to_thread(self.compress_documents, documents, query, callbacks)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
@@ -51,33 +52,40 @@ class ColcadeRetriever(BaseRetriever):
         encoder: Encoder | None = None,
         path: str | Path | None = None,
         **kwargs: Any,
-    ) -> "ColcadeRetriever":
+    ) -> ColcadeRetriever:
         """Index ``texts`` (in memory, or in a new index folder at ``path``) and wrap the index."""
-        return cls(index=LateIndex.from_texts(texts, ids, metadatas, encoder=encoder, path=path), **kwargs)
-
-    @classmethod
-    def from_documents(cls, documents: Sequence[Document], **kwargs: Any) -> "ColcadeRetriever":
-        """Index LangChain ``Document``s (their ``id`` is kept where set)."""
-        ids = [d.id for d in documents]
-        return cls.from_texts(
-            [d.page_content for d in documents], [dict(d.metadata) for d in documents],
-            ids=ids if all(ids) else None, **kwargs,
+        return cls(
+            index=LateIndex.from_texts(texts, metadatas=metadatas, ids=ids, encoder=encoder, path=path), **kwargs
         )
 
     @classmethod
-    def from_index(cls, index: LateIndex | str | Path, encoder: Encoder | None = None, **kwargs: Any) -> "ColcadeRetriever":
+    def from_documents(cls, documents: Sequence[Document], **kwargs: Any) -> ColcadeRetriever:
+        """Index LangChain ``Document``s (their ``id`` is kept where set)."""
+        ids = [d.id for d in documents]
+        return cls.from_texts(
+            [d.page_content for d in documents],
+            [dict(d.metadata) for d in documents],
+            ids=ids if all(ids) else None,
+            **kwargs,
+        )
+
+    @classmethod
+    def from_index(
+        cls, index: LateIndex | str | Path, encoder: Encoder | None = None, **kwargs: Any
+    ) -> ColcadeRetriever:
         """Wrap an index, or open the one saved at a path."""
         if isinstance(index, (str, Path)):
             index = LateIndex.open(index, encoder=encoder)
         return cls(index=index, **kwargs)
 
     # ------------------------------------------------------------------ retrieval
-    def _search(self, query: str, k: int | None, filter: dict[str, Any] | None, kwargs: dict[str, Any]) -> list[Document]:
+    def _search(
+        self, query: str, k: int | None, filter: dict[str, Any] | None, kwargs: dict[str, Any]
+    ) -> list[Document]:
         widths = {**self.search_kwargs, **kwargs}
         hits = self.index.search(query, k=k or self.k, filter=filter if filter is not None else self.filter, **widths)
         return [
-            Document(id=hit.id, page_content=hit.text, metadata={**hit.metadata, "score": hit.score})
-            for hit in hits
+            Document(id=hit.id, page_content=hit.text, metadata={**hit.metadata, "score": hit.score}) for hit in hits
         ]
 
     def _get_relevant_documents(
@@ -108,7 +116,9 @@ class ColcadeRetriever(BaseRetriever):
         """Add documents to the index; returns their ids."""
         documents = list(documents)
         ids = ids or ([d.id for d in documents] if all(d.id for d in documents) else None)
-        return self.index.add([d.page_content for d in documents], ids=ids, metadatas=[dict(d.metadata) for d in documents])
+        return self.index.add(
+            [d.page_content for d in documents], ids=ids, metadatas=[dict(d.metadata) for d in documents]
+        )
 
     def delete(self, ids: Sequence[str]) -> int:
         """Delete passages by id; returns how many."""

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
-from colcade.errors import ColcadeError
 from colcade.optional import require
 from colcade.results import Hit
 
-_STOP = set("a an and are as at be by can did do does for from has have how i in is it its me my of on or "
-            "the their there these this to was were what when where which who why will with you your".split())
+_STOP = set(
+    "a an and are as at be by can did do does for from has have how i in is it its me my of on or "
+    "the their there these this to was were what when where which who why will with you your".split()
+)
 
 
 @dataclass(frozen=True)
@@ -71,5 +73,7 @@ def configured_llm(model: str | None = None, base_url: str | None = None) -> Any
     base_url = base_url or os.environ.get("COLCADE_LLM_BASE_URL") or os.environ.get("OPENAI_BASE_URL")
     if base_url or os.environ.get("OPENAI_API_KEY"):
         chat = require("langchain_openai", "langchain-openai", "the configured OpenAI-compatible LLM").ChatOpenAI
-        return chat(model=model or "gpt-4o-mini", base_url=base_url, api_key=os.environ.get("OPENAI_API_KEY", "not-needed"))
+        return chat(
+            model=model or "gpt-4o-mini", base_url=base_url, api_key=os.environ.get("OPENAI_API_KEY", "not-needed")
+        )
     return None

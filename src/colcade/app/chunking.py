@@ -13,8 +13,8 @@ is whole in at least one passage.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from colcade.errors import InvalidInputError
 
@@ -61,7 +61,11 @@ def _spans(text: str, separator: re.Pattern, start: int, end: int) -> list[tuple
         out.append((pos, m.start()))
         pos = m.end()
     out.append((pos, end))
-    return [(a + len(text[a:b]) - len(text[a:b].lstrip()), b - (len(text[a:b]) - len(text[a:b].rstrip()))) for a, b in out if text[a:b].strip()]
+    return [
+        (a + len(text[a:b]) - len(text[a:b].lstrip()), b - (len(text[a:b]) - len(text[a:b].rstrip())))
+        for a, b in out
+        if text[a:b].strip()
+    ]
 
 
 def split_passages(

@@ -10,8 +10,9 @@ import json
 import sys
 import time
 import traceback
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from colcade.errors import ColcadeError, InvalidInputError
 from colcade.optional import require
@@ -67,17 +68,23 @@ def _open_or_create(path: Path, encoder: str | None):
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    from colcade.index import LateIndex
     from colcade.app.ingest import ingest
 
     path = Path(args.index)
     index = _open_or_create(path, args.encoder)
     started = time.perf_counter()
-    report = ingest(index, [Path(p) for p in args.paths], max_tokens=args.max_tokens, overlap=args.overlap,
-                    on_error=lambda p, e: print(f"colcade: skipped {p}: {e}", file=sys.stderr))
-    print(f"{len(report.added)} added, {len(report.updated)} updated, {len(report.removed)} removed, "
-          f"{len(report.unchanged)} unchanged files; {report.passages} passages encoded in "
-          f"{time.perf_counter() - started:.1f} s; the index holds {len(index)} passages.")
+    report = ingest(
+        index,
+        [Path(p) for p in args.paths],
+        max_tokens=args.max_tokens,
+        overlap=args.overlap,
+        on_error=lambda p, e: print(f"colcade: skipped {p}: {e}", file=sys.stderr),
+    )
+    print(
+        f"{len(report.added)} added, {len(report.updated)} updated, {len(report.removed)} removed, "
+        f"{len(report.unchanged)} unchanged files; {report.passages} passages encoded in "
+        f"{time.perf_counter() - started:.1f} s; the index holds {len(index)} passages."
+    )
     if report.failed and not (report.added or report.updated or report.unchanged):
         raise InvalidInputError(f"no file could be read ({len(report.failed)} failed)")
     return 0
@@ -87,10 +94,28 @@ def cmd_search(args: argparse.Namespace) -> int:
     index = _open(args.index)
     hits = index.search(args.query, k=args.k, filter=_filter(args.filter), exhaustive=args.exhaustive)
     if args.json:
-        print(json.dumps({
-            "hits": [{"id": h.id, "score": h.score, "normalized_score": h.normalized_score, "text": h.text, "metadata": h.metadata} for h in hits],
-            "stats": [{"stage": s.name, "in": s.candidates_in, "out": s.candidates_out, "ms": s.ms} for s in hits.stats],
-        }, ensure_ascii=False, indent=2))
+        print(
+            json.dumps(
+                {
+                    "hits": [
+                        {
+                            "id": h.id,
+                            "score": h.score,
+                            "normalized_score": h.normalized_score,
+                            "text": h.text,
+                            "metadata": h.metadata,
+                        }
+                        for h in hits
+                    ],
+                    "stats": [
+                        {"stage": s.name, "in": s.candidates_in, "out": s.candidates_out, "ms": s.ms}
+                        for s in hits.stats
+                    ],
+                },
+                ensure_ascii=False,
+                indent=2,
+            )
+        )
         return 0
     if not hits:
         print("no results")
@@ -112,8 +137,11 @@ def cmd_ask(args: argparse.Namespace) -> int:
         print(answer)
         return 0
     hits = index.search(args.question, k=args.k)
-    print("No LLM is configured (set COLCADE_LLM_BASE_URL and COLCADE_LLM_MODEL, OPENAI_API_KEY, or "
-          "COLCADE_OLLAMA_MODEL); the most relevant sentences of the retrieved passages:\n", file=sys.stderr)
+    print(
+        "No LLM is configured (set COLCADE_LLM_BASE_URL and COLCADE_LLM_MODEL, OPENAI_API_KEY, or "
+        "COLCADE_OLLAMA_MODEL); the most relevant sentences of the retrieved passages:\n",
+        file=sys.stderr,
+    )
     color = sys.stdout.isatty()
     for sentence in extractive_answer(args.question, hits):
         print(f"- {highlight(sentence, color)}  [{_label(sentence.hit)}]")
@@ -146,17 +174,24 @@ def cmd_eval(args: argparse.Namespace) -> int:
     search_ms = (time.perf_counter() - started) * 1e3 / max(1, len(queries))
     exhaustive = {q: [h.id for h in index.search(text, k=10, exhaustive=True)] for q, text in queries}
     result = {
-        "collection": collection.name, "passages": len(ids), "queries": len(queries),
-        "ndcg@10": ndcg(cascade, collection.qrels), "recall@100": recall(cascade, collection.qrels),
-        "fidelity@10": fidelity(cascade, exhaustive), "exhaustive_ndcg@10": ndcg(exhaustive, collection.qrels),
-        "encode_s": encode_s, "ms_per_query": search_ms,
+        "collection": collection.name,
+        "passages": len(ids),
+        "queries": len(queries),
+        "ndcg@10": ndcg(cascade, collection.qrels),
+        "recall@100": recall(cascade, collection.qrels),
+        "fidelity@10": fidelity(cascade, exhaustive),
+        "exhaustive_ndcg@10": ndcg(exhaustive, collection.qrels),
+        "encode_s": encode_s,
+        "ms_per_query": search_ms,
     }
     if args.json:
         print(json.dumps(result, indent=2))
     else:
         print(f"{collection.name}: {len(ids)} passages, {len(queries)} queries, encoder {index.encoder.name}")
-        print(f"  nDCG@10 {result['ndcg@10']:.4f}   Recall@100 {result['recall@100']:.4f}   "
-              f"fidelity@10 {result['fidelity@10']:.4f} (exhaustive nDCG@10 {result['exhaustive_ndcg@10']:.4f})")
+        print(
+            f"  nDCG@10 {result['ndcg@10']:.4f}   Recall@100 {result['recall@100']:.4f}   "
+            f"fidelity@10 {result['fidelity@10']:.4f} (exhaustive nDCG@10 {result['exhaustive_ndcg@10']:.4f})"
+        )
         print(f"  encoding {encode_s:.1f} s, search {search_ms:.2f} ms/query (encoding the query included)")
     return 0
 
@@ -165,20 +200,28 @@ def cmd_info(args: argparse.Namespace) -> int:
     index = _open(args.index)
     stats = index.stats()
     info = {
-        "path": str(index.path), "documents": stats.documents, "deleted": stats.deleted, "tokens": stats.tokens,
-        "segments": stats.segments, "encoder": stats.encoder, "bytes_on_disk": stats.bytes_on_disk,
-        "bytes_in_ram": stats.extra.get("bytes_in_ram"), "shortlist": stats.shortlist,
+        "path": str(index.path),
+        "documents": stats.documents,
+        "deleted": stats.deleted,
+        "tokens": stats.tokens,
+        "segments": stats.segments,
+        "encoder": stats.encoder,
+        "bytes_on_disk": stats.bytes_on_disk,
+        "bytes_in_ram": stats.extra.get("bytes_in_ram"),
+        "shortlist": stats.shortlist,
     }
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
     enc = stats.encoder
-    print(f"{index.path}\n  documents  {stats.documents:,} ({stats.deleted:,} deleted, not yet compacted)\n"
-          f"  tokens     {stats.tokens:,} in {stats.segments} segment(s)\n"
-          f"  encoder    {enc['name']} ({enc.get('kind')}, {enc['dim']} dims, fingerprint {enc['fingerprint']})\n"
-          f"  on disk    {stats.bytes_on_disk / 2**20:.1f} MiB\n"
-          f"  in RAM     {(stats.extra.get('bytes_in_ram') or 0) / 2**20:.1f} MiB beyond the memory-mapped files\n"
-          f"  shortlist  {stats.shortlist}")
+    print(
+        f"{index.path}\n  documents  {stats.documents:,} ({stats.deleted:,} deleted, not yet compacted)\n"
+        f"  tokens     {stats.tokens:,} in {stats.segments} segment(s)\n"
+        f"  encoder    {enc['name']} ({enc.get('kind')}, {enc['dim']} dims, fingerprint {enc['fingerprint']})\n"
+        f"  on disk    {stats.bytes_on_disk / 2**20:.1f} MiB\n"
+        f"  in RAM     {(stats.extra.get('bytes_in_ram') or 0) / 2**20:.1f} MiB beyond the memory-mapped files\n"
+        f"  shortlist  {stats.shortlist}"
+    )
     return 0
 
 
@@ -198,7 +241,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("paths", nargs="+", help="files or folders")
     s.add_argument("--index", required=True, help="index folder (created if missing)")
     s.add_argument("--encoder", default=None, help="for a new index: default, colbert:NAME_OR_PATH or fastembed:MODEL")
-    s.add_argument("--max-tokens", type=int, default=None, help="passage length in the encoder's tokens (default: its limit)")
+    s.add_argument(
+        "--max-tokens", type=int, default=None, help="passage length in the encoder's tokens (default: its limit)"
+    )
     s.add_argument("--overlap", type=int, default=1, help="sentences or paragraphs repeated between passages")
     s.set_defaults(run=cmd_index)
 

@@ -33,8 +33,10 @@ def build_index(show_progress: bool = True) -> LateIndex:
 def run(out: TextIO, questions: list[str] | None = None, color: bool = True) -> LateIndex:
     start = time.perf_counter()
     index = build_index(show_progress=color)
-    out.write(f"Indexed {len(index)} passages of the Python language reference in {time.perf_counter() - start:.1f} s "
-              f"(encoder: {index.encoder.name}, offline).\n\n")
+    out.write(
+        f"Indexed {len(index)} passages of the Python language reference in {time.perf_counter() - start:.1f} s "
+        f"(encoder: {index.encoder.name}, offline).\n\n"
+    )
     for question in questions or QUESTIONS:
         hits = index.search(question, k=3)
         out.write(f"Q: {question}\n")
@@ -42,6 +44,8 @@ def run(out: TextIO, questions: list[str] | None = None, color: bool = True) -> 
             out.write(f"   {highlight(sentence, color)}  [{sentence.hit.metadata['topic']}]\n")
         out.write("   sources: " + ", ".join(f"{h.metadata['topic']} ({h.normalized_score:.2f})" for h in hits) + "\n")
         out.write("   stages: " + hits.stages() + "\n\n")
-    out.write("No LLM is configured, so answers are the passages' best sentences. "
-              "Try `colcade index`, `colcade search` and `colcade ask` on your own files.\n")
+    out.write(
+        "No LLM is configured, so answers are the passages' best sentences. "
+        "Try `colcade index`, `colcade search` and `colcade ask` on your own files.\n"
+    )
     return index

@@ -14,7 +14,9 @@ def read_pages(path: Path) -> list[tuple[int, str]]:
     """``(page number, text)`` of a file: one page for text and HTML, one per PDF page (from 1)."""
     suffix = path.suffix.lower()
     if suffix not in SUFFIXES:
-        raise InvalidInputError(f"{path}: unsupported file type {suffix!r}; colcade reads {', '.join(sorted(SUFFIXES))}")
+        raise InvalidInputError(
+            f"{path}: unsupported file type {suffix!r}; colcade reads {', '.join(sorted(SUFFIXES))}"
+        )
     reader = require("pypdf", '"colcade[cli]"', "reading PDF") if suffix == ".pdf" else None
     soup_module = require("bs4", '"colcade[cli]"', "reading HTML") if suffix in (".html", ".htm") else None
     try:
@@ -26,7 +28,10 @@ def read_pages(path: Path) -> list[tuple[int, str]]:
             soup = soup_module.BeautifulSoup(raw, "html.parser")
             for tag in soup(["script", "style", "nav", "header", "footer"]):
                 tag.decompose()
-            blocks = (b.get_text(" ", strip=True) for b in soup.find_all(["p", "li", "h1", "h2", "h3", "h4", "pre", "td", "blockquote"]))
+            blocks = (
+                b.get_text(" ", strip=True)
+                for b in soup.find_all(["p", "li", "h1", "h2", "h3", "h4", "pre", "td", "blockquote"])
+            )
             text = "\n\n".join(b for b in blocks if b) or soup.get_text("\n", strip=True)
             return [(1, text)]
         return [(1, raw)]
@@ -45,5 +50,9 @@ def find_files(paths: list[Path]) -> list[Path]:
         if path.is_file():
             found.add(path.resolve())
         else:
-            found.update(p.resolve() for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES and not p.name.startswith("."))
+            found.update(
+                p.resolve()
+                for p in path.rglob("*")
+                if p.is_file() and p.suffix.lower() in SUFFIXES and not p.name.startswith(".")
+            )
     return sorted(found)

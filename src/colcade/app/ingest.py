@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from tqdm.auto import tqdm
 
@@ -53,9 +53,13 @@ def ingest(
     files = find_files(paths)
     roots = [p.resolve() for p in paths]
     # source -> sha256 recorded in the index (one SQL query; no passage text is read)
-    known: dict[str, str] = {src: sha or "" for src, sha in index.distinct("source", "sha256", filter={"source": {"$exists": True}})}
+    known: dict[str, str] = {
+        src: sha or "" for src, sha in index.distinct("source", "sha256", filter={"source": {"$exists": True}})
+    }
     report = IngestReport()
-    for path in tqdm(files, desc="indexing", unit="file", disable=(len(files) < 20) if show_progress is None else not show_progress):
+    for path in tqdm(
+        files, desc="indexing", unit="file", disable=(len(files) < 20) if show_progress is None else not show_progress
+    ):
         source = str(path)
         try:
             digest = sha256_file(path)
@@ -64,13 +68,17 @@ def ingest(
                 continue
             texts, ids, metas = [], [], []
             for page, text in read_pages(path):
-                for i, passage in enumerate(split_passages(text, max_tokens=limit, overlap=overlap, count_tokens=count)):
+                for i, passage in enumerate(
+                    split_passages(text, max_tokens=limit, overlap=overlap, count_tokens=count)
+                ):
                     texts.append(passage.text)
                     ids.append(f"{source}#p{page}:{i}")
                     metas.append({"source": source, "page": page, "start": passage.start, "sha256": digest})
             settings = [source, digest, encoder.fingerprint if hasattr(encoder, "fingerprint") else "", limit, overlap]
             tag = "ingest-" + hashlib.sha256(json.dumps(settings).encode()).hexdigest()[:24]
-            index.replace({"source": source}, texts, ids=ids, metadatas=metas, checkpoint=tag, show_progress=show_progress)
+            index.replace(
+                {"source": source}, texts, ids=ids, metadatas=metas, checkpoint=tag, show_progress=show_progress
+            )
             (report.updated if source in known else report.added).append(source)
             report.passages += len(texts)
         except Exception as exc:  # one bad file does not stop the others

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import shutil
 import uuid
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from colcade.app.chunking import split_passages
 from colcade.encoders import Encoder, default_encoder
@@ -42,8 +43,12 @@ class RAGPretrainedModel:
 
     @classmethod
     def from_pretrained(
-        cls, pretrained_model_name_or_path: str | Path | None = None, n_gpu: int = -1, verbose: int = 1, index_root: str | None = None
-    ) -> "RAGPretrainedModel":
+        cls,
+        pretrained_model_name_or_path: str | Path | None = None,
+        n_gpu: int = -1,
+        verbose: int = 1,
+        index_root: str | None = None,
+    ) -> RAGPretrainedModel:
         """A ColBERT checkpoint (local folder or hub name); ``None`` for colcade's offline default encoder.
 
         ``n_gpu`` and ``verbose`` are accepted for compatibility; colcade runs on the CPU.
@@ -55,7 +60,7 @@ class RAGPretrainedModel:
         return cls(ColBERTEncoder(pretrained_model_name_or_path), index_root)
 
     @classmethod
-    def from_index(cls, index_path: str | Path, n_gpu: int = -1, verbose: int = 1) -> "RAGPretrainedModel":
+    def from_index(cls, index_path: str | Path, n_gpu: int = -1, verbose: int = 1) -> RAGPretrainedModel:
         """Open an index built by this class (or any colcade index) with the encoder that built it."""
         index = LateIndex.open(index_path)
         instance = cls(index.encoder, Path(index_path).parent.parent.parent)
@@ -88,8 +93,16 @@ class RAGPretrainedModel:
                 self.model_index.close()
             shutil.rmtree(path)
         self.model_index = LateIndex.create(path, encoder=self.encoder)
-        self._add(collection, document_ids, document_metadatas, max_document_length, split_documents,
-                  document_splitter_fn, preprocessing_fn, bsize)
+        self._add(
+            collection,
+            document_ids,
+            document_metadatas,
+            max_document_length,
+            split_documents,
+            document_splitter_fn,
+            preprocessing_fn,
+            bsize,
+        )
         return str(path)
 
     def add_to_index(
@@ -106,8 +119,16 @@ class RAGPretrainedModel:
     ) -> None:
         """Add documents to the index (visible to the next search)."""
         self._open(index_name)
-        self._add(new_collection, new_document_ids, new_document_metadatas, 256, split_documents,
-                  document_splitter_fn, preprocessing_fn, bsize)
+        self._add(
+            new_collection,
+            new_document_ids,
+            new_document_metadatas,
+            256,
+            split_documents,
+            document_splitter_fn,
+            preprocessing_fn,
+            bsize,
+        )
 
     def delete_from_index(self, document_ids: Sequence[str], index_name: str | None = None) -> None:
         """Delete documents (all their passages) by document id."""
@@ -117,13 +138,18 @@ class RAGPretrainedModel:
         found = {p.rsplit("#", 1)[0] for p in passages}
         missing = [d for d in document_ids if d not in found]
         if missing:
-            raise UnknownIdError(f"{len(missing)} document ids are not in the index ({', '.join(map(repr, missing[:5]))}); nothing was deleted")
+            raise UnknownIdError(
+                f"{len(missing)} document ids are not in the index ({', '.join(map(repr, missing[:5]))}); "
+                "nothing was deleted"
+            )
         index.delete(passages)
 
     def _add(self, collection, document_ids, metadatas, max_length, split, splitter, preprocess, bsize) -> None:
         if isinstance(collection, str):
             raise InvalidInputError("collection must be a list of documents, not one string: wrap it as [text]")
-        document_ids = [str(uuid.uuid4()) for _ in collection] if document_ids is None else [str(d) for d in document_ids]
+        document_ids = (
+            [str(uuid.uuid4()) for _ in collection] if document_ids is None else [str(d) for d in document_ids]
+        )
         if len(document_ids) != len(collection) or len(set(document_ids)) != len(document_ids):
             raise InvalidInputError("document_ids must be unique and as many as the documents")
         metadatas = list(metadatas) if metadatas is not None else [{} for _ in collection]
@@ -178,8 +204,13 @@ class RAGPretrainedModel:
             results = []
             for rank, hit in enumerate(index.search(q, k=k, filter=flt, **widths), start=0 if zero_index_ranks else 1):
                 meta = {key: v for key, v in hit.metadata.items() if key not in ("document_id", "passage_id")}
-                result = {"content": hit.text, "score": hit.score, "rank": rank,
-                          "document_id": hit.metadata.get("document_id", hit.id), "passage_id": hit.metadata.get("passage_id", 0)}
+                result = {
+                    "content": hit.text,
+                    "score": hit.score,
+                    "rank": rank,
+                    "document_id": hit.metadata.get("document_id", hit.id),
+                    "passage_id": hit.metadata.get("passage_id", 0),
+                }
                 if meta:
                     result["document_metadata"] = meta
                 results.append(result)
@@ -187,7 +218,12 @@ class RAGPretrainedModel:
         return out[0] if isinstance(query, str) else out
 
     def rerank(
-        self, query: str | Sequence[str], documents: Sequence[str], k: int = 10, zero_index_ranks: bool = False, bsize: Any = "auto"
+        self,
+        query: str | Sequence[str],
+        documents: Sequence[str],
+        k: int = 10,
+        zero_index_ranks: bool = False,
+        bsize: Any = "auto",
     ) -> list[Result] | list[list[Result]]:
         """Rerank ``documents`` in memory: ``{"content", "score", "rank", "result_index"}``, best first."""
         queries = [query] if isinstance(query, str) else list(query)
@@ -195,7 +231,12 @@ class RAGPretrainedModel:
         for q in queries:
             ranked = rerank(self.encoder, q, documents, k=min(k, len(documents)) if documents else None)
             first = 0 if zero_index_ranks else 1
-            out.append([{"content": documents[i], "score": s, "rank": r + first, "result_index": i} for r, (i, s) in enumerate(ranked)])
+            out.append(
+                [
+                    {"content": documents[i], "score": s, "rank": r + first, "result_index": i}
+                    for r, (i, s) in enumerate(ranked)
+                ]
+            )
         return out[0] if isinstance(query, str) else out
 
     def as_langchain_retriever(self, **kwargs: Any):

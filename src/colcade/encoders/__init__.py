@@ -39,7 +39,8 @@ def from_spec(spec: str | None) -> Encoder | None:
     kind, _, name = spec.partition(":")
     if kind not in ("colbert", "fastembed") or not name:
         raise InvalidInputError(f"unknown encoder {spec!r}: use default, colbert:NAME_OR_PATH or fastembed:MODEL")
-    return encoder_class(kind)(name)
+    encoder: Encoder = encoder_class(kind)(name)
+    return encoder
 
 
 @functools.lru_cache(maxsize=1)
@@ -50,7 +51,7 @@ def default_encoder() -> Encoder:
     return MiniLMEncoder()
 
 
-def from_manifest(info: dict) -> Encoder:
+def from_manifest(info: dict[str, Any]) -> Encoder:
     """Rebuild the encoder an index records in its manifest (kinds colcade knows)."""
     kind, config = info.get("kind"), info.get("config") or {}
     if kind == "precomputed":
@@ -73,5 +74,16 @@ def from_manifest(info: dict) -> Encoder:
     return encoder
 
 
-__all__ = ["KINDS", "Encoded", "EncodedQuery", "Encoder", "PrecomputedEncoder", "default_encoder", "describe",
-           "encoder_class", "from_manifest", "from_spec", "pool"]
+__all__ = [
+    "KINDS",
+    "Encoded",
+    "EncodedQuery",
+    "Encoder",
+    "PrecomputedEncoder",
+    "default_encoder",
+    "describe",
+    "encoder_class",
+    "from_manifest",
+    "from_spec",
+    "pool",
+]

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, Sequence, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -81,6 +83,33 @@ def describe(encoder: Encoder) -> dict[str, Any]:
     }
 
 
+def check_texts(texts: Sequence[str]) -> None:
+    """Every text a non-empty string, or an InvalidInputError naming the first that is not."""
+    for i, text in enumerate(texts):
+        if not isinstance(text, str) or not text.strip():
+            raise InvalidInputError(f"text {i} is empty or not a string; every text needs content")
+
+
+def warn_truncated(truncated: int, total: int, limit: str) -> None:
+    """One warning for the texts an encoder cut at its token limit (``limit``: e.g. "256")."""
+    if truncated:
+        warnings.warn(
+            f"{truncated} of {total} texts were longer than {limit} tokens and were truncated; "
+            "split long documents into passages (the `colcade index` command does this)",
+            stacklevel=3,
+        )
+
+
+def normalize(vectors: Any) -> np.ndarray:
+    """Rows scaled to unit length (all-zero rows stay zero), float32.
+
+    >>> normalize(np.array([[3.0, 4.0], [0.0, 0.0]])).tolist()
+    [[0.6000000238418579, 0.800000011920929], [0.0, 0.0]]
+    """
+    x = np.asarray(vectors, np.float32)
+    return np.asarray(x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12), np.float32)
+
+
 def length_batches(lengths: Sequence[int], batch_size: int, max_tokens: int = 2048) -> list[list[int]]:
     """Indices grouped into batches by length, each of at most ``batch_size`` texts and at most
     ``max_tokens`` padded tokens: attention memory grows with batch x length^2, so long
@@ -113,7 +142,7 @@ def pool(tokens: np.ndarray) -> np.ndarray:
     """The L2-normalized mean of token vectors: the dense vector when a model has none."""
     mean = np.asarray(tokens, dtype=np.float32).mean(axis=0)
     norm = float(np.linalg.norm(mean))
-    return mean / norm if 0 < norm < np.inf else mean  # bad values are reported by check_*
+    return np.asarray(mean / norm if 0 < norm < np.inf else mean)  # bad values are reported by check_*
 
 
 def check_tokens(tokens: Any, dim: int, what: str) -> np.ndarray:

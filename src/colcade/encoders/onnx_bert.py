@@ -14,8 +14,9 @@ import json
 import math
 import struct
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -32,7 +33,11 @@ def write_safetensors(path: Path, tensors: dict[str, np.ndarray]) -> None:
     header, blobs, offset = {}, [], 0
     for name, array in tensors.items():
         data = np.ascontiguousarray(array).tobytes()
-        header[name] = {"dtype": names[np.asarray(array).dtype], "shape": list(np.shape(array)), "data_offsets": [offset, offset + len(data)]}
+        header[name] = {
+            "dtype": names[np.asarray(array).dtype],
+            "shape": list(np.shape(array)),
+            "data_offsets": [offset, offset + len(data)],
+        }
         blobs.append(data)
         offset += len(data)
     head = json.dumps(header).encode()
@@ -87,7 +92,7 @@ def read_quantized_onnx(path: Path) -> dict[str, np.ndarray]:
         elif array.dtype == np.float32 and "." in name and not name.endswith("_scale"):
             weights[name] = array
     prefix = next(n.split("embeddings.")[0] for n in weights if "embeddings." in n)
-    return {n[len(prefix):]: a for n, a in weights.items()}
+    return {n[len(prefix) :]: a for n, a in weights.items()}
 
 
 def build_bert(weights: dict[str, np.ndarray], config: dict[str, Any], projection: np.ndarray | None = None) -> bytes:
@@ -120,29 +125,57 @@ def build_bert(weights: dict[str, np.ndarray], config: dict[str, Any], projectio
         return out
 
     def layer_norm(x: str, name: str) -> str:
-        return op("LayerNormalization", [x, const(f"{name}.w", w(f"{name}.weight")), const(f"{name}.b", w(f"{name}.bias"))], epsilon=eps, axis=-1)
+        return op(
+            "LayerNormalization",
+            [x, const(f"{name}.w", w(f"{name}.weight")), const(f"{name}.b", w(f"{name}.bias"))],
+            epsilon=eps,
+            axis=-1,
+        )
 
     def linear(x: str, name: str) -> str:  # y = x W^T + b, W stored [out, in]
-        return op("Add", [op("MatMul", [x, const(f"{name}.wt", w(f"{name}.weight").T.copy())]), const(f"{name}.b", w(f"{name}.bias"))])
+        return op(
+            "Add",
+            [
+                op("MatMul", [x, const(f"{name}.wt", w(f"{name}.weight").T.copy())]),
+                const(f"{name}.b", w(f"{name}.bias")),
+            ],
+        )
 
     for name, value in {
-        "i0": np.array([0], np.int64), "i1": np.array([1], np.int64), "i2": np.array([2], np.int64),
-        "axes12": np.array([1, 2], np.int64), "f1": np.array(1.0, np.float32), "neg": np.array(-1e9, np.float32),
-        "half": np.array(0.5, np.float32), "sqrt2": np.array(math.sqrt(2.0), np.float32),
+        "i0": np.array([0], np.int64),
+        "i1": np.array([1], np.int64),
+        "i2": np.array([2], np.int64),
+        "axes12": np.array([1, 2], np.int64),
+        "f1": np.array(1.0, np.float32),
+        "neg": np.array(-1e9, np.float32),
+        "half": np.array(0.5, np.float32),
+        "sqrt2": np.array(math.sqrt(2.0), np.float32),
         "scale": np.array(1.0 / math.sqrt(hidden // heads), np.float32),
-        "qkv_shape": np.array([0, 0, 3, heads, hidden // heads], np.int64), "ctx_shape": np.array([0, 0, hidden], np.int64),
+        "qkv_shape": np.array([0, 0, 3, heads, hidden // heads], np.int64),
+        "ctx_shape": np.array([0, 0, hidden], np.int64),
     }.items():
         const(name, value)
 
     length = op("Slice", [op("Shape", ["input_ids"]), "i1", "i2"])
-    embedded = op("Add", [
-        op("Add", [op("Gather", [const("word", w("embeddings.word_embeddings.weight")), "input_ids"]),
-                   op("Slice", [const("pos", w("embeddings.position_embeddings.weight")), "i0", length])]),
-        const("type0", w("embeddings.token_type_embeddings.weight")[0]),
-    ])
+    embedded = op(
+        "Add",
+        [
+            op(
+                "Add",
+                [
+                    op("Gather", [const("word", w("embeddings.word_embeddings.weight")), "input_ids"]),
+                    op("Slice", [const("pos", w("embeddings.position_embeddings.weight")), "i0", length]),
+                ],
+            ),
+            const("type0", w("embeddings.token_type_embeddings.weight")[0]),
+        ],
+    )
     x = layer_norm(embedded, "embeddings.LayerNorm")
     # Padding gets -1e9 before the softmax: [b, 1, 1, l], broadcast over heads and queries.
-    mask_bias = op("Unsqueeze", [op("Mul", [op("Sub", ["f1", op("Cast", ["attention_mask"], to=TensorProto.FLOAT)]), "neg"]), "axes12"])
+    mask_bias = op(
+        "Unsqueeze",
+        [op("Mul", [op("Sub", ["f1", op("Cast", ["attention_mask"], to=TensorProto.FLOAT)]), "neg"]), "axes12"],
+    )
 
     for i in range(config["num_hidden_layers"]):
         p = f"encoder.layer.{i}."
@@ -151,7 +184,9 @@ def build_bert(weights: dict[str, np.ndarray], config: dict[str, Any], projectio
         qkv = op("Add", [op("MatMul", [x, const(f"{p}qkv.wt", qkv_w)]), const(f"{p}qkv.b", qkv_b)])
         qkv = op("Transpose", [op("Reshape", [qkv, "qkv_shape"])], perm=[2, 0, 3, 1, 4])  # [3, b, heads, l, d]
         q, k, v = (op("Gather", [qkv, const(f"{p}idx{j}", np.array(j, np.int64))], axis=0) for j in range(3))
-        scores = op("Add", [op("Mul", [op("MatMul", [q, op("Transpose", [k], perm=[0, 1, 3, 2])]), "scale"]), mask_bias])
+        scores = op(
+            "Add", [op("Mul", [op("MatMul", [q, op("Transpose", [k], perm=[0, 1, 3, 2])]), "scale"]), mask_bias]
+        )
         context = op("MatMul", [op("Softmax", [scores], axis=-1), v])
         context = op("Reshape", [op("Transpose", [context], perm=[0, 2, 1, 3]), "ctx_shape"])
         x = layer_norm(op("Add", [x, linear(context, p + "attention.output.dense")]), p + "attention.output.LayerNorm")
@@ -164,17 +199,21 @@ def build_bert(weights: dict[str, np.ndarray], config: dict[str, Any], projectio
     nodes.append(helper.make_node("Identity", [x], ["hidden"]))
 
     graph = helper.make_graph(
-        nodes, "bert",
-        [helper.make_tensor_value_info(n, TensorProto.INT64, ["batch", "length"]) for n in ("input_ids", "attention_mask")],
+        nodes,
+        "bert",
+        [
+            helper.make_tensor_value_info(n, TensorProto.INT64, ["batch", "length"])
+            for n in ("input_ids", "attention_mask")
+        ],
         [helper.make_tensor_value_info("hidden", TensorProto.FLOAT, ["batch", "length", hidden])],
         initializer=inits,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
     onnx.checker.check_model(model)
-    return model.SerializeToString()
+    return bytes(model.SerializeToString())
 
 
-def session(model: bytes, threads: int | None = None):
+def session(model: bytes, threads: int | None = None) -> Any:
     """An onnxruntime CPU session over a serialized model."""
     import onnxruntime as ort
 
@@ -194,7 +233,7 @@ class LazySession:
 
     def __init__(self, build: Callable[[], bytes], threads: int | None = None) -> None:
         self._build, self._threads = build, threads
-        self._session = None
+        self._session: Any = None
         self._lock = threading.Lock()
 
     def __call__(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -202,4 +241,4 @@ class LazySession:
             with self._lock:
                 if self._session is None:
                     self._session = session(self._build(), self._threads)
-        return self._session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
+        return np.asarray(self._session.run(None, {"input_ids": ids, "attention_mask": mask})[0])

@@ -13,15 +13,18 @@ exhaustive MaxSim exactly (same kernel, same tie-break: score, then insertion or
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from colcade.encoders.base import EncodedQuery
-from colcade.errors import InvalidInputError
 from colcade.engine.kernels import binarize, maxsim, maxsim_hamming
-from colcade.results import StageStats
 from colcade.engine.shortlist import DenseShortlist
+from colcade.errors import InvalidInputError
+from colcade.results import StageStats
+from colcade.storage.segments import Segment
 from colcade.storage.store import State
 
 FULL_SCAN_BELOW = 8192  # passages: scanning all their bits costs ~5 ms at ~1.5 M passages/s
@@ -75,8 +78,8 @@ def _top(positions: np.ndarray, scores: np.ndarray, n: int) -> tuple[np.ndarray,
     return positions[order], scores[order]
 
 
-def _score(state: State, positions: np.ndarray, kernel, *args) -> np.ndarray:
-    scores = None
+def _score(state: State, positions: np.ndarray, kernel: Callable[..., np.ndarray], *args: Any) -> np.ndarray:
+    scores: np.ndarray | None = None
     for seg, local, idx in state.locate(positions):
         part = kernel(seg, local, *args)
         if scores is None:
@@ -85,11 +88,11 @@ def _score(state: State, positions: np.ndarray, kernel, *args) -> np.ndarray:
     return scores if scores is not None else np.zeros(0, np.float32)
 
 
-def _hamming(seg, local, qbits, dim):
+def _hamming(seg: Segment, local: np.ndarray, qbits: np.ndarray, dim: int) -> np.ndarray:
     return maxsim_hamming(qbits, seg.bits, seg.offsets, local, dim)
 
 
-def _float(seg, local, q):
+def _float(seg: Segment, local: np.ndarray, q: np.ndarray) -> np.ndarray:
     return maxsim(q, seg.tokens, seg.offsets, local)
 
 

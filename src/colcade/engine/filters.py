@@ -34,7 +34,7 @@ def _probe_escaped_paths() -> bool:
     """Whether this SQLite matches a JSON path label written with JSON escapes (``\\n``) or raw."""
     db = sqlite3.connect(":memory:")
     try:
-        return db.execute("SELECT json_extract(?, ?)", ('{"a\\\\b": 1}', '$."a\\\\b"')).fetchone()[0] == 1
+        return bool(db.execute("SELECT json_extract(?, ?)", ('{"a\\\\b": 1}', '$."a\\\\b"')).fetchone()[0] == 1)
     finally:
         db.close()
 
@@ -49,8 +49,9 @@ def json_path(key: str) -> str:
     '$."source"'
     """
     if not isinstance(key, str) or not key or '"' in key or "\0" in key:
-        raise FilterError(f"metadata key {key!r} cannot be filtered on: keys must be non-empty strings without "
-                          "double quotes or NUL")
+        raise FilterError(
+            f"metadata key {key!r} cannot be filtered on: keys must be non-empty strings without double quotes or NUL"
+        )
     try:
         key.encode("utf-8")
     except UnicodeEncodeError:
@@ -70,8 +71,10 @@ def to_sql(filter: dict[str, Any]) -> tuple[str, list[Any]]:
     params: list[Any] = []
     sql = _clause(filter, params, 0)
     if len(params) > MAX_PARAMETERS:
-        raise FilterError(f"the filter binds {len(params)} values, over the {MAX_PARAMETERS} colcade allows; "
-                          "use $in with one list instead of many $or branches")
+        raise FilterError(
+            f"the filter binds {len(params)} values, over the {MAX_PARAMETERS} colcade allows; "
+            "use $in with one list instead of many $or branches"
+        )
     return sql, params
 
 
@@ -85,7 +88,9 @@ def _join(parts: list[str], op: str) -> str:
 
 def _clause(filter: dict[str, Any], params: list[Any], depth: int) -> str:
     if depth > MAX_DEPTH:
-        raise FilterError(f"the filter nests deeper than {MAX_DEPTH} levels; flatten it (an $and or $or takes many branches)")
+        raise FilterError(
+            f"the filter nests deeper than {MAX_DEPTH} levels; flatten it (an $and or $or takes many branches)"
+        )
     parts = []
     for key, value in filter.items():
         if key in ("$and", "$or"):
@@ -164,7 +169,10 @@ def _equal(path: str, values: list[Any], params: list[Any]) -> str:
             parts.append(f"(json_type(metadata, ?) {_kind(group[0])} AND json_extract(metadata, ?) = ?)")
         elif group:
             params += [path, path, json.dumps(group, ensure_ascii=False)]
-            parts.append(f"(json_type(metadata, ?) {_kind(group[0])} AND json_extract(metadata, ?) IN (SELECT value FROM json_each(?)))")
+            parts.append(
+                f"(json_type(metadata, ?) {_kind(group[0])} "
+                "AND json_extract(metadata, ?) IN (SELECT value FROM json_each(?)))"
+            )
     return _join(parts, "OR")
 
 

@@ -21,13 +21,16 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 from colcade.errors import InvalidInputError
 
+_c: Any
 try:
-    from colcade.engine import _kernels as _c
+    from colcade.engine import _kernels as _c  # type: ignore[attr-defined,no-redef]  # the compiled extension
 except ImportError as exc:  # a source checkout that was never built
     _c = None
     if os.environ.get("COLCADE_KERNELS") != "numpy":
@@ -49,7 +52,7 @@ def backend() -> str:
     """
     if _c is None or os.environ.get("COLCADE_KERNELS") == "numpy":
         return "numpy"
-    return "c-" + _c.isa()
+    return "c-" + str(_c.isa())
 
 
 def binarize(vectors: np.ndarray) -> np.ndarray:
@@ -78,7 +81,7 @@ def _check(offsets: np.ndarray, cand: np.ndarray, n_rows: int) -> None:
         raise InvalidInputError(f"offsets must rise within the {n_rows} rows of the token buffer")
 
 
-def _call(kernel, *args) -> None:
+def _call(kernel: Callable[..., None], *args: Any) -> None:
     try:
         kernel(*args)
     except (IndexError, ValueError) as exc:  # the C checks: nothing was read out of bounds
@@ -102,7 +105,9 @@ def maxsim(q: np.ndarray, tokens: np.ndarray, offsets: np.ndarray, cand: np.ndar
         raise InvalidInputError(f"tokens must be [T, {q.shape[1]}] like the query, but got {tokens.shape}")
     out = np.empty(len(cand), dtype=np.float32)
     if len(cand):
-        _call(_c.maxsim_f16, q, np.ascontiguousarray(tokens).view(np.uint16), offsets, cand, out, q.shape[0], q.shape[1])
+        _call(
+            _c.maxsim_f16, q, np.ascontiguousarray(tokens).view(np.uint16), offsets, cand, out, q.shape[0], q.shape[1]
+        )
     return out
 
 
@@ -127,7 +132,17 @@ def maxsim_hamming(
         raise InvalidInputError(f"bits must be [T, {qbits.shape[1]}] like the query's, but got {bits.shape}")
     out = np.empty(len(cand), dtype=np.int32)
     if len(cand):
-        _call(_c.maxsim_hamming, qbits, np.ascontiguousarray(bits), offsets, cand, out, qbits.shape[0], qbits.shape[1], dim)
+        _call(
+            _c.maxsim_hamming,
+            qbits,
+            np.ascontiguousarray(bits),
+            offsets,
+            cand,
+            out,
+            qbits.shape[0],
+            qbits.shape[1],
+            dim,
+        )
     return out
 
 

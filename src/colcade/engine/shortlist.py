@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import math
 import threading
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import faiss
 import numpy as np
@@ -35,7 +36,7 @@ class DenseShortlist:
     def kind(self) -> str:
         return "ivf" if isinstance(self.index, faiss.IndexIVFFlat) else "flat"
 
-    def covering(self, segments: Sequence[Any]) -> "DenseShortlist":
+    def covering(self, segments: Sequence[Any]) -> DenseShortlist:
         """A shortlist holding ``segments`` by position: this one extended, when they extend
         the segments it holds (older states keep working: positions never move), else a new one.
         """
@@ -85,7 +86,7 @@ class DenseShortlist:
     def nbytes(self) -> int:
         """Memory held: the dense vectors, and FAISS's copy of them (plus IVF lists' ids)."""
         index_bytes = self.index.ntotal * self.dense_dim * 4
-        if self.kind == "ivf":
+        if isinstance(self.index, faiss.IndexIVFFlat):
             index_bytes += self.index.ntotal * 8 + self.index.nlist * self.dense_dim * 4
         return self.dense.nbytes + index_bytes
 
@@ -107,7 +108,7 @@ class DenseShortlist:
             params = None
             if isinstance(index, faiss.IndexIVFFlat):
                 nprobe = max(8, math.ceil(index.nlist * 4 * n / max(1, len(dense))))
-                params = faiss.SearchParametersIVF(nprobe=min(nprobe, index.nlist))
+                params = faiss.SearchParametersIVF(nprobe=min(nprobe, index.nlist))  # type: ignore[call-arg]
             # Deleted passages stay in FAISS until compaction: fetch that many more, drop them.
             n_dead = len(live) - int(np.count_nonzero(live))
             _, found = index.search(query, min(n + n_dead, len(dense)), params=params)

@@ -17,16 +17,20 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any
 
 from colcade.errors import IndexLockedError, InvalidInputError
 
+fcntl: Any
 try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows
     fcntl = None
+
+__all__ = ["DEFAULT_TIMEOUT", "LOCK_FILE", "WriteLock", "fcntl", "same_file"]
 
 LOCK_FILE = "write.lock"
 DEFAULT_TIMEOUT = 60.0
@@ -46,8 +50,11 @@ class WriteLock:
 
     def __init__(self, folder: Path | None, timeout: float = DEFAULT_TIMEOUT) -> None:
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or math.isnan(timeout) or timeout < 0:
-            raise InvalidInputError(f"lock_timeout must be a number of seconds >= 0 (inf waits forever), but got {timeout!r}")
-        self.path = folder / LOCK_FILE if folder is not None else None
+            raise InvalidInputError(
+                f"lock_timeout must be a number of seconds >= 0 (inf waits forever), but got {timeout!r}"
+            )
+        self.folder = folder
+        self.path = folder / LOCK_FILE if folder is not None else Path(os.devnull)
         self.timeout = float(timeout)
         self._thread_lock = threading.RLock()
         self._depth = 0
@@ -56,11 +63,13 @@ class WriteLock:
     def hold(self, operation: str) -> Iterator[None]:
         """Hold the lock for ``operation``; ``IndexLockedError`` after ``timeout`` seconds."""
         if not self._thread_lock.acquire(timeout=-1 if math.isinf(self.timeout) else self.timeout):
-            raise IndexLockedError(f"another thread of this process has been writing to the index for over "
-                                   f"{self.timeout:.0f} s; retry later or pass a longer lock_timeout")
+            raise IndexLockedError(
+                f"another thread of this process has been writing to the index for over "
+                f"{self.timeout:.0f} s; retry later or pass a longer lock_timeout"
+            )
         fd = None
         try:
-            if self._depth == 0 and self.path is not None and fcntl is not None:
+            if self._depth == 0 and self.folder is not None and fcntl is not None:
                 fd = self._acquire(operation)
             self._depth += 1
             try:

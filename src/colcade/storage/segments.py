@@ -23,14 +23,15 @@ import json
 import os
 import shutil
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, BinaryIO
 
 import numpy as np
 
-from colcade.errors import CorruptIndexError, StorageError
 from colcade.engine.kernels import binarize
+from colcade.errors import CorruptIndexError, StorageError
 
 FLOAT16_MAX = float(np.finfo(np.float16).max)
 _STREAMED = ("tokens", "bits", "dense")
@@ -50,8 +51,10 @@ def fsync_dir(path: Path) -> None:
 def storage_error(exc: OSError, what: str) -> StorageError:
     """A colcade error for a failed write, saying what to do (disk full gets its own words)."""
     if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-        return StorageError(f"{what} failed: the disk is full or a size limit was hit ({exc.strerror}). "
-                            "Nothing was committed and the index is as it was; free some space and retry.")
+        return StorageError(
+            f"{what} failed: the disk is full or a size limit was hit ({exc.strerror}). "
+            "Nothing was committed and the index is as it was; free some space and retry."
+        )
     return StorageError(f"{what} failed: {exc}. Nothing was committed and the index is as it was.")
 
 
@@ -78,7 +81,7 @@ class Segment:
         return len(self.keys)
 
     @classmethod
-    def read(cls, folder: Path, name: str, dim: int, dense_dim: int) -> "Segment":
+    def read(cls, folder: Path, name: str, dim: int, dense_dim: int) -> Segment:
         """Memory-map a segment and check every array's dtype, shape and order, and their agreement."""
         arrays = {}
         for array_name in _ARRAYS:
@@ -88,12 +91,16 @@ class Segment:
             except FileNotFoundError:
                 raise
             except Exception as exc:  # EOFError, ValueError, OSError: all mean a damaged file
-                raise CorruptIndexError(f"cannot read {path}: {exc}. Restore the index from a backup or rebuild it.") from exc
+                raise CorruptIndexError(
+                    f"cannot read {path}: {exc}. Restore the index from a backup or rebuild it."
+                ) from exc
         seg = cls(name, **arrays)
         bad = seg.problems(dim, dense_dim)
         if bad:
-            raise CorruptIndexError(f"segment {folder / name} is damaged ({'; '.join(bad)}; expected dim {dim}, "
-                                    f"dense_dim {dense_dim}). Restore the index from a backup or rebuild it.")
+            raise CorruptIndexError(
+                f"segment {folder / name} is damaged ({'; '.join(bad)}; expected dim {dim}, "
+                f"dense_dim {dense_dim}). Restore the index from a backup or rebuild it."
+            )
         return seg
 
     def problems(self, dim: int, dense_dim: int) -> list[str]:
@@ -109,8 +116,10 @@ class Segment:
         for array_name, (dtype, shape) in expected.items():
             array = getattr(self, array_name)
             if array.dtype != dtype or array.shape != shape or not array.flags.c_contiguous:
-                bad.append(f"{array_name}.npy is {array.dtype}{array.shape}"
-                           f"{'' if array.flags.c_contiguous else ' Fortran-ordered'}, not {np.dtype(dtype)}{shape}")
+                bad.append(
+                    f"{array_name}.npy is {array.dtype}{array.shape}"
+                    f"{'' if array.flags.c_contiguous else ' Fortran-ordered'}, not {np.dtype(dtype)}{shape}"
+                )
         if bad:
             return bad
         if n and (self.offsets[0] != 0 or self.offsets[-1] != t or (np.diff(self.offsets) <= 0).any()):
@@ -136,12 +145,14 @@ class SegmentWriter:
         self._hash = hashlib.sha256()
         self._n_tokens = 0
         self._parts: dict[str, list[np.ndarray]] = {a: [] for a in _STREAMED}
-        self._files: dict[str, object] = {}
+        self._files: dict[str, BinaryIO] = {}
         if folder is not None:
             try:
                 folder.mkdir(parents=True, exist_ok=True)
                 for array_name in _STREAMED:
-                    self._files[array_name] = open(folder / f"{array_name}.npy", "r+b" if (folder / f"{array_name}.npy").exists() else "w+b")
+                    self._files[array_name] = open(
+                        folder / f"{array_name}.npy", "r+b" if (folder / f"{array_name}.npy").exists() else "w+b"
+                    )
             except OSError as exc:
                 self.abort()
                 raise storage_error(exc, f"writing a segment in {folder}") from exc
@@ -151,7 +162,7 @@ class SegmentWriter:
         return len(self.lengths)
 
     @classmethod
-    def resume(cls, folder: Path, dim: int, dense_dim: int) -> "SegmentWriter":
+    def resume(cls, folder: Path, dim: int, dense_dim: int) -> SegmentWriter:
         """Pick up a writer whose last ``checkpoint`` reached the disk (a fresh one if none did)."""
         try:
             progress = json.loads((folder / _PROGRESS).read_text())
@@ -162,8 +173,11 @@ class SegmentWriter:
             return cls(folder, dim, dense_dim)
         writer = cls(folder, dim, dense_dim)
         writer.lengths, writer._n_tokens, writer.resumed_digest = lengths, sum(lengths), digest
-        rows = {"tokens": (writer._n_tokens, dim * 2), "bits": (writer._n_tokens, (dim + 7) // 8),
-                "dense": (len(lengths), dense_dim * 4)}
+        rows = {
+            "tokens": (writer._n_tokens, dim * 2),
+            "bits": (writer._n_tokens, (dim + 7) // 8),
+            "dense": (len(lengths), dense_dim * 4),
+        }
         for array_name, f in writer._files.items():
             count, row_bytes = rows[array_name]
             f.truncate(_HEADER + count * row_bytes)  # drop a batch written after the checkpoint
@@ -230,9 +244,16 @@ class SegmentWriter:
         if self.folder is None or target is None:
             parts = {a: np.concatenate(p) if p else self._empty(a) for a, p in self._parts.items()}
             return Segment(name, parts["tokens"], parts["bits"], offsets, parts["dense"], keys)
-        shapes = {"tokens": (self._n_tokens, self.dim), "bits": (self._n_tokens, (self.dim + 7) // 8),
-                  "dense": (self.n, self.dense_dim)}
-        dtypes = {"tokens": np.float16, "bits": np.uint8, "dense": np.float32}
+        shapes = {
+            "tokens": (self._n_tokens, self.dim),
+            "bits": (self._n_tokens, (self.dim + 7) // 8),
+            "dense": (self.n, self.dense_dim),
+        }
+        dtypes: dict[str, np.dtype[Any]] = {
+            "tokens": np.dtype(np.float16),
+            "bits": np.dtype(np.uint8),
+            "dense": np.dtype(np.float32),
+        }
         try:
             for array_name, f in self._files.items():
                 f.seek(0)
@@ -256,8 +277,12 @@ class SegmentWriter:
         return Segment.read(target, name, self.dim, self.dense_dim)
 
     def _empty(self, array_name: str) -> np.ndarray:
-        return {"tokens": np.zeros((0, self.dim), np.float16), "bits": np.zeros((0, (self.dim + 7) // 8), np.uint8),
-                "dense": np.zeros((0, self.dense_dim), np.float32)}[array_name]
+        empty: dict[str, np.ndarray] = {
+            "tokens": np.zeros((0, self.dim), np.float16),
+            "bits": np.zeros((0, (self.dim + 7) // 8), np.uint8),
+            "dense": np.zeros((0, self.dense_dim), np.float32),
+        }
+        return empty[array_name]
 
     def abort(self) -> None:
         """Drop everything written (a failed or abandoned write)."""

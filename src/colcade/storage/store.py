@@ -31,13 +31,15 @@ import sqlite3
 import threading
 import time
 import uuid
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
+from colcade.engine.shortlist import DenseShortlist
 from colcade.errors import (
     CorruptIndexError,
     DuplicateIdError,
@@ -51,7 +53,6 @@ from colcade.errors import (
 )
 from colcade.storage.locking import DEFAULT_TIMEOUT, WriteLock, fcntl, same_file
 from colcade.storage.segments import Segment, SegmentWriter, fsync_dir
-from colcade.engine.shortlist import DenseShortlist
 
 FORMAT = "colcade-index"
 VERSION = 1
@@ -91,7 +92,7 @@ class State:
     shortlist: DenseShortlist
 
     @classmethod
-    def of(cls, generation: int, segments: Sequence[Segment], dead: np.ndarray, shortlist: DenseShortlist) -> "State":
+    def of(cls, generation: int, segments: Sequence[Segment], dead: np.ndarray, shortlist: DenseShortlist) -> State:
         bases = np.concatenate([[0], np.cumsum([s.n for s in segments])]).astype(np.int64)
         keys = np.concatenate([s.keys for s in segments]) if segments else np.zeros(0, np.int64)
         return cls(generation, tuple(segments), bases, keys, ~np.isin(keys, dead), shortlist)
@@ -107,7 +108,7 @@ class State:
         inside = pos < len(self.keys)
         pos = pos[inside]
         pos = pos[self.keys[pos] == keys[inside]]
-        return pos[self.live[pos]]
+        return np.asarray(pos[self.live[pos]])
 
     def locate(self, positions: np.ndarray) -> Iterable[tuple[Segment, np.ndarray, np.ndarray]]:
         """Split positions by segment: (segment, local indices, indices into ``positions``)."""
@@ -152,7 +153,9 @@ def read_manifest(path: Path) -> dict[str, Any]:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise CorruptIndexError(f"{path / MANIFEST} is not a colcade manifest")
     if manifest.get("version") != VERSION:
-        raise CorruptIndexError(f"{path} has index format {manifest.get('version')}; this colcade reads format {VERSION}")
+        raise CorruptIndexError(
+            f"{path} has index format {manifest.get('version')}; this colcade reads format {VERSION}"
+        )
     encoder = manifest.get("encoder")
     if not isinstance(encoder, dict) or not {"name", "dim", "dense_dim", "fingerprint"} <= encoder.keys():
         raise CorruptIndexError(f"{path / MANIFEST} does not describe its encoder")
@@ -193,8 +196,13 @@ class Store:
 
     # ------------------------------------------------------------------ opening
     @classmethod
-    def create(cls, path: Path | None, encoder_info: dict[str, Any], lock_timeout: float = DEFAULT_TIMEOUT,
-               ivf_above: int = 50_000) -> "Store":
+    def create(
+        cls,
+        path: Path | None,
+        encoder_info: dict[str, Any],
+        lock_timeout: float = DEFAULT_TIMEOUT,
+        ivf_above: int = 50_000,
+    ) -> Store:
         """A new index: built in a temporary folder and renamed into place, so two processes
         creating the same path cannot both succeed (the loser gets IndexExistsError)."""
         if path is None:
@@ -232,18 +240,22 @@ class Store:
         return cls.open(path, lock_timeout, ivf_above)
 
     @classmethod
-    def open(cls, path: Path, lock_timeout: float = DEFAULT_TIMEOUT, ivf_above: int = 50_000) -> "Store":
+    def open(cls, path: Path, lock_timeout: float = DEFAULT_TIMEOUT, ivf_above: int = 50_000) -> Store:
         manifest = read_manifest(path)
         db_file = path / DATABASE
         if not db_file.is_file():
             raise CorruptIndexError(f"{db_file} is missing: restore it from a backup or rebuild the index")
         if db_file.stat().st_size == 0:
-            raise CorruptIndexError(f"{db_file} is empty (a failed copy or restore?): restore it from a backup or rebuild the index")
+            raise CorruptIndexError(
+                f"{db_file} is empty (a failed copy or restore?): restore it from a backup or rebuild the index"
+            )
         store = cls(path, manifest["encoder"], lock_timeout, ivf_above)
         try:
             tables = {r[0] for r in store._reader().execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
             if not {"docs", "segments"} <= tables:
-                raise CorruptIndexError(f"{db_file} lacks colcade's tables (found {sorted(tables)}): restore it or rebuild the index")
+                raise CorruptIndexError(
+                    f"{db_file} lacks colcade's tables (found {sorted(tables)}): restore it or rebuild the index"
+                )
             if "meta" not in tables:
                 store._migrate()
             store.refresh()
@@ -299,7 +311,9 @@ class Store:
     # ------------------------------------------------------------------ state
     def _check_open(self) -> None:
         if self._closed:
-            raise IndexClosedError(f"this index handle ({self.path or 'in memory'}) was closed; open it again with LateIndex.open")
+            raise IndexClosedError(
+                f"this index handle ({self.path or 'in memory'}) was closed; open it again with LateIndex.open"
+            )
 
     def _meta(self, db: sqlite3.Connection) -> tuple[int, int]:
         rows = dict(db.execute("SELECT name, value FROM meta"))
@@ -319,8 +333,10 @@ class Store:
         try:
             return self._current(db)
         except _Moved as moved:
-            raise CorruptIndexError(f"{self._db_name()} lists a segment whose {moved.args[0]} is missing; "
-                                    "restore the index from a backup or rebuild it") from None
+            raise CorruptIndexError(
+                f"{self._db_name()} lists a segment whose {moved.args[0]} is missing; "
+                "restore the index from a backup or rebuild it"
+            ) from None
 
     def _snapshot_locked(self) -> State:
         """The latest committed state through the writer's connection (never waits for readers)."""
@@ -345,26 +361,35 @@ class Store:
             dead = np.array([r[0] for r in db.execute("SELECT key FROM docs WHERE live = 0")], dtype=np.int64)
             n_rows = db.execute("SELECT count(*) FROM docs").fetchone()[0]
         except sqlite3.DatabaseError as exc:
-            raise CorruptIndexError(f"cannot read {self._db_name()}: {exc}. Restore it from a backup or rebuild the index.") from exc
+            raise CorruptIndexError(
+                f"cannot read {self._db_name()}: {exc}. Restore it from a backup or rebuild the index."
+            ) from exc
         cached = {s.name: s for s in prev.segments}
         segments = []
         for name in names:
             if name in cached:
                 segments.append(cached[name])
                 continue
+            assert self.path is not None  # an in-memory store lists no segment it does not hold
             try:
                 segments.append(Segment.read(self.path / SEGMENTS, name, self.dim, self.dense_dim))
             except FileNotFoundError as exc:
                 raise _Moved(exc.filename) from None
         total = sum(s.n for s in segments)
         if n_rows != total:
-            raise CorruptIndexError(f"{self._db_name()} lists {n_rows} documents but its segments hold {total}; "
-                                    "restore the index from a backup or rebuild it")
+            raise CorruptIndexError(
+                f"{self._db_name()} lists {n_rows} documents but its segments hold {total}; "
+                "restore the index from a backup or rebuild it"
+            )
         for a, b in zip(segments, segments[1:]):
             if a.n and b.n and a.keys[-1] >= b.keys[0]:
-                raise CorruptIndexError(f"segments {a.name} and {b.name} of {self.path} overlap in keys; restore or rebuild the index")
+                raise CorruptIndexError(
+                    f"segments {a.name} and {b.name} of {self.path} overlap in keys; restore or rebuild the index"
+                )
         if segments and total and max(int(s.keys[-1]) for s in segments if s.n) >= next_key:
-            raise CorruptIndexError(f"{self._db_name()}: a segment holds a key past the key counter; restore or rebuild the index")
+            raise CorruptIndexError(
+                f"{self._db_name()}: a segment holds a key past the key counter; restore or rebuild the index"
+            )
         shortlist = prev.shortlist.covering(segments)
         return State.of(generation, segments, dead, shortlist)
 
@@ -395,8 +420,10 @@ class Store:
                         raise
                     break
                 else:
-                    raise CorruptIndexError(f"{self._db_name()} lists a segment whose {missing} is missing; "
-                                            "restore the index from a backup or rebuild it")
+                    raise CorruptIndexError(
+                        f"{self._db_name()} lists a segment whose {missing} is missing; "
+                        "restore the index from a backup or rebuild it"
+                    )
                 try:
                     yield state, db
                 finally:
@@ -422,7 +449,9 @@ class Store:
         for start in range(0, len(keys), _CHUNK):
             chunk = keys[start : start + _CHUNK]
             marks = ",".join("?" * len(chunk))
-            for key, id_, text, meta in db.execute(f"SELECT key, id, text, metadata FROM docs WHERE key IN ({marks})", chunk):
+            for key, id_, text, meta in db.execute(
+                f"SELECT key, id, text, metadata FROM docs WHERE key IN ({marks})", chunk
+            ):
                 out[key] = (id_, text, json.loads(meta))
         return out
 
@@ -459,7 +488,9 @@ class Store:
                 break
             time.sleep(0.02)
         if claim is None:
-            raise IndexLockedError(f"{staging / tag} is being written by another process (the same file indexed twice at once?)")
+            raise IndexLockedError(
+                f"{staging / tag} is being written by another process (the same file indexed twice at once?)"
+            )
         writer = SegmentWriter.resume(staging / tag, self.dim, self.dense_dim)
         writer.claim = claim
         return writer
@@ -513,7 +544,9 @@ class Store:
                 existing = self.live_keys_for_ids(db, ids)
                 if existing and not upsert:
                     shown = ", ".join(repr(i) for i in list(existing)[:5])
-                    raise DuplicateIdError(f"{len(existing)} ids are already in the index ({shown}); use upsert() to replace them")
+                    raise DuplicateIdError(
+                        f"{len(existing)} ids are already in the index ({shown}); use upsert() to replace them"
+                    )
                 remove = set(existing.values())
                 if remove_where is not None:
                     remove.update(int(k) for k in self.keys_where(db, *remove_where))
@@ -523,8 +556,10 @@ class Store:
                     segment = writer.finish(keys, None if self.path is None else self.path / SEGMENTS)
                     db.execute("INSERT INTO segments(name) VALUES (?)", (segment.name,))
                 db.executemany("UPDATE docs SET live = 0 WHERE key = ?", [(k,) for k in sorted(remove)])
-                db.executemany("INSERT INTO docs(key, id, text, metadata) VALUES (?, ?, ?, ?)",
-                               zip(keys.tolist(), ids, texts, rows_json))
+                db.executemany(
+                    "INSERT INTO docs(key, id, text, metadata) VALUES (?, ?, ?, ?)",
+                    zip(keys.tolist(), ids, texts, rows_json),
+                )
                 db.execute("UPDATE meta SET value = ? WHERE name = 'next_key'", (first + writer.n,))
                 db.execute("UPDATE meta SET value = value + 1 WHERE name = 'generation'")
                 generation = state.generation + 1
@@ -579,9 +614,13 @@ class Store:
                 if writer is not None:
                     with self._transaction() as db:
                         if self._meta(db)[0] != state.generation:
-                            raise IndexLockedError(f"{self.path} changed during compaction without taking the write lock; retry")
+                            raise IndexLockedError(
+                                f"{self.path} changed during compaction without taking the write lock; retry"
+                            )
                         if writer.n:
-                            segment = writer.finish(state.keys[live_pos], None if self.path is None else self.path / SEGMENTS)
+                            segment = writer.finish(
+                                state.keys[live_pos], None if self.path is None else self.path / SEGMENTS
+                            )
                         db.execute("DELETE FROM docs WHERE live = 0")
                         db.execute("DELETE FROM segments")
                         if segment is not None:
@@ -668,13 +707,19 @@ def _db_error(exc: sqlite3.DatabaseError, name: str, doing: str) -> Exception:
     """SQLite's errors in colcade's words."""
     message = str(exc)
     if "readonly" in message or "unable to open" in message or "permission" in message.lower():
-        return StorageError(f"{doing} {name} failed ({message}): colcade needs write access to the index folder, "
-                            "even to search (SQLite's WAL files, write.lock); fix the permissions or copy it somewhere writable")
+        return StorageError(
+            f"{doing} {name} failed ({message}): colcade needs write access to the index folder, "
+            "even to search (SQLite's WAL files, write.lock); fix the permissions or copy it somewhere writable"
+        )
     if "locked" in message or "busy" in message:
-        return IndexLockedError(f"{name} stayed locked by another writer while {doing}; retry, or pass a longer lock_timeout")
+        return IndexLockedError(
+            f"{name} stayed locked by another writer while {doing}; retry, or pass a longer lock_timeout"
+        )
     if isinstance(exc, sqlite3.OperationalError) and ("full" in message or "disk" in message or "readonly" in message):
-        return StorageError(f"{doing} {name} failed ({message}); nothing was committed and the index is as it was. "
-                            "Free some space (or fix the permissions) and retry.")
+        return StorageError(
+            f"{doing} {name} failed ({message}); nothing was committed and the index is as it was. "
+            "Free some space (or fix the permissions) and retry."
+        )
     if isinstance(exc, sqlite3.ProgrammingError) and "closed" in message:
-        return IndexClosedError(f"this index handle was closed; open it again with LateIndex.open")
+        return IndexClosedError("this index handle was closed; open it again with LateIndex.open")
     return CorruptIndexError(f"{doing} {name} failed: {message}. Restore it from a backup or rebuild the index.")

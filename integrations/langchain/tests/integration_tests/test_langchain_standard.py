@@ -17,8 +17,16 @@ from langchain_colcade import ColcadeRetriever, rag_chain  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parents[4] / "examples"
 DOCS = [
-    Document(id="violin", page_content="The violin is a bowed string instrument with four strings.", metadata={"kind": "music"}),
-    Document(id="cello", page_content="The cello is a larger, lower string instrument than the violin.", metadata={"kind": "music"}),
+    Document(
+        id="violin",
+        page_content="The violin is a bowed string instrument with four strings.",
+        metadata={"kind": "music"},
+    ),
+    Document(
+        id="cello",
+        page_content="The cello is a larger, lower string instrument than the violin.",
+        metadata={"kind": "music"},
+    ),
     Document(id="solar", page_content="Solar panels convert sunlight into electricity.", metadata={"kind": "energy"}),
 ]
 
@@ -72,10 +80,17 @@ def test_lcel_rag_chain_example():
 
 def test_agent_with_the_retriever_as_a_tool():
     example = runpy.run_path(str(EXAMPLES / "langchain_agent.py"))
-    model = example["ScriptedToolModel"](messages=iter([
-        AIMessage(content="", tool_calls=[{"name": "search_landmarks", "args": {"query": "bridge in San Francisco"}, "id": "c1"}]),
-        AIMessage(content="The Golden Gate Bridge."),
-    ]))
+    model = example["ScriptedToolModel"](
+        messages=iter(
+            [
+                AIMessage(
+                    content="",
+                    tool_calls=[{"name": "search_landmarks", "args": {"query": "bridge in San Francisco"}, "id": "c1"}],
+                ),
+                AIMessage(content="The Golden Gate Bridge."),
+            ]
+        )
+    )
     agent, tool = example["build_agent"](model)
     messages = agent.invoke({"messages": [HumanMessage("Which bridge is in San Francisco?")]})["messages"]
     tool_output = [m for m in messages if m.type == "tool"]

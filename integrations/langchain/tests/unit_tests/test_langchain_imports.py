@@ -4,6 +4,7 @@ import pytest
 
 import langchain_colcade
 
+
 @pytest.fixture(autouse=True)
 def _no_network():
     """Unit tests run with the network off (LangChain's convention); the event loop keeps unix sockets."""

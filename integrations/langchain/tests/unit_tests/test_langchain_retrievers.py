@@ -1,7 +1,6 @@
 """langchain_colcade, offline and without network: per-call options, async, ids and metadata, the reranker."""
 
 import asyncio
-import runpy
 from pathlib import Path
 
 import pytest
@@ -11,12 +10,11 @@ pytest.importorskip("langchain_core")
 from langchain_classic.retrievers import ContextualCompressionRetriever  # noqa: E402
 from langchain_core.documents import Document  # noqa: E402
 from langchain_core.embeddings import DeterministicFakeEmbedding  # noqa: E402
-from langchain_core.language_models.fake_chat_models import FakeListChatModel  # noqa: E402
-from langchain_core.messages import AIMessage, HumanMessage  # noqa: E402
 from langchain_core.vectorstores import InMemoryVectorStore  # noqa: E402
 
-from langchain_colcade import ColcadeReranker, ColcadeRetriever  # noqa: E402
 from colcade import LateIndex  # noqa: E402
+from langchain_colcade import ColcadeReranker, ColcadeRetriever  # noqa: E402
+
 
 @pytest.fixture(autouse=True)
 def _no_network():
@@ -29,11 +27,29 @@ def _no_network():
 
 EXAMPLES = Path(__file__).resolve().parents[4] / "examples"
 DOCS = [
-    Document(id="violin", page_content="The violin is a bowed string instrument with four strings.", metadata={"kind": "music", "year": 1600}),
-    Document(id="cello", page_content="The cello is a larger, lower string instrument than the violin.", metadata={"kind": "music", "year": 1650}),
-    Document(id="solar", page_content="Solar panels convert sunlight into electricity.", metadata={"kind": "energy", "year": 1954}),
-    Document(id="wind", page_content="Wind turbines turn moving air into electric power.", metadata={"kind": "energy", "year": 1887}),
-    Document(id="leaf", page_content="Leaves use sunlight for photosynthesis.", metadata={"kind": "biology", "year": 1779}),
+    Document(
+        id="violin",
+        page_content="The violin is a bowed string instrument with four strings.",
+        metadata={"kind": "music", "year": 1600},
+    ),
+    Document(
+        id="cello",
+        page_content="The cello is a larger, lower string instrument than the violin.",
+        metadata={"kind": "music", "year": 1650},
+    ),
+    Document(
+        id="solar",
+        page_content="Solar panels convert sunlight into electricity.",
+        metadata={"kind": "energy", "year": 1954},
+    ),
+    Document(
+        id="wind",
+        page_content="Wind turbines turn moving air into electric power.",
+        metadata={"kind": "energy", "year": 1887},
+    ),
+    Document(
+        id="leaf", page_content="Leaves use sunlight for photosynthesis.", metadata={"kind": "biology", "year": 1779}
+    ),
 ]
 
 
@@ -62,7 +78,10 @@ async def test_async_matches_sync_and_runs_concurrently(retriever):
     assert [d.id for d in await retriever.ainvoke("sunlight")] == want
     results = await asyncio.gather(*(retriever.ainvoke(q, k=1) for q in ["violin", "solar", "wind", "leaf"]))
     assert [r[0].id for r in results] == ["violin", "solar", "wind", "leaf"]
-    assert [d.id for d in await retriever.ainvoke("electricity", filter={"kind": "energy"}, k=5)] in (["solar", "wind"], ["wind", "solar"])
+    assert [d.id for d in await retriever.ainvoke("electricity", filter={"kind": "energy"}, k=5)] in (
+        ["solar", "wind"],
+        ["wind", "solar"],
+    )
 
 
 def test_batch(retriever):
@@ -71,7 +90,9 @@ def test_batch(retriever):
 
 
 def test_add_and_delete_pass_through(retriever):
-    retriever.add_documents([Document(id="harp", page_content="The harp has many strings plucked by hand.", metadata={"kind": "music"})])
+    retriever.add_documents(
+        [Document(id="harp", page_content="The harp has many strings plucked by hand.", metadata={"kind": "music"})]
+    )
     assert retriever.invoke("plucked strings", k=1)[0].id == "harp"
     assert retriever.delete(["harp"]) == 1
     assert "harp" not in {d.id for d in retriever.invoke("plucked strings", k=5)}
@@ -86,7 +107,9 @@ def test_from_index_path(tmp_path):
 
 def test_reranker_inside_contextual_compression():
     # A different first-stage retriever (vector store on fake embeddings: an arbitrary order).
-    base = InMemoryVectorStore.from_documents(DOCS, DeterministicFakeEmbedding(size=32)).as_retriever(search_kwargs={"k": 5})
+    base = InMemoryVectorStore.from_documents(DOCS, DeterministicFakeEmbedding(size=32)).as_retriever(
+        search_kwargs={"k": 5}
+    )
     compressed = ContextualCompressionRetriever(base_compressor=ColcadeReranker(top_n=2), base_retriever=base)
     docs = compressed.invoke("which instrument is larger than the violin")
     assert [d.id for d in docs][0] == "cello" and len(docs) == 2

@@ -1,6 +1,5 @@
 """llama_index.retrievers.colcade: nodes, filters, async, the reranker."""
 
-import runpy
 from pathlib import Path
 
 import pytest
@@ -17,9 +16,17 @@ from llama_index.retrievers.colcade import ColcadeRetriever, to_colcade_filter  
 
 EXAMPLES = Path(__file__).resolve().parents[4] / "examples"
 DOCS = [
-    Document(text="The violin is a bowed string instrument with four strings.", metadata={"kind": "music", "year": 1600}, id_="violin"),
-    Document(text="Solar panels convert sunlight into electricity.", metadata={"kind": "energy", "year": 1954}, id_="solar"),
-    Document(text="Wind turbines turn moving air into electric power.", metadata={"kind": "energy", "year": 1887}, id_="wind"),
+    Document(
+        text="The violin is a bowed string instrument with four strings.",
+        metadata={"kind": "music", "year": 1600},
+        id_="violin",
+    ),
+    Document(
+        text="Solar panels convert sunlight into electricity.", metadata={"kind": "energy", "year": 1954}, id_="solar"
+    ),
+    Document(
+        text="Wind turbines turn moving air into electric power.", metadata={"kind": "energy", "year": 1887}, id_="wind"
+    ),
     Document(text="Leaves use sunlight for photosynthesis.", metadata={"kind": "biology", "year": 1779}, id_="leaf"),
 ]
 
@@ -45,21 +52,28 @@ def test_metadata_filters(retriever):
     energy = MetadataFilters(filters=[MetadataFilter(key="kind", value="energy")])
     assert _ids(retriever, "sunlight", energy) == {"solar", "wind"}
     either = MetadataFilters(
-        filters=[MetadataFilter(key="year", value=1700, operator=FilterOperator.LT), MetadataFilter(key="kind", value="biology")],
+        filters=[
+            MetadataFilter(key="year", value=1700, operator=FilterOperator.LT),
+            MetadataFilter(key="kind", value="biology"),
+        ],
         condition=FilterCondition.OR,
     )
     assert _ids(retriever, "sunlight", either) == {"violin", "leaf"}
-    nested = MetadataFilters(filters=[
-        MetadataFilter(key="kind", value=["energy", "biology"], operator=FilterOperator.IN),
-        MetadataFilters(filters=[MetadataFilter(key="year", value=1900, operator=FilterOperator.GT)]),
-    ])
+    nested = MetadataFilters(
+        filters=[
+            MetadataFilter(key="kind", value=["energy", "biology"], operator=FilterOperator.IN),
+            MetadataFilters(filters=[MetadataFilter(key="year", value=1900, operator=FilterOperator.GT)]),
+        ]
+    )
     assert _ids(retriever, "power", nested) == {"solar"}
     assert _ids(retriever, "power", {"kind": "music"}) == {"violin"}  # a colcade filter works too
 
 
 def test_unsupported_filter_operator_is_a_clear_error():
     with pytest.raises(FilterError, match="text_match"):
-        to_colcade_filter(MetadataFilters(filters=[MetadataFilter(key="kind", value="ene", operator=FilterOperator.TEXT_MATCH)]))
+        to_colcade_filter(
+            MetadataFilters(filters=[MetadataFilter(key="kind", value="ene", operator=FilterOperator.TEXT_MATCH)])
+        )
 
 
 async def test_aretrieve_matches_retrieve(retriever):

@@ -37,7 +37,9 @@ class ColcadeRerank(BaseNodePostprocessor):
     def class_name(cls) -> str:
         return "ColcadeRerank"
 
-    def _postprocess_nodes(self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None = None) -> list[NodeWithScore]:
+    def _postprocess_nodes(
+        self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None = None
+    ) -> list[NodeWithScore]:
         if query_bundle is None:
             raise InvalidInputError("ColcadeRerank needs the query: pass query_bundle (or query_str)")
         if not nodes:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from llama_index.core.base.base_retriever import BaseRetriever
 from llama_index.core.callbacks import CallbackManager
@@ -15,8 +16,14 @@ from colcade import FilterError, LateIndex
 from colcade.encoders import Encoder
 
 _OPERATORS = {
-    FilterOperator.EQ: "$eq", FilterOperator.NE: "$ne", FilterOperator.GT: "$gt", FilterOperator.GTE: "$gte",
-    FilterOperator.LT: "$lt", FilterOperator.LTE: "$lte", FilterOperator.IN: "$in", FilterOperator.NIN: "$nin",
+    FilterOperator.EQ: "$eq",
+    FilterOperator.NE: "$ne",
+    FilterOperator.GT: "$gt",
+    FilterOperator.GTE: "$gte",
+    FilterOperator.LT: "$lt",
+    FilterOperator.LTE: "$lte",
+    FilterOperator.IN: "$in",
+    FilterOperator.NIN: "$nin",
 }
 
 
@@ -35,7 +42,9 @@ def to_colcade_filter(filters: MetadataFilters | dict[str, Any] | None) -> dict[
             continue
         if f.operator not in _OPERATORS:
             supported = ", ".join(op.value for op in _OPERATORS)
-            raise FilterError(f"filter operator {f.operator.value!r} on {f.key!r} is not supported by colcade; use one of {supported}")
+            raise FilterError(
+                f"filter operator {f.operator.value!r} on {f.key!r} is not supported by colcade; use one of {supported}"
+            )
         parts.append({f.key: {_OPERATORS[f.operator]: f.value}})
     if filters.condition == FilterCondition.NOT:
         return {"$not": {"$and": parts}}
@@ -83,20 +92,24 @@ class ColcadeRetriever(BaseRetriever):
         encoder: Encoder | None = None,
         path: str | Path | None = None,
         **kwargs: Any,
-    ) -> "ColcadeRetriever":
+    ) -> ColcadeRetriever:
         """Index ``texts`` (in memory, or in a new index folder at ``path``) and wrap the index."""
-        return cls(LateIndex.from_texts(texts, ids, metadatas, encoder=encoder, path=path), **kwargs)
+        return cls(LateIndex.from_texts(texts, metadatas=metadatas, ids=ids, encoder=encoder, path=path), **kwargs)
 
     @classmethod
-    def from_documents(cls, documents: Sequence[BaseNode], **kwargs: Any) -> "ColcadeRetriever":
+    def from_documents(cls, documents: Sequence[BaseNode], **kwargs: Any) -> ColcadeRetriever:
         """Index LlamaIndex ``Document``s or nodes (their ids and metadata are kept)."""
         return cls.from_texts(
-            [d.get_content() for d in documents], [dict(d.metadata) for d in documents],
-            ids=[d.node_id for d in documents], **kwargs,
+            [d.get_content() for d in documents],
+            [dict(d.metadata) for d in documents],
+            ids=[d.node_id for d in documents],
+            **kwargs,
         )
 
     @classmethod
-    def from_index(cls, index: LateIndex | str | Path, encoder: Encoder | None = None, **kwargs: Any) -> "ColcadeRetriever":
+    def from_index(
+        cls, index: LateIndex | str | Path, encoder: Encoder | None = None, **kwargs: Any
+    ) -> ColcadeRetriever:
         """Wrap an index, or open the one saved at a path."""
         if isinstance(index, (str, Path)):
             index = LateIndex.open(index, encoder=encoder)
@@ -104,9 +117,14 @@ class ColcadeRetriever(BaseRetriever):
 
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
         hits = self.index.search(
-            query_bundle.query_str, k=self.similarity_top_k, filter=to_colcade_filter(self.filters), **self.search_kwargs
+            query_bundle.query_str,
+            k=self.similarity_top_k,
+            filter=to_colcade_filter(self.filters),
+            **self.search_kwargs,
         )
-        return [NodeWithScore(node=TextNode(id_=h.id, text=h.text, metadata=dict(h.metadata)), score=h.score) for h in hits]
+        return [
+            NodeWithScore(node=TextNode(id_=h.id, text=h.text, metadata=dict(h.metadata)), score=h.score) for h in hits
+        ]
 
     async def _aretrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
         # The kernels release the GIL: a worker thread keeps the event loop free meanwhile.
@@ -114,7 +132,11 @@ class ColcadeRetriever(BaseRetriever):
 
     def insert(self, nodes: Sequence[BaseNode]) -> list[str]:
         """Add nodes (or Documents) to the index; visible to the next retrieval."""
-        return self.index.add([n.get_content() for n in nodes], ids=[n.node_id for n in nodes], metadatas=[dict(n.metadata) for n in nodes])
+        return self.index.add(
+            [n.get_content() for n in nodes],
+            ids=[n.node_id for n in nodes],
+            metadatas=[dict(n.metadata) for n in nodes],
+        )
 
     def delete(self, ids: Sequence[str]) -> int:
         """Delete nodes by id; returns how many."""
