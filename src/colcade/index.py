@@ -243,8 +243,8 @@ class LateIndex:
         checkpoint: str | None = None,
     ) -> list[str]:
         n = _count(texts, tokens)
-        texts_out = _check_texts(texts, n, required=tokens is None)
         ids = _check_ids(ids, n)
+        texts_out = _check_texts(texts, n, required=tokens is None, ids=ids)
         metadatas = _check_metadatas(metadatas, n, ids)
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size <= 0:
             raise InvalidInputError(f"batch_size must be a positive integer, but got {batch_size!r}")
@@ -556,16 +556,17 @@ def _id_list(ids: Any, verb: str) -> list[str]:
     return out
 
 
-def _check_texts(texts: Sequence[str] | None, n: int, required: bool) -> list[str]:
+def _check_texts(texts: Sequence[str] | None, n: int, required: bool, ids: list[str]) -> list[str]:
     if texts is None:
         return [""] * n
     out = []
     for i, text in enumerate(texts):
+        which = f"text {i} (id {ids[i]!r})"
         if not isinstance(text, str):
-            raise InvalidInputError(f"text {i} must be a string, but got {type(text).__name__}")
+            raise InvalidInputError(f"{which} must be a string, but got {type(text).__name__}")
         if required and not text.strip():
-            raise InvalidInputError(f"text {i} is empty or whitespace only; remove it or give it content")
-        _check_unicode(text, f"text {i}")
+            raise InvalidInputError(f"{which} is empty or whitespace only; remove it or give it content")
+        _check_unicode(text, which)
         out.append(text)
     return out
 

@@ -19,7 +19,10 @@ from dataclasses import dataclass
 from colcade.errors import InvalidInputError
 
 _PARAGRAPHS = re.compile(r"\n\s*\n")
-_SENTENCES = re.compile(r"(?<=[.!?])\s+(?=\S)")
+# Sentence ends: Latin punctuation and a space (not after a common abbreviation such as "Dr."),
+# or the full-width marks of Chinese and Japanese, which take no space after them.
+_SENTENCES = re.compile(r"(?<=[.!?])\s+(?=\S)|(?<=[。！？])")
+_ABBREVIATION = re.compile(r"\b(?:Dr|Mr|Ms|Mrs|Prof|St|vs|etc|e\.g|i\.e|Fig|No|cf)\.$")
 
 
 @dataclass(frozen=True)
@@ -50,14 +53,37 @@ def _units(text: str, max_tokens: int, count: Callable[[str], int]) -> list[tupl
             run_start = 0
             for i in range(1, len(words) + 1):  # grow a run of words until it no longer fits
                 if i == len(words) or count(text[sent[0] + words[run_start][0] : sent[0] + words[i][1]]) > max_tokens:
-                    spans.append((sent[0] + words[run_start][0], sent[0] + words[i - 1][1]))
+                    run = (sent[0] + words[run_start][0], sent[0] + words[i - 1][1])
+                    # One "word" longer than a passage: text without spaces (Chinese, Japanese, Thai),
+                    # a URL, a base64 blob. Cut it into the longest runs of characters that fit.
+                    spans.extend(
+                        _pieces(text, *run, max_tokens, count) if count(text[run[0] : run[1]]) > max_tokens else [run]
+                    )
                     run_start = i
     return spans
+
+
+def _pieces(text: str, start: int, end: int, max_tokens: int, count: Callable[[str], int]) -> list[tuple[int, int]]:
+    """``text[start:end]`` cut into the longest character runs of at most ``max_tokens`` (binary search)."""
+    out = []
+    while start < end:
+        lo, hi = start + 1, end  # the largest stop with count(text[start:stop]) <= max_tokens (at least 1 char)
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if count(text[start:mid]) <= max_tokens:
+                lo = mid
+            else:
+                hi = mid - 1
+        out.append((start, lo))
+        start = lo
+    return out
 
 
 def _spans(text: str, separator: re.Pattern, start: int, end: int) -> list[tuple[int, int]]:
     out, pos = [], start
     for m in separator.finditer(text, start, end):
+        if separator is _SENTENCES and _ABBREVIATION.search(text, max(start, m.start() - 8), m.start()):
+            continue  # "Dr. Smith" is one sentence
         out.append((pos, m.start()))
         pos = m.end()
     out.append((pos, end))

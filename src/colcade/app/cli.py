@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 import traceback
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,9 +27,13 @@ def _encoder(spec: str | None):
 
 
 def _open(path: str):
+    from colcade.errors import IndexNotFoundError
     from colcade.index import LateIndex
 
-    return LateIndex.open(path)
+    try:
+        return LateIndex.open(path)
+    except IndexNotFoundError:
+        raise IndexNotFoundError(f"no index at {path}: make one with `colcade index FILES... --index {path}`") from None
 
 
 def _filter(pairs: Sequence[str] | None) -> dict[str, Any] | None:
@@ -55,34 +61,47 @@ def _label(hit) -> str:
 
 
 def _open_or_create(path: Path, encoder: str | None):
-    """Open the index at ``path``, or create it (another process may create it first)."""
+    """Open the index at ``path`` (with ``encoder`` when given: another one is refused), or create it."""
     from colcade.errors import IndexExistsError
     from colcade.index import LateIndex
 
+    chosen = _encoder(encoder)
+    if encoder is not None and chosen is None:  # "default" named explicitly: hold the index to it
+        from colcade.encoders import default_encoder
+
+        chosen = default_encoder()
     if not (path / "manifest.json").exists():
         try:
-            return LateIndex.create(path, encoder=_encoder(encoder))
-        except IndexExistsError:
+            return LateIndex.create(path, encoder=chosen)
+        except IndexExistsError:  # another process created it first
             pass
-    return LateIndex.open(path)
+    return LateIndex.open(path, encoder=chosen)
 
 
 def cmd_index(args: argparse.Namespace) -> int:
+    from colcade.app.documents import find_files
     from colcade.app.ingest import ingest
 
     path = Path(args.index)
+    find_files([Path(p) for p in args.paths])  # a typo fails here, before an empty index is made
     index = _open_or_create(path, args.encoder)
     started = time.perf_counter()
-    report = ingest(
-        index,
-        [Path(p) for p in args.paths],
-        max_tokens=args.max_tokens,
-        overlap=args.overlap,
-        on_error=lambda p, e: print(f"colcade: skipped {p}: {e}", file=sys.stderr),
-    )
+    with warnings.catch_warnings(record=True) as caught:  # one summary line, not Python warnings
+        warnings.simplefilter("always")
+        report = ingest(
+            index,
+            [Path(p) for p in args.paths],
+            max_tokens=args.max_tokens,
+            overlap=args.overlap,
+            on_error=lambda p, e: print(f"colcade: skipped {p}: {e}", file=sys.stderr),
+        )
+    if caught:
+        print(f"colcade: {len(caught)} warning(s) while encoding; the first: {caught[0].message}", file=sys.stderr)
     print(
         f"{len(report.added)} added, {len(report.updated)} updated, {len(report.removed)} removed, "
-        f"{len(report.unchanged)} unchanged files; {report.passages} passages encoded in "
+        f"{len(report.unchanged)} unchanged"
+        + (f", {len(report.empty)} empty" if report.empty else "")
+        + f" files; {report.passages} passages encoded in "
         f"{time.perf_counter() - started:.1f} s; the index holds {len(index)} passages."
     )
     if report.failed and not (report.added or report.updated or report.unchanged):
@@ -165,10 +184,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
     collection = load_beir(args.beir_dir, split=args.split)
     index = LateIndex.in_memory(encoder=_encoder(args.encoder))
     ids, texts = collection.passages()
+    kept = [(i, t) for i, t in zip(ids, texts) if t.strip()]
+    if len(kept) < len(ids):
+        print(f"colcade: {len(ids) - len(kept)} empty documents left out (they cannot match)", file=sys.stderr)
+    ids, texts = [i for i, _ in kept], [t for _, t in kept]
     started = time.perf_counter()
     index.add(texts, ids=ids, show_progress=True)
     encode_s = time.perf_counter() - started
-    queries = list(collection.queries.items())[: args.max_queries or None]
+    queries = [(q, t) for q, t in collection.queries.items() if t.strip()][: args.max_queries or None]
     started = time.perf_counter()
     cascade = {q: [h.id for h in index.search(text, k=100)] for q, text in queries}
     search_ms = (time.perf_counter() - started) * 1e3 / max(1, len(queries))
@@ -225,6 +248,20 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compact(args: argparse.Namespace) -> int:
+    index = _open(args.index)
+    before = index.stats()
+    started = time.perf_counter()
+    index.compact()
+    after = index.stats()
+    print(
+        f"{index.path}: {before.segments} segment(s) -> {after.segments}, {before.deleted:,} deleted passages dropped, "
+        f"{before.bytes_on_disk / 2**20:.1f} -> {after.bytes_on_disk / 2**20:.1f} MiB "
+        f"in {time.perf_counter() - started:.1f} s"
+    )
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from colcade.app import demo
 
@@ -235,6 +272,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="colcade", description="Late-interaction retrieval from the command line.")
     p.add_argument("--verbose", action="store_true", help="show tracebacks on errors")
+    p.add_argument("--version", action="version", version=f"colcade {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("index", help="index .txt, .md, .html and .pdf files (incremental)")
@@ -284,15 +322,31 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     s.set_defaults(run=cmd_info)
 
+    s = sub.add_parser("compact", help="rewrite an index without deleted passages, as one segment")
+    s.add_argument("index")
+    s.set_defaults(run=cmd_compact)
+
     s = sub.add_parser("demo", help="index the Python language reference offline and answer questions")
     s.set_defaults(run=cmd_demo)
     return p
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("colcade")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return args.run(args)
+    except BrokenPipeError:  # `colcade search ... --json | head`: the reader left, which is fine
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("colcade: interrupted", file=sys.stderr)
         return 130

@@ -2,12 +2,61 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Any
 
 from colcade.errors import InvalidInputError
 from colcade.optional import require
 
 SUFFIXES = {".txt", ".md", ".markdown", ".html", ".htm", ".pdf"}
+
+
+_BOILERPLATE = ["script", "style", "noscript", "template", "nav", "header", "footer", "aside", "form", "svg"]
+_BLOCKS = [
+    "p",
+    "div",
+    "section",
+    "article",
+    "main",
+    "li",
+    "ul",
+    "ol",
+    "dl",
+    "dt",
+    "dd",
+    "table",
+    "tr",
+    "th",
+    "td",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "pre",
+    "blockquote",
+    "figcaption",
+    "caption",
+    "br",
+    "hr",
+]
+
+
+def html_text(soup: Any) -> str:
+    """All visible text of a page, one paragraph per block element (boilerplate dropped).
+
+    Inline elements (``span``, ``a``, ``em``) stay inside their paragraph; headings become
+    paragraphs of their own, so the chunker keeps them with the text that follows.
+    """
+    for tag in soup(_BOILERPLATE):
+        tag.decompose()
+    for tag in soup.find_all(_BLOCKS):
+        tag.insert_before("\n\n")
+        tag.insert_after("\n\n")
+    paragraphs = (" ".join(p.split()) for p in re.split(r"\n\s*\n", soup.get_text()))
+    return "\n\n".join(p for p in paragraphs if p)
 
 
 def read_pages(path: Path) -> list[tuple[int, str]]:
@@ -23,17 +72,12 @@ def read_pages(path: Path) -> list[tuple[int, str]]:
         if reader is not None:
             PdfReader = reader.PdfReader
             return [(i + 1, page.extract_text() or "") for i, page in enumerate(PdfReader(path).pages)]
-        raw = path.read_bytes().decode("utf-8", errors="replace")
+        data = path.read_bytes()
+        raw = data.decode("utf-8", errors="replace")
+        if b"\0" in data[:8192] or raw.count("\ufffd") > 0.1 * max(1, len(raw)):
+            raise InvalidInputError(f"{path}: looks like a binary file, not text (skipped)")
         if soup_module is not None:
-            soup = soup_module.BeautifulSoup(raw, "html.parser")
-            for tag in soup(["script", "style", "nav", "header", "footer"]):
-                tag.decompose()
-            blocks = (
-                b.get_text(" ", strip=True)
-                for b in soup.find_all(["p", "li", "h1", "h2", "h3", "h4", "pre", "td", "blockquote"])
-            )
-            text = "\n\n".join(b for b in blocks if b) or soup.get_text("\n", strip=True)
-            return [(1, text)]
+            return [(1, html_text(soup_module.BeautifulSoup(raw, "html.parser")))]
         return [(1, raw)]
     except InvalidInputError:
         raise

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ from tqdm.auto import tqdm
 from colcade.app.chunking import split_passages
 from colcade.app.documents import find_files, read_pages
 from colcade.encoders.base import sha256_file
+from colcade.errors import InvalidInputError
 from colcade.index import LateIndex
 
 
@@ -30,6 +32,7 @@ class IngestReport:
     updated: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
+    empty: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
     passages: int = 0
 
@@ -49,7 +52,13 @@ def ingest(
     """
     encoder = index.encoder
     count = getattr(encoder, "count_tokens", None)
-    limit = max_tokens or getattr(encoder, "max_length", None) or getattr(encoder, "doc_maxlen", 256)
+    model_limit = getattr(encoder, "max_length", None) or getattr(encoder, "doc_maxlen", None)
+    if max_tokens is not None and model_limit is not None and max_tokens > model_limit:
+        raise InvalidInputError(
+            f"max_tokens {max_tokens} is past {encoder.name}'s limit of {model_limit} tokens: the rest of each "
+            f"passage would be cut off; use at most {model_limit}"
+        )
+    limit = max_tokens or model_limit or 256
     files = find_files(paths)
     roots = [p.resolve() for p in paths]
     # source -> sha256 recorded in the index (one SQL query; no passage text is read)
@@ -57,9 +66,12 @@ def ingest(
         src: sha or "" for src, sha in index.distinct("source", "sha256", filter={"source": {"$exists": True}})
     }
     report = IngestReport()
-    for path in tqdm(
-        files, desc="indexing", unit="file", disable=(len(files) < 20) if show_progress is None else not show_progress
-    ):
+    # One bar for the whole run, by bytes read (known up front), with passages and their rate.
+    total = sum(p.stat().st_size for p in files)
+    disable = (total < 1 << 20 and len(files) < 20) if show_progress is None else not show_progress
+    bar = tqdm(total=total, desc="indexing", unit="B", unit_scale=True, disable=disable)
+    started = time.perf_counter()
+    for path in files:
         source = str(path)
         try:
             digest = sha256_file(path)
@@ -74,17 +86,25 @@ def ingest(
                     texts.append(passage.text)
                     ids.append(f"{source}#p{page}:{i}")
                     metas.append({"source": source, "page": page, "start": passage.start, "sha256": digest})
+            if not texts:  # an empty file (or one without text): recorded nowhere, reported as such
+                if source in known:
+                    index.replace({"source": source}, [])
+                report.empty.append(source)
+                continue
             settings = [source, digest, encoder.fingerprint if hasattr(encoder, "fingerprint") else "", limit, overlap]
             tag = "ingest-" + hashlib.sha256(json.dumps(settings).encode()).hexdigest()[:24]
-            index.replace(
-                {"source": source}, texts, ids=ids, metadatas=metas, checkpoint=tag, show_progress=show_progress
-            )
+            index.replace({"source": source}, texts, ids=ids, metadatas=metas, checkpoint=tag, show_progress=False)
             (report.updated if source in known else report.added).append(source)
             report.passages += len(texts)
         except Exception as exc:  # one bad file does not stop the others
             report.failed.append((source, str(exc)))
             if on_error:
                 on_error(path, exc)
+        finally:  # the bar moves when a file is done, with the passages encoded so far and their rate
+            bar.update(path.stat().st_size)
+            rate = report.passages / max(1e-9, time.perf_counter() - started)
+            bar.set_postfix_str(f"{report.passages:,} passages, {rate:.1f}/s")
+    bar.close()
     present = {str(p) for p in files}
     for source in known:
         under_roots = any(Path(source) == r or r in Path(source).parents for r in roots)

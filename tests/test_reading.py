@@ -1,0 +1,160 @@
+"""Reading real documents as people have them, and the command's behaviour around them (issue 14)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from colcade.app.chunking import split_passages
+from colcade.app.cli import main
+from colcade.app.documents import read_pages
+from colcade.encoders import default_encoder
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_html_keeps_all_visible_text_and_drops_boilerplate(tmp_path):
+    page = tmp_path / "page.html"
+    page.write_text(
+        "<html><head><style>p {color: red}</style><script>var hidden = 1;</script></head><body>"
+        "<nav>Home | About</nav><h5>Small heading</h5><div>Text in a div.</div>"
+        "<dl><dt>Term</dt><dd>Its definition.</dd></dl><table><tr><th>Header cell</th><td>Data cell</td></tr></table>"
+        "<p>A paragraph with <span>inline span text</span> and <a href='#'>a link</a>.</p><footer>Copyright</footer>"
+        "</body></html>"
+    )
+    text = read_pages(page)[0][1]
+    for kept in (
+        "Small heading",
+        "Text in a div.",
+        "Its definition.",
+        "Header cell",
+        "Data cell",
+        "A paragraph with inline span text and a link.",
+    ):
+        assert kept in text
+    for dropped in ("hidden", "color: red", "Home | About", "Copyright"):
+        assert dropped not in text
+    assert "Small heading\n\nText in a div." in text  # blocks are paragraphs for the chunker
+
+
+def test_binary_file_named_txt_is_skipped_with_a_message(tmp_path, capsys):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "real.txt").write_text("Glaciers are slow rivers of ice.")
+    (docs / "blob.txt").write_bytes(bytes(range(256)) * 40)
+    code, out, err = run(capsys, "index", str(docs), "--index", str(tmp_path / "idx"))
+    assert code == 0 and "blob.txt" in err and "binary" in err
+    assert "1 added" in out
+
+
+def test_an_empty_file_is_reported_as_empty_not_added_every_run(tmp_path, capsys):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "real.txt").write_text("Glaciers are slow rivers of ice.")
+    (docs / "empty.md").write_text("   \n")
+    for expected in ("1 added", "0 added"):
+        code, out, _ = run(capsys, "index", str(docs), "--index", str(tmp_path / "idx"))
+        assert code == 0 and expected in out and "1 empty" in out
+
+
+def test_a_typo_in_the_paths_leaves_no_index_behind(tmp_path, capsys):
+    code, _, err = run(capsys, "index", str(tmp_path / "no-such-folder"), "--index", str(tmp_path / "new"))
+    assert code == 1 and "does not exist" in err
+    assert not (tmp_path / "new").exists()
+
+
+def test_missing_index_hint_is_a_command(tmp_path, capsys):
+    code, _, err = run(capsys, "search", str(tmp_path / "nothing"), "query")
+    assert code == 1 and "colcade index" in err and "LateIndex" not in err
+
+
+def test_max_tokens_past_the_model_limit_is_refused(tmp_path, capsys):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.txt").write_text("Some text.")
+    code, _, err = run(capsys, "index", str(docs), "--index", str(tmp_path / "idx"), "--max-tokens", "1000")
+    assert code == 1 and "256" in err
+
+
+def test_another_encoder_for_an_existing_index_is_refused(tmp_path, capsys):
+    from colcade import LateIndex, PrecomputedEncoder
+
+    LateIndex.create(tmp_path / "idx", encoder=PrecomputedEncoder(dim=4)).close()
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.txt").write_text("Some text.")
+    code, _, err = run(capsys, "index", str(docs), "--index", str(tmp_path / "idx"), "--encoder", "default")
+    assert code == 1 and "built with" in err
+
+
+def test_version_compact_and_json_in_a_pipe(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out.startswith("colcade ")
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for i in range(3):
+        (docs / f"n{i}.txt").write_text(f"Note {i} about glaciers and rivers of ice.")
+    assert run(capsys, "index", str(docs), "--index", str(tmp_path / "idx"))[0] == 0
+    (docs / "n0.txt").write_text("Changed note about deserts.")
+    assert run(capsys, "index", str(docs), "--index", str(tmp_path / "idx"))[0] == 0
+    code, out, _ = run(capsys, "compact", str(tmp_path / "idx"))
+    assert code == 0 and "-> 1" in out and "1 deleted passages dropped" in out
+    # `| head -c 10`: the reader goes away mid-output; no "Broken pipe" error, exit 0
+    proc = subprocess.run(
+        f"{sys.executable} -m colcade.app.cli search {tmp_path / 'idx'} glaciers --json | head -c 10",
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0 and "Broken pipe" not in proc.stderr and "Error" not in proc.stderr
+
+
+def test_eval_survives_empty_documents_and_queries(tmp_path, capsys):
+    beir = tmp_path / "beir"
+    (beir / "qrels").mkdir(parents=True)
+    docs = [
+        {"_id": "1", "title": "", "text": "Glaciers are slow rivers of ice."},
+        {"_id": "2", "title": "", "text": "   "},
+        {"_id": "3", "title": "Deserts", "text": "Deserts get little rain."},
+    ]
+    (beir / "corpus.jsonl").write_text("\n".join(json.dumps(d) for d in docs))
+    queries = [{"_id": "q1", "text": "rivers of ice"}, {"_id": "q2", "text": " "}]
+    (beir / "queries.jsonl").write_text("\n".join(json.dumps(q) for q in queries))
+    (beir / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\t1\t1\n")
+    code, out, err = run(capsys, "eval", str(beir), "--json")
+    assert code == 0 and "1 empty documents left out" in err
+    result = json.loads(out)
+    assert result["passages"] == 2 and result["queries"] == 1 and result["ndcg@10"] == 1.0
+
+
+def test_an_empty_text_is_named_by_its_id():
+    from colcade import InvalidInputError, LateIndex, PrecomputedEncoder
+
+    index = LateIndex.in_memory(encoder=PrecomputedEncoder(dim=4, document_fn=lambda t: [[[1.0] * 4]] * len(t)))
+    with pytest.raises(InvalidInputError, match="'doc-471'"):
+        index.add(["fine", " "], ids=["doc-470", "doc-471"])
+
+
+SCRIPTS = {
+    "chinese": "晚唐时期的诗人在长安城中写下了许多描写月亮和故乡的诗句这些诗句后来被编入各种选集之中" * 12,
+    "japanese": "東京の朝は静かで駅のホームには通勤する人々が列を作って電車を待っていました" * 12,
+    "arabic": "كانت المدينة القديمة مليئة بالأسواق والحدائق والمكتبات التي يزورها العلماء من كل مكان " * 20,
+    "code": "def f(x):\n    return [y * 2 for y in range(x) if y % 3 == 0]  # a comment\n" * 40,
+}
+
+
+@pytest.mark.parametrize("script", sorted(SCRIPTS))
+def test_no_passage_exceeds_the_model_limit_in_any_script(script):
+    encoder = default_encoder()
+    passages = split_passages(SCRIPTS[script], max_tokens=encoder.max_length, count_tokens=encoder.count_tokens)
+    assert len(passages) > 1
+    assert max(encoder.count_tokens(p.text) for p in passages) <= encoder.max_length
+    covered = "".join(p.text for p in passages)
+    assert set(SCRIPTS[script].split()) <= set(covered.split()) or script in ("chinese", "japanese")
