@@ -158,3 +158,66 @@ def test_no_passage_exceeds_the_model_limit_in_any_script(script):
     assert max(encoder.count_tokens(p.text) for p in passages) <= encoder.max_length
     covered = "".join(p.text for p in passages)
     assert set(SCRIPTS[script].split()) <= set(covered.split()) or script in ("chinese", "japanese")
+
+
+def test_eval_metrics_agree_with_ir_measures():
+    ir_measures = pytest.importorskip("ir_measures")
+    import random
+
+    from colcade.app.eval import average_precision, mrr, ndcg, recall
+
+    rng = random.Random(5)
+    docs = [f"d{i}" for i in range(60)]
+    run, qrels = {}, {}
+    for q in range(40):
+        qid = f"q{q}"
+        run[qid] = rng.sample(docs, 30)
+        qrels[qid] = {d: rng.choice([0, 1, 2]) for d in rng.sample(docs, 8)}
+        qrels[qid][rng.choice(docs)] = 1  # every query has something relevant
+    scored = {q: {d: float(len(r) - i) for i, d in enumerate(r)} for q, r in run.items()}
+    want = ir_measures.calc_aggregate(
+        [ir_measures.nDCG @ 10, ir_measures.RR @ 10, ir_measures.AP @ 100, ir_measures.R @ 100], qrels, scored
+    )
+    assert ndcg(run, qrels) == pytest.approx(want[ir_measures.nDCG @ 10], abs=1e-6)
+    assert mrr(run, qrels) == pytest.approx(want[ir_measures.RR @ 10], abs=1e-6)
+    assert average_precision(run, qrels) == pytest.approx(want[ir_measures.AP @ 100], abs=1e-6)
+    assert recall(run, qrels) == pytest.approx(want[ir_measures.R @ 100], abs=1e-6)
+
+
+def test_eval_writes_a_trec_run(tmp_path, capsys):
+    beir = tmp_path / "beir"
+    (beir / "qrels").mkdir(parents=True)
+    (beir / "corpus.jsonl").write_text(
+        "\n".join(json.dumps({"_id": str(i), "title": "", "text": t}) for i, t in enumerate(["ice rivers", "hot sand"]))
+    )
+    (beir / "queries.jsonl").write_text(json.dumps({"_id": "q1", "text": "glacier ice"}))
+    (beir / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\t0\t1\n")
+    code, out, _ = run(capsys, "eval", str(beir), "--run", str(tmp_path / "run.trec"))
+    assert code == 0 and "MRR@10" in out and "MAP@100" in out
+    lines = (tmp_path / "run.trec").read_text().splitlines()
+    assert lines[0].split() == ["q1", "Q0", "0", "1", "2", "colcade"] and len(lines) == 2
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+def test_search_output_has_a_header_and_fits_the_terminal(tmp_path, columns):
+    import os
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a-rather-long-file-name-about-glaciers.txt").write_text(
+        "Glaciers are slow rivers of ice that carve valleys over thousands of years. " * 4
+    )
+    (docs / "sand.txt").write_text("Deserts get very little rain and their dunes move with the wind.")
+    assert main(["index", str(docs), "--index", str(tmp_path / "idx")]) == 0
+    env = {**os.environ, "COLUMNS": str(columns)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "colcade.app.cli", "search", str(tmp_path / "idx"), "rivers of ice", "-k", "2"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    lines = proc.stdout.splitlines()
+    assert proc.returncode == 0 and lines[0].split() == ["#", "score", "norm", "source", "text"]
+    assert "Glaciers" in lines[1]
+    assert all(len(line) <= columns for line in lines), [len(line) for line in lines]

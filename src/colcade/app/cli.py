@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import time
 import traceback
@@ -138,11 +139,21 @@ def cmd_search(args: argparse.Namespace) -> int:
         return 0
     if not hits:
         print("no results")
+        return 0
+    # One row a hit, fitted to the terminal (COLUMNS when set): the text column takes what is left.
+    width = shutil.get_terminal_size((100, 24)).columns
+    label_w = max(10, min(28, width // 4))
+    text_w = max(10, width - (3 + 2 + 7 + 2 + 5 + 2 + label_w + 2))
+    print(f"{'#':>3}  {'score':>7}  {'norm':>5}  {'source':<{label_w}}  text")
     for rank, hit in enumerate(hits, 1):
-        snippet = " ".join(hit.text.split())
-        print(f"{rank:>3}  {hit.score:7.3f}  {hit.normalized_score:5.3f}  {_label(hit):<28.28}  {snippet[:90]}")
-    print("     " + hits.stages())
+        snippet, label = _clip(" ".join(hit.text.split()), text_w), _clip(_label(hit), label_w)
+        print(f"{rank:>3}  {hit.score:7.3f}  {hit.normalized_score:5.3f}  {label:<{label_w}}  {snippet}")
+    print(_clip(hits.stages(), width))
     return 0
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: max(0, width - 1)] + "…"
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
@@ -178,7 +189,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from colcade.app.eval import fidelity, load_beir, ndcg, recall
+    from colcade.app.eval import average_precision, fidelity, load_beir, mrr, ndcg, recall, write_trec_run
     from colcade.index import LateIndex
 
     collection = load_beir(args.beir_dir, split=args.split)
@@ -201,18 +212,23 @@ def cmd_eval(args: argparse.Namespace) -> int:
         "passages": len(ids),
         "queries": len(queries),
         "ndcg@10": ndcg(cascade, collection.qrels),
+        "mrr@10": mrr(cascade, collection.qrels),
+        "map@100": average_precision(cascade, collection.qrels),
         "recall@100": recall(cascade, collection.qrels),
         "fidelity@10": fidelity(cascade, exhaustive),
         "exhaustive_ndcg@10": ndcg(exhaustive, collection.qrels),
         "encode_s": encode_s,
         "ms_per_query": search_ms,
     }
+    if args.run_file:
+        write_trec_run(cascade, args.run_file)
     if args.json:
         print(json.dumps(result, indent=2))
     else:
         print(f"{collection.name}: {len(ids)} passages, {len(queries)} queries, encoder {index.encoder.name}")
         print(
-            f"  nDCG@10 {result['ndcg@10']:.4f}   Recall@100 {result['recall@100']:.4f}   "
+            f"  nDCG@10 {result['ndcg@10']:.4f}   MRR@10 {result['mrr@10']:.4f}   MAP@100 {result['map@100']:.4f}   "
+            f"Recall@100 {result['recall@100']:.4f}   "
             f"fidelity@10 {result['fidelity@10']:.4f} (exhaustive nDCG@10 {result['exhaustive_ndcg@10']:.4f})"
         )
         print(f"  encoding {encode_s:.1f} s, search {search_ms:.2f} ms/query (encoding the query included)")
@@ -309,12 +325,13 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--html", default=None, help="also write an HTML view to this file")
     s.set_defaults(run=cmd_explain)
 
-    s = sub.add_parser("eval", help="nDCG@10, Recall@100 and cascade fidelity on a BEIR collection")
+    s = sub.add_parser("eval", help="nDCG@10, MRR@10, MAP@100, Recall@100 and cascade fidelity on a BEIR collection")
     s.add_argument("beir_dir")
     s.add_argument("--split", default="test")
     s.add_argument("--encoder", default=None)
     s.add_argument("--max-queries", type=int, default=None)
     s.add_argument("--json", action="store_true")
+    s.add_argument("--run", dest="run_file", default=None, metavar="FILE", help="also write the ranking as a TREC run")
     s.set_defaults(run=cmd_eval)
 
     s = sub.add_parser("info", help="what an index holds")

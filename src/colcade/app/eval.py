@@ -79,10 +79,56 @@ def ndcg(run: Run, qrels: Qrels, k: int = 10) -> float:
     return sum(scores) / len(scores) if scores else 0.0
 
 
+def _relevant(qrels: Qrels, qid: str) -> set[str]:
+    return {d for d, g in qrels.get(qid, {}).items() if g > 0}
+
+
 def recall(run: Run, qrels: Qrels, k: int = 100) -> float:
-    """Mean share of each query's relevant documents found in its top ``k``."""
-    scores = [len(set(ranked[:k]) & set(qrels[q])) / len(qrels[q]) for q, ranked in run.items() if qrels.get(q)]
+    """Mean share of each query's relevant documents (judged > 0) found in its top ``k``."""
+    scores = [len(set(ranked[:k]) & rel) / len(rel) for q, ranked in run.items() if (rel := _relevant(qrels, q))]
     return sum(scores) / len(scores) if scores else 0.0
+
+
+def mrr(run: Run, qrels: Qrels, k: int = 10) -> float:
+    """Mean reciprocal rank of the first relevant document in the top ``k`` (0 when none).
+
+    >>> mrr({"q": ["a", "b"]}, {"q": {"b": 1}})
+    0.5
+    """
+    scores = []
+    for q, ranked in run.items():
+        rel = _relevant(qrels, q)
+        if rel:
+            scores.append(next((1 / (i + 1) for i, d in enumerate(ranked[:k]) if d in rel), 0.0))
+    return sum(scores) / len(scores) if scores else 0.0
+
+
+def average_precision(run: Run, qrels: Qrels, k: int = 100) -> float:
+    """MAP@k: mean over queries of the precision at each relevant hit in the top ``k``, over all relevant.
+
+    >>> average_precision({"q": ["a", "b", "c"]}, {"q": {"a": 1, "c": 1}})
+    0.8333333333333333
+    """
+    scores = []
+    for q, ranked in run.items():
+        rel = _relevant(qrels, q)
+        if not rel:
+            continue
+        found, total = 0, 0.0
+        for i, d in enumerate(ranked[:k]):
+            if d in rel:
+                found += 1
+                total += found / (i + 1)
+        scores.append(total / len(rel))
+    return sum(scores) / len(scores) if scores else 0.0
+
+
+def write_trec_run(run: Run, path: str | Path, tag: str = "colcade") -> None:
+    """A TREC run file: ``qid Q0 docid rank score tag`` (scores: descending by rank)."""
+    with open(path, "w") as f:
+        for q, ranked in run.items():
+            for i, d in enumerate(ranked):
+                f.write(f"{q} Q0 {d} {i + 1} {len(ranked) - i} {tag}\n")
 
 
 def fidelity(run: Run, exhaustive: Run, k: int = 10) -> float:
