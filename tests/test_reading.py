@@ -221,3 +221,27 @@ def test_search_output_has_a_header_and_fits_the_terminal(tmp_path, columns):
     assert proc.returncode == 0 and lines[0].split() == ["#", "score", "norm", "source", "text"]
     assert "Glaciers" in lines[1]
     assert all(len(line) <= columns for line in lines), [len(line) for line in lines]
+
+
+def test_extractive_answers_do_not_repeat_a_sentence():
+    from colcade import Hit
+    from colcade.app.answer import extractive_answer
+
+    shared = "The finally clause runs cleanup code whether an exception occurred or not."
+    hits = [Hit(i, 1.0, f"{shared} Passage {i} says more.", {}, 0.1) for i in ("a", "b")]
+    sentences = [s.text for s in extractive_answer("cleanup code after an exception", hits)]
+    assert sentences.count(shared) == 1
+
+
+def test_filters_match_relative_file_paths(tmp_path, capsys):
+    docs = tmp_path / "docs"
+    (docs / "sub").mkdir(parents=True)
+    (docs / "report.txt").write_text("The quarterly report covers revenue.")
+    (docs / "sub" / "notes.md").write_text("Notes on the quarterly revenue meeting.")
+    assert run(capsys, "index", str(docs), "--index", str(tmp_path / "idx"))[0] == 0
+    capsys.readouterr()
+    for value, want in (("report.txt", "report.txt"), ("sub/notes.md", "notes.md")):
+        code, out, _ = run(capsys, "search", str(tmp_path / "idx"), "revenue", "--filter", f"source={value}", "--json")
+        hits = json.loads(out)["hits"]
+        assert code == 0 and len(hits) == 1 and hits[0]["metadata"]["source"].endswith(want)
+        assert hits[0]["metadata"]["file"] == value

@@ -36,12 +36,13 @@ def terms_of(question: str) -> set[str]:
 def extractive_answer(question: str, hits: Sequence[Hit], max_sentences: int = 3) -> list[Sentence]:
     """The sentences of ``hits`` that share most terms with the question (ties: better passage first)."""
     terms = terms_of(question)
-    scored = []
+    scored, seen = [], set()
     for rank, hit in enumerate(hits):
         for sentence in re.split(r"(?<=[.!?])\s+|\n{2,}", hit.text):
             sentence = " ".join(sentence.split())
-            if len(sentence) < 20:
+            if len(sentence) < 20 or sentence in seen:  # overlapping passages repeat sentences
                 continue
+            seen.add(sentence)
             found = frozenset(t for t in terms if re.search(rf"\b{re.escape(t)}", sentence, re.I))
             scored.append((-len(found), rank, Sentence(sentence, hit, found)))
     scored.sort(key=lambda x: (x[0], x[1]))

@@ -50,6 +50,8 @@ def _filter(pairs: Sequence[str] | None) -> dict[str, Any] | None:
             out[key] = json.loads(value)
         except ValueError:
             out[key] = value
+        if key == "source" and isinstance(out[key], str) and not Path(out[key]).is_absolute():
+            out["file"] = out.pop(key)  # `source=report.pdf`: the path as given, relative to its folder
     return out
 
 

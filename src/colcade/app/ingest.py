@@ -1,7 +1,8 @@
 """Indexing folders of files, incrementally: only what changed is re-encoded.
 
-Each passage records its file (``source``), PDF ``page``, character ``start`` and the file's
-sha256. On a rerun, unchanged files are skipped, changed files have their passages replaced,
+Each passage records its file (``source``: the absolute path, its identity; ``file``: the path
+relative to the folder given, for people and filters), PDF ``page``, character ``start`` and the
+file's sha256. On a rerun, unchanged files are skipped, changed files have their passages replaced,
 and files gone from the given paths have their passages deleted. A file is one
 ``LateIndex.replace``: its vectors stream to disk in batches (memory does not grow with the
 file), and its old passages go out and the new ones come in with one commit. Each file's
@@ -35,6 +36,14 @@ class IngestReport:
     empty: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
     passages: int = 0
+
+
+def _relative(path: Path, roots: list[Path]) -> str:
+    """``path`` relative to the folder given that holds it (a file given as itself: its name)."""
+    for root in roots:
+        if root in path.parents:
+            return path.relative_to(root).as_posix()
+    return path.name
 
 
 def ingest(
@@ -85,7 +94,15 @@ def ingest(
                 ):
                     texts.append(passage.text)
                     ids.append(f"{source}#p{page}:{i}")
-                    metas.append({"source": source, "page": page, "start": passage.start, "sha256": digest})
+                    metas.append(
+                        {
+                            "source": source,
+                            "file": _relative(path, roots),
+                            "page": page,
+                            "start": passage.start,
+                            "sha256": digest,
+                        }
+                    )
             if not texts:  # an empty file (or one without text): recorded nowhere, reported as such
                 if source in known:
                     index.replace({"source": source}, [])
