@@ -245,3 +245,9 @@ def test_filters_match_relative_file_paths(tmp_path, capsys):
         hits = json.loads(out)["hits"]
         assert code == 0 and len(hits) == 1 and hits[0]["metadata"]["source"].endswith(want)
         assert hits[0]["metadata"]["file"] == value
+
+
+def test_restructuredtext_is_read_as_text(tmp_path):
+    doc = tmp_path / "guide.rst"
+    doc.write_text("Install\n=======\n\nRun ``pip install colcade`` in a fresh environment.\n")
+    assert "pip install colcade" in read_pages(doc)[0][1]

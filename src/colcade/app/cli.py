@@ -293,7 +293,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"colcade {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
 
-    s = sub.add_parser("index", help="index .txt, .md, .html and .pdf files (incremental)")
+    s = sub.add_parser("index", help="index .txt, .md, .rst, .html and .pdf files (incremental)")
     s.add_argument("paths", nargs="+", help="files or folders")
     s.add_argument("--index", required=True, help="index folder (created if missing)")
     s.add_argument("--encoder", default=None, help="for a new index: default, colbert:NAME_OR_PATH or fastembed:MODEL")

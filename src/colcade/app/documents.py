@@ -1,4 +1,4 @@
-"""Reading files into text: .txt and .md as they are, .html through BeautifulSoup, .pdf through pypdf."""
+"""Reading files into text: .txt, .md and .rst as they are, .html through BeautifulSoup, .pdf through pypdf."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 from colcade.errors import InvalidInputError
 from colcade.optional import require
 
-SUFFIXES = {".txt", ".md", ".markdown", ".html", ".htm", ".pdf"}
+SUFFIXES = {".txt", ".md", ".markdown", ".rst", ".html", ".htm", ".pdf"}  # .rst reads well as plain text
 
 
 _BOILERPLATE = ["script", "style", "noscript", "template", "nav", "header", "footer", "aside", "form", "svg"]
