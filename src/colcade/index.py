@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ from colcade.engine import cascade, filters
 from colcade.errors import DuplicateIdError, EncoderMismatchError, IndexLockedError, InvalidInputError, UnknownIdError
 from colcade.results import Hit, Hits, IndexStats
 from colcade.storage.locking import DEFAULT_TIMEOUT
-from colcade.storage.segments import FLOAT16_MAX
+from colcade.storage.segments import FLOAT16_MAX, SegmentWriter
 from colcade.storage.store import State, Store, _to_json
 
 PathLike = str | os.PathLike[str]
@@ -251,35 +251,16 @@ class LateIndex:
         if n == 0 and remove is None:
             return []
         if not upsert:  # fail before encoding; the commit checks again under the write lock
-            with self._store.reading() as (_, db):
-                existing = self._store.live_keys_for_ids(db, ids)
-            if existing:
-                shown = ", ".join(repr(i) for i in list(existing)[:5])
-                raise DuplicateIdError(
-                    f"{len(existing)} ids are already in the index ({shown}); use upsert() to replace them"
-                )
+            self._refuse_existing(ids)
         dense_all = check_dense(dense, n, self._store.dense_dim, "dense vectors") if dense is not None else None
         material = functools.partial(_passage_bytes, ids, texts_out, tokens, dense_all)
         writer = self._open_writer(checkpoint, material, n)
-        chunk = batch_size * 2 if tokens is None else 4096  # passages between checkpoints
         long_work = 256 if tokens is None else 20_000  # encoding is slow; writing given vectors is not
         disable = (n < long_work) if show_progress is None else not show_progress
         try:
             desc = "encoding" if tokens is None else "writing"
             with tqdm(total=n, initial=writer.n, desc=desc, unit="passage", disable=disable) as bar:
-                for start in range(writer.n, n, chunk):
-                    stop = min(n, start + chunk)
-                    if tokens is None:
-                        part_tokens, part_dense = self._encode(texts_out[start:stop], batch_size)
-                    else:
-                        part_tokens, part_dense = list(tokens[start:stop]), None
-                    part_tokens = [_storable(t, self._store.dim, ids[start + i]) for i, t in enumerate(part_tokens)]
-                    if dense_all is not None:
-                        part_dense = dense_all[start:stop]
-                    elif part_dense is None:
-                        part_dense = np.stack([pool(t) for t in part_tokens])
-                    part_dense = check_dense(part_dense, stop - start, self._store.dense_dim, "dense vectors")
-                    writer.append(part_tokens, part_dense)
+                for start, stop in self._stream(writer, ids, texts_out, tokens, dense_all, batch_size):
                     for i in range(start, stop):
                         writer.note(material(i))
                     if checkpoint is not None:
@@ -294,7 +275,43 @@ class LateIndex:
         self._store.commit(writer, ids, texts_out, metadatas, upsert=upsert, remove_where=remove, operation=operation)
         return list(ids)
 
-    def _open_writer(self, checkpoint: str | None, material: Any, n: int) -> Any:
+    def _refuse_existing(self, ids: list[str]) -> None:
+        with self._store.reading() as (_, db):
+            existing = self._store.live_keys_for_ids(db, ids)
+        if existing:
+            shown = ", ".join(repr(i) for i in list(existing)[:5])
+            raise DuplicateIdError(
+                f"{len(existing)} ids are already in the index ({shown}); use upsert() to replace them"
+            )
+
+    def _stream(
+        self,
+        writer: SegmentWriter,
+        ids: list[str],
+        texts: list[str],
+        tokens: Sequence[np.ndarray] | None,
+        dense: np.ndarray | None,
+        batch_size: int,
+    ) -> Iterator[tuple[int, int]]:
+        """Encode (or check given vectors) chunk by chunk from where ``writer`` stands, appending each;
+        yields each chunk's (start, stop) once it is in the writer."""
+        n = len(ids)
+        chunk = batch_size * 2 if tokens is None else 4096  # passages between checkpoints
+        for start in range(writer.n, n, chunk):
+            stop = min(n, start + chunk)
+            if tokens is None:
+                part_tokens, part_dense = self._encode(texts[start:stop], batch_size)
+            else:
+                part_tokens, part_dense = list(tokens[start:stop]), None
+            part_tokens = [_storable(t, self._store.dim, ids[start + i]) for i, t in enumerate(part_tokens)]
+            if dense is not None:
+                part_dense = dense[start:stop]
+            elif part_dense is None:
+                part_dense = np.stack([pool(t) for t in part_tokens])
+            writer.append(part_tokens, check_dense(part_dense, stop - start, self._store.dense_dim, "dense vectors"))
+            yield start, stop
+
+    def _open_writer(self, checkpoint: str | None, material: Any, n: int) -> SegmentWriter:
         """A segment writer; a checkpoint resumes only if it staged exactly these first passages."""
         writer = self._store.writer(checkpoint)
         if writer.n:
