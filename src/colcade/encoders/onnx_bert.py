@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import struct
+import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -213,15 +214,16 @@ def build_bert(weights: dict[str, np.ndarray], config: dict[str, Any], projectio
     return bytes(model.SerializeToString())
 
 
-def session(model: bytes, threads: int | None = None) -> Any:
-    """An onnxruntime CPU session over a serialized model."""
+def session(model: bytes | Path, threads: int | None = None) -> Any:
+    """An onnxruntime CPU session over a serialized model (or the file that holds one)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if threads:
         options.intra_op_num_threads = threads
-    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    source = str(model) if isinstance(model, Path) else model
+    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
 
 
 class LazySession:
@@ -240,5 +242,10 @@ class LazySession:
         if self._session is None:
             with self._lock:
                 if self._session is None:
-                    self._session = session(self._build(), self._threads)
+                    # Through a file: a session made from bytes keeps a copy of them (the whole
+                    # model again, ~90 MB for the default encoder), and the bytes go once written.
+                    with tempfile.TemporaryDirectory(prefix="colcade-model-") as folder:
+                        path = Path(folder) / "model.onnx"
+                        path.write_bytes(self._build())
+                        self._session = session(path, self._threads)
         return np.asarray(self._session.run(None, {"input_ids": ids, "attention_mask": mask})[0])

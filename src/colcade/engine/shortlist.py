@@ -68,6 +68,7 @@ class DenseShortlist:
         self.index: faiss.Index = faiss.IndexFlatIP(dense_dim)
         self.trained_on = 0
         self.names: list[str] = []  # the segments whose vectors it holds, in position order
+        self._wanted: list[Any] = []  # the segments it is to hold (``names`` is a prefix of theirs)
         self._sync = threading.Lock()
         # FAISS may reallocate its storage on add: a search must not run meanwhile. Stage 1
         # is short, so only it is serialized; the kernels run in parallel.
@@ -75,21 +76,35 @@ class DenseShortlist:
 
     @property
     def kind(self) -> str:
+        """``"flat"`` or ``"ivf"``: what the shortlist is once it holds every segment asked for."""
+        self._catch_up()
+        return self._kind()
+
+    def _kind(self) -> str:
         return "ivf" if isinstance(self.index, faiss.IndexIVFFlat) else "flat"
 
     def covering(self, segments: Sequence[Any]) -> DenseShortlist:
-        """A shortlist holding ``segments`` by position: this one extended, when they extend
-        the segments it holds (older states keep working: positions never move), else a new one.
+        """A shortlist holding ``segments`` by position: this one, when they extend (or are a
+        prefix of) the segments it is asked to hold (older states keep working: positions never
+        move), else a new one. Vectors go into FAISS on the next search, not here: a process
+        that only writes (``colcade index``) never pays for a copy of them.
         """
         names = [s.name for s in segments]
         with self._sync:
-            if names[: len(self.names)] == self.names:
-                for seg in segments[len(self.names) :]:
-                    self.add(np.asarray(seg.dense))
-                self.names = names
+            wanted = [s.name for s in self._wanted]
+            if names[: len(wanted)] == wanted or wanted[: len(names)] == names:
+                if len(names) > len(wanted):
+                    self._wanted = list(segments)
                 return self
         fresh = DenseShortlist(self.dense_dim, self.ivf_above)
         return fresh.covering(segments)
+
+    def _catch_up(self) -> None:
+        """Add the vectors of segments asked for but not yet in FAISS."""
+        with self._sync:
+            for seg in self._wanted[len(self.names) :]:
+                self.add(np.asarray(seg.dense))
+                self.names.append(seg.name)
 
     def rebuild(self, dense: np.ndarray) -> None:
         self._rebuild(_Rows(self.dense_dim, [np.ascontiguousarray(dense, np.float32)]))
@@ -106,7 +121,7 @@ class DenseShortlist:
         n = len(rows)
         # Switch to IVF (or retrain it) when the corpus has outgrown the current index.
         wants_ivf = n > self.ivf_above
-        if wants_ivf != (self.kind == "ivf") or (wants_ivf and n > 4 * self.trained_on):
+        if wants_ivf != (self._kind() == "ivf") or (wants_ivf and n > 4 * self.trained_on):
             self._rebuild(rows)
         else:
             with self.lock:
@@ -127,6 +142,7 @@ class DenseShortlist:
 
     def nbytes(self) -> int:
         """Memory held: FAISS's copy of the vectors (plus IVF lists' ids), and any in-RAM parts."""
+        self._catch_up()
         index_bytes = self.index.ntotal * self.dense_dim * 4
         if isinstance(self.index, faiss.IndexIVFFlat):
             index_bytes += self.index.ntotal * 8 + self.index.nlist * self.dense_dim * 4
@@ -139,6 +155,7 @@ class DenseShortlist:
         positions that a filter lets through (tombstones already removed).
         """
         query = np.ascontiguousarray(query, np.float32).reshape(1, -1)
+        self._catch_up()
         with self.lock:
             rows, index = self.rows, self.index
             if allowed is not None:

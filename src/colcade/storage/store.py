@@ -536,7 +536,6 @@ class Store:
         ``upsert`` replaces live passages with the same ids (else they are a DuplicateIdError);
         ``remove_where`` (a WHERE clause on docs) tombstones more passages in the same commit.
         """
-        rows_json = [_to_json(m, i) for i, m in zip(ids, metadatas)]
         segment = None
         try:
             with self.write_lock.hold(operation), self._transaction() as db:
@@ -558,7 +557,7 @@ class Store:
                 db.executemany("UPDATE docs SET live = 0 WHERE key = ?", [(k,) for k in sorted(remove)])
                 db.executemany(
                     "INSERT INTO docs(key, id, text, metadata) VALUES (?, ?, ?, ?)",
-                    zip(keys.tolist(), ids, texts, rows_json),
+                    ((k, i, t, _to_json(m, i)) for k, i, t, m in zip(keys.tolist(), ids, texts, metadatas)),
                 )
                 db.execute("UPDATE meta SET value = ? WHERE name = 'next_key'", (first + writer.n,))
                 db.execute("UPDATE meta SET value = value + 1 WHERE name = 'generation'")
