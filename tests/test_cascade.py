@@ -11,7 +11,9 @@ from colcade.engine.cascade import plan
 
 
 def build(tokens, dim, chunks=1, **kw):
-    index = LateIndex.in_memory(encoder=PrecomputedEncoder(dim=dim))
+    index = LateIndex.in_memory(
+        encoder=PrecomputedEncoder(dim=dim), storage="float16"
+    )  # exact: compared to float MaxSim
     ids = [f"d{i}" for i in range(len(tokens))]
     for part in np.array_split(np.arange(len(tokens)), chunks):  # several segments
         if len(part):

@@ -28,6 +28,7 @@ def test_own_vectors_example_finds_its_page():
         ("core.py", None, ["float MaxSim", "Hamming MaxSim", "recall@10"]),
         ("encoder.py", "squad2_dev_passages", ["passages/s", "query p50", "fp32 torch reference"]),
         ("quality.py", "cranfield", ["| cranfield |", "fidelity@10", "tokens stored"]),
+        ("compression.py", "cranfield", ["| cranfield | compressed |", "fidelity to float exact", "whole folder"]),
         # the peers table, the kernel table, and the row of a peer that could not run
         ("ingest.py", "scifact", ["Ingest memory", "peak RSS", "| 0.2 MB |"]),
         (

@@ -78,7 +78,7 @@ def test_a_changed_file_is_replaced_in_one_commit(tmp_path):
 
 def test_a_long_add_streams_to_disk_in_batches(tmp_path):
     # 3,000 passages become one segment, written batch by batch, committed once.
-    index = LateIndex.create(tmp_path / "idx", encoder=PrecomputedEncoder(dim=8))
+    index = LateIndex.create(tmp_path / "idx", encoder=PrecomputedEncoder(dim=8), storage="float16")
     rng = np.random.default_rng(0)
     tokens = [rng.standard_normal((int(rng.integers(1, 20)), 8)).astype(np.float32) for _ in range(3000)]
     index.add(ids=[f"p{i}" for i in range(3000)], tokens=tokens)
@@ -112,3 +112,25 @@ def test_a_checkpoint_resumes_only_the_same_passages(tmp_path):
     index._encoder = counting_encoder(calls := [])
     index.replace({"f": 1}, first, ids=ids, metadatas=[{"f": 1}] * 300, checkpoint="ck2")
     assert sum(calls) == 300 - 256  # the same passages: the two checkpointed batches are reused
+
+
+def test_an_index_that_outgrew_its_first_files_is_refitted_to_one_codec(tmp_path):
+    """A small first file stays float16; once the folder brings enough tokens, ingest compacts
+    the index into one compressed segment with a codec fitted to all of it."""
+    from conftest import word_encoder
+
+    rng = np.random.default_rng(0)
+    vocab = [f"w{i}" for i in range(3000)]
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.txt").write_text("The violin has four strings and a bow. " * 20)
+    (docs / "b.txt").write_text(
+        "\n\n".join(" ".join(rng.choice(vocab, 60)) + "." for _ in range(600))  # ~36k words
+    )
+    index = LateIndex.create(tmp_path / "idx", encoder=word_encoder())
+    report = ingest(index, [docs], show_progress=False)
+    assert not report.failed
+    stats = index.stats()
+    assert stats.extra["storage"] == "compressed" and stats.extra["codecs"] == 1 and not stats.extra["refit_due"]
+    assert stats.segments == 1 and all(s.codec is not None for s in index._store.state.segments)
+    assert index.search("violin strings bow", k=1)[0].metadata["file"] == "a.txt"

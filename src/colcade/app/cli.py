@@ -250,6 +250,8 @@ def cmd_info(args: argparse.Namespace) -> int:
         "bytes_on_disk": stats.bytes_on_disk,
         "bytes_in_ram": stats.extra.get("bytes_in_ram"),
         "shortlist": stats.shortlist,
+        "storage": stats.extra.get("storage"),
+        "codecs": stats.extra.get("codecs"),
     }
     if args.json:
         print(json.dumps(info, indent=2))
@@ -259,7 +261,8 @@ def cmd_info(args: argparse.Namespace) -> int:
         f"{index.path}\n  documents  {stats.documents:,} ({stats.deleted:,} deleted, not yet compacted)\n"
         f"  tokens     {stats.tokens:,} in {stats.segments} segment(s)\n"
         f"  encoder    {enc['name']} ({enc.get('kind')}, {enc['dim']} dims, fingerprint {enc['fingerprint']})\n"
-        f"  on disk    {stats.bytes_on_disk / 2**20:.1f} MiB\n"
+        f"  on disk    {stats.bytes_on_disk / 2**20:.1f} MiB"
+        f" ({stats.bytes_on_disk / max(1, stats.tokens):.0f} bytes a token, {stats.extra.get('storage')} storage)\n"
         f"  in RAM     {(stats.extra.get('bytes_in_ram') or 0) / 2**20:.1f} MiB beyond the memory-mapped files\n"
         f"  shortlist  {stats.shortlist}"
     )

@@ -128,4 +128,6 @@ def ingest(
         if under_roots and source not in present:
             index.replace({"source": source}, [])
             report.removed.append(source)
+    if (report.added or report.updated) and index.stats().extra.get("refit_due"):
+        index.compact()  # the index outgrew the codec its first files fitted: fit one to all of it
     return report

@@ -13,7 +13,15 @@
  *       bits    uint8 [T, nbytes]    np.packbits(tokens > 0, axis=1)
  *       out     int32 [m]            out[c] = sum_i max_j (d - hamming(q_i, bits_j))
  *
- * Both release the GIL, so batches of queries run in parallel from Python threads.
+ *   maxsim_residual(q, codes, packed, centroids, lut, offsets, cand, out, nq, d, nbytes, per_byte)
+ *       the float MaxSim of maxsim_f16 over compressed tokens (codec.py): token j reads back as
+ *       centroids[codes[j]] + lut[p][packed[j][p]] (per_byte dims for each byte p)
+ *
+ *   maxsim_codes(ct, codes, offsets, cand, out, nq, k)
+ *       ct      float32 [k, nq]      centroid-query scores, transposed (PLAID's centroid interaction)
+ *       out     float32 [m]          out[c] = sum_i max_j ct[codes_j][i]
+ *
+ * All release the GIL, so batches of queries run in parallel from Python threads.
  * The AVX2 and AVX-512 code is compiled with target attributes and chosen at run time,
  * so one build runs on any x86-64 CPU (and the scalar code elsewhere).
  */
@@ -97,6 +105,47 @@ static void widen_avx512(const uint16_t *src, int nt, int d, int padded, float *
     }
 }
 
+/* Where a float kernel reads passage rows from: float16 vectors, or residual codes decoded on
+ * the fly. fill(s, row, nt, d, padded, buf) writes rows row..row+padded-1 as float32 into buf
+ * (rows past nt repeat the last one, which cannot change a max). */
+typedef struct Source Source;
+struct Source {
+    void (*fill)(const Source *s, int64_t row, int nt, int d, int padded, float *buf);
+    const uint16_t *tokens;                                 /* float16 rows */
+    const uint16_t *codes; const uint8_t *packed;           /* compressed rows */
+    const float *centroids, *lut; int nbytes, per_byte;
+};
+
+static void fill_f16(const Source *s, int64_t row, int nt, int d, int padded, float *buf) {
+    const uint16_t *src = s->tokens + (size_t)row * d;
+#ifdef COLCADE_X86
+    if (use_avx512) { widen_avx512(src, nt, d, padded, buf); return; }
+    if (use_avx2) { widen_avx2(src, nt, d, padded, buf); return; }
+#endif
+    widen_scalar(src, nt, d, padded, buf);
+}
+
+static void fill_residual(const Source *s, int64_t row, int nt, int d, int padded, float *buf) {
+    const int nbytes = s->nbytes, per_byte = s->per_byte;
+    for (int j = 0; j < padded; j++) {
+        const int64_t r = row + (j < nt ? j : nt - 1);
+        const float *c = s->centroids + (size_t)s->codes[r] * d;
+        const uint8_t *p = s->packed + (size_t)r * nbytes;
+        float *dst = buf + (size_t)j * d;
+        if (per_byte == 4) { /* 2 bits a dimension: the default, unrolled */
+            for (int b = 0; b < nbytes; b++) {
+                const float *l = s->lut + ((size_t)b * 256 + p[b]) * 4;
+                for (int t = 0; t < 4; t++) dst[4 * b + t] = c[4 * b + t] + l[t];
+            }
+        } else {
+            for (int b = 0; b < nbytes; b++) {
+                const float *l = s->lut + ((size_t)b * 256 + p[b]) * per_byte;
+                for (int t = 0; t < per_byte; t++) dst[b * per_byte + t] = c[b * per_byte + t] + l[t];
+            }
+        }
+    }
+}
+
 /* Register-blocked MaxSim of one passage against up to 8*NQR query tokens.
  * qt is the query chunk transposed, [d][8*NQR]; TB passage tokens are processed at once so
  * that TB*NQR (= 8 or 9) independent FMA chains hide the FMA latency. The similarity matrix
@@ -104,14 +153,14 @@ static void widen_avx512(const uint16_t *src, int nt, int d, int padded, float *
  * passage up front instead cost 25% at 120 x 128 (61 KB, read back from L2). */
 #define DEFINE_DOC_MAX(NQR, TB)                                                              \
     __attribute__((target("avx2,fma,f16c"))) static void doc_max_##NQR(                      \
-        const float *qt, int d, const uint16_t *src, int nt, float *rows, float *mx) {      \
+        const float *qt, int d, const Source *s, int64_t start, int nt, float *rows, float *mx) { \
         __m256 m[NQR];                                                                       \
         for (int r = 0; r < NQR; r++) m[r] = _mm256_set1_ps(-INFINITY);                     \
         for (int j = 0; j < nt; j += TB) {                                                   \
             __m256 acc[TB][NQR];                                                             \
             for (int t = 0; t < TB; t++)                                                     \
                 for (int r = 0; r < NQR; r++) acc[t][r] = _mm256_setzero_ps();              \
-            widen_avx2(src + (size_t)j * d, nt - j, d, TB, rows);                            \
+            s->fill(s, start + j, nt - j, d, TB, rows);                                      \
             for (int k = 0; k < d; k++) {                                                    \
                 __m256 q[NQR];                                                               \
                 for (int r = 0; r < NQR; r++) {                                              \
@@ -138,14 +187,14 @@ DEFINE_DOC_MAX(4, 2)
  * 15%); 16 for 16 query tokens (24 rows lost 25% there). */
 #define DEFINE_DOC_MAX512(NQR, TB)                                                           \
     __attribute__((target("avx512f,f16c"))) static void doc_max512_##NQR(                         \
-        const float *qt, int d, const uint16_t *src, int nt, float *rows, float *mx) {      \
+        const float *qt, int d, const Source *s, int64_t start, int nt, float *rows, float *mx) { \
         __m512 m[NQR];                                                                       \
         for (int r = 0; r < NQR; r++) m[r] = _mm512_set1_ps(-INFINITY);                     \
         for (int j = 0; j < nt; j += TB) {                                                   \
             __m512 acc[TB][NQR];                                                             \
             for (int t = 0; t < TB; t++)                                                     \
                 for (int r = 0; r < NQR; r++) acc[t][r] = _mm512_setzero_ps();              \
-            widen_avx512(src + (size_t)j * d, nt - j, d, TB, rows);                          \
+            s->fill(s, start + j, nt - j, d, TB, rows);                                      \
             for (int k = 0; k < d; k++) {                                                    \
                 __m512 q[NQR];                                                               \
                 for (int r = 0; r < NQR; r++) {                                              \
@@ -188,11 +237,11 @@ static int chunk_lanes(int n) {
 }
 
 typedef struct {
-    const float *q; const uint16_t *tokens; const int64_t *offsets; const int64_t *cand;
+    const float *q; Source src; const int64_t *offsets; const int64_t *cand;
     float *out; Py_ssize_t m; int nq, d;
 } FloatJob;
 
-static int run_maxsim_f16(const FloatJob *job) {
+static int run_maxsim(const FloatJob *job) {
     const int d = job->d, nq = job->nq, nchunks = (nq + LANES - 1) / LANES;
     int64_t longest = 1;
     for (Py_ssize_t c = 0; c < job->m; c++) {
@@ -218,22 +267,22 @@ static int run_maxsim_f16(const FloatJob *job) {
     for (Py_ssize_t c = 0; c < job->m; c++) {
         const int64_t start = job->offsets[job->cand[c]];
         const int nt = (int)(job->offsets[job->cand[c] + 1] - start);
-        const uint16_t *src = job->tokens + (size_t)start * d;
-        if (!use_avx2) widen_scalar(src, nt, d, nt, buf);
+        const Source *src = &job->src;
+        if (!use_avx2) src->fill(src, start, nt, d, nt, buf);
         float score = 0.f;
         for (int ch = 0; ch < nchunks; ch++) {
             const int n = nq - ch * LANES < LANES ? nq - ch * LANES : LANES, lanes = chunk_lanes(n);
             const float *qc = qt + (size_t)ch * d * LANES;
 #ifdef COLCADE_X86
             if (use_avx512 && lanes > 8) {
-                if (lanes <= 16) doc_max512_1(qc, d, src, nt, buf, mx);
-                else doc_max512_2(qc, d, src, nt, buf, mx);
+                if (lanes <= 16) doc_max512_1(qc, d, src, start, nt, buf, mx);
+                else doc_max512_2(qc, d, src, start, nt, buf, mx);
             } else if (use_avx2) {
                 switch (lanes / 8) {
-                    case 1: doc_max_1(qc, d, src, nt, buf, mx); break;
-                    case 2: doc_max_2(qc, d, src, nt, buf, mx); break;
-                    case 3: doc_max_3(qc, d, src, nt, buf, mx); break;
-                    default: doc_max_4(qc, d, src, nt, buf, mx); break;
+                    case 1: doc_max_1(qc, d, src, start, nt, buf, mx); break;
+                    case 2: doc_max_2(qc, d, src, start, nt, buf, mx); break;
+                    case 3: doc_max_3(qc, d, src, start, nt, buf, mx); break;
+                    default: doc_max_4(qc, d, src, start, nt, buf, mx); break;
                 }
             } else
 #endif
@@ -370,6 +419,44 @@ static int run_maxsim_hamming(const HammingJob *job) {
     return 0;
 }
 
+/* ---------------------------------------------------------------- centroid interaction */
+
+typedef struct {
+    const float *ct; const uint16_t *codes; const int64_t *offsets; const int64_t *cand;
+    float *out; Py_ssize_t m; int nq;
+} CodesJob;
+
+static int run_maxsim_codes(const CodesJob *job) {
+    const int nq = job->nq;
+    float *mx = alloc64(sizeof(float) * (size_t)nq);
+    if (!mx) return -1;
+    for (Py_ssize_t c = 0; c < job->m; c++) {
+        const int64_t start = job->offsets[job->cand[c]], stop = job->offsets[job->cand[c] + 1];
+        for (int i = 0; i < nq; i++) mx[i] = -INFINITY;
+        for (int64_t j = start; j < stop; j++) {
+            const float *row = job->ct + (size_t)job->codes[j] * nq;
+            for (int i = 0; i < nq; i++) mx[i] = row[i] > mx[i] ? row[i] : mx[i];
+        }
+        float score = 0.f;
+        for (int i = 0; i < nq; i++) score += mx[i];
+        job->out[c] = score;
+    }
+    free(mx);
+    return 0;
+}
+
+/* Every code a candidate reads must name a centroid: a damaged file cannot make us read past the table. */
+static int check_codes(const uint16_t *codes, const int64_t *offsets, const int64_t *cand, Py_ssize_t m, int k) {
+    for (Py_ssize_t c = 0; c < m; c++)
+        for (int64_t j = offsets[cand[c]]; j < offsets[cand[c] + 1]; j++)
+            if (codes[j] >= k) {
+                PyErr_Format(PyExc_ValueError, "code %d at row %lld is past the %d centroids", (int)codes[j],
+                             (long long)j, k);
+                return -1;
+            }
+    return 0;
+}
+
 /* ---------------------------------------------------------------- Python glue */
 
 /* Shared checks: every candidate indexes a passage whose rows lie inside the token buffer
@@ -406,11 +493,11 @@ static PyObject *py_maxsim_f16(PyObject *self, PyObject *args) {
     if (nq <= 0 || d <= 0 || q.len < (Py_ssize_t)sizeof(float) * nq * d) {
         PyErr_SetString(PyExc_ValueError, "q must hold nq * d float32 values");
     } else if (check_candidates(&offsets, &cand, &out, sizeof(float), &tokens, (Py_ssize_t)d * 2) == 0) {
-        FloatJob job = {q.buf, tokens.buf, offsets.buf, cand.buf, out.buf,
-                        cand.len / (Py_ssize_t)sizeof(int64_t), nq, d};
+        Source src = {fill_f16, tokens.buf, NULL, NULL, NULL, NULL, 0, 0};
+        FloatJob job = {q.buf, src, offsets.buf, cand.buf, out.buf, cand.len / (Py_ssize_t)sizeof(int64_t), nq, d};
         int rc;
         Py_BEGIN_ALLOW_THREADS
-        rc = run_maxsim_f16(&job);
+        rc = run_maxsim(&job);
         Py_END_ALLOW_THREADS
         if (rc) PyErr_NoMemory(); else result = Py_NewRef(Py_None);
     }
@@ -441,6 +528,58 @@ static PyObject *py_maxsim_hamming(PyObject *self, PyObject *args) {
     return result;
 }
 
+static PyObject *py_maxsim_residual(PyObject *self, PyObject *args) {
+    Py_buffer q, codes, packed, centroids, lut, offsets, cand, out;
+    int nq, d, nbytes, per_byte;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*y*y*y*w*iiii", &q, &codes, &packed, &centroids, &lut, &offsets, &cand, &out,
+                          &nq, &d, &nbytes, &per_byte))
+        return NULL;
+    PyObject *result = NULL;
+    const Py_ssize_t m = cand.len / (Py_ssize_t)sizeof(int64_t);
+    const int k = (int)(centroids.len / ((Py_ssize_t)sizeof(float) * (d > 0 ? d : 1)));
+    if (nq <= 0 || d <= 0 || q.len < (Py_ssize_t)sizeof(float) * nq * d) {
+        PyErr_SetString(PyExc_ValueError, "q must hold nq * d float32 values");
+    } else if (per_byte <= 0 || nbytes * per_byte != d || lut.len < (Py_ssize_t)sizeof(float) * nbytes * 256 * per_byte) {
+        PyErr_SetString(PyExc_ValueError, "the residual table must be [nbytes, 256, per_byte] with nbytes * per_byte = d");
+    } else if (codes.len / 2 > 0 && packed.len < (codes.len / 2) * nbytes) {
+        PyErr_SetString(PyExc_ValueError, "packed residuals must hold nbytes bytes for every code");
+    } else if (check_candidates(&offsets, &cand, &out, sizeof(float), &codes, 2) == 0 &&
+               check_codes(codes.buf, offsets.buf, cand.buf, m, k) == 0) {
+        Source src = {fill_residual, NULL, codes.buf, packed.buf, centroids.buf, lut.buf, nbytes, per_byte};
+        FloatJob job = {q.buf, src, offsets.buf, cand.buf, out.buf, m, nq, d};
+        int rc;
+        Py_BEGIN_ALLOW_THREADS
+        rc = run_maxsim(&job);
+        Py_END_ALLOW_THREADS
+        if (rc) PyErr_NoMemory(); else result = Py_NewRef(Py_None);
+    }
+    PyBuffer_Release(&q); PyBuffer_Release(&codes); PyBuffer_Release(&packed); PyBuffer_Release(&centroids);
+    PyBuffer_Release(&lut); PyBuffer_Release(&offsets); PyBuffer_Release(&cand); PyBuffer_Release(&out);
+    return result;
+}
+
+static PyObject *py_maxsim_codes(PyObject *self, PyObject *args) {
+    Py_buffer ct, codes, offsets, cand, out;
+    int nq, k;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*w*ii", &ct, &codes, &offsets, &cand, &out, &nq, &k)) return NULL;
+    PyObject *result = NULL;
+    const Py_ssize_t m = cand.len / (Py_ssize_t)sizeof(int64_t);
+    if (nq <= 0 || k <= 0 || ct.len < (Py_ssize_t)sizeof(float) * nq * k) {
+        PyErr_SetString(PyExc_ValueError, "ct must hold k * nq float32 values");
+    } else if (check_candidates(&offsets, &cand, &out, sizeof(float), &codes, 2) == 0 &&
+               check_codes(codes.buf, offsets.buf, cand.buf, m, k) == 0) {
+        CodesJob job = {ct.buf, codes.buf, offsets.buf, cand.buf, out.buf, m, nq};
+        int rc;
+        Py_BEGIN_ALLOW_THREADS
+        rc = run_maxsim_codes(&job);
+        Py_END_ALLOW_THREADS
+        if (rc) PyErr_NoMemory(); else result = Py_NewRef(Py_None);
+    }
+    PyBuffer_Release(&ct); PyBuffer_Release(&codes); PyBuffer_Release(&offsets);
+    PyBuffer_Release(&cand); PyBuffer_Release(&out);
+    return result;
+}
+
 static PyObject *py_isa(PyObject *self, PyObject *unused) {
     return PyUnicode_FromString(use_avx512 ? "avx512" : use_avx2 ? "avx2" : "scalar");
 }
@@ -462,6 +601,8 @@ static PyObject *py_set_isa(PyObject *self, PyObject *arg) {
 static PyMethodDef methods[] = {
     {"maxsim_f16", py_maxsim_f16, METH_VARARGS, "Float MaxSim of a query against candidate passages."},
     {"maxsim_hamming", py_maxsim_hamming, METH_VARARGS, "Hamming MaxSim of a query against candidate passages."},
+    {"maxsim_residual", py_maxsim_residual, METH_VARARGS, "Float MaxSim over compressed passage tokens."},
+    {"maxsim_codes", py_maxsim_codes, METH_VARARGS, "Centroid-interaction MaxSim over passages' codes."},
     {"isa", py_isa, METH_NOARGS, "The instruction set in use: 'avx2' or 'scalar'."},
     {"set_simd", py_set_isa, METH_O, "Cap the SIMD level (0 scalar, 1 AVX2, 2 AVX-512); returns the one in use."},
     {NULL, NULL, 0, NULL},

@@ -3,8 +3,11 @@
 1. shortlist: the dense FAISS shortlist (``shortlist.py``), or every allowed passage when the
    corpus (after filtering) is small enough to scan its bits outright, which is exact where
    the dense vector is the weak link;
-2. prefilter: inverted-Hamming MaxSim over sign bits keeps the ``n_prefilter`` best;
-3. rerank: exact float MaxSim on those, the final order and scores.
+2. prefilter: a cheap MaxSim keeps the ``n_prefilter`` best: over each token's centroid alone
+   for compressed segments (PLAID's centroid interaction), over sign bits (inverted Hamming)
+   for float16 ones;
+3. rerank: float MaxSim on those over the stored vectors (decoded from their codes when
+   compressed), the final order and scores.
 
 Widths default from the corpus size and ``k``; with every stage at full width the result is
 exhaustive MaxSim exactly (same kernel, same tie-break: score, then insertion order).
@@ -20,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from colcade.encoders.base import EncodedQuery
-from colcade.engine.kernels import binarize, maxsim, maxsim_hamming
+from colcade.engine.kernels import binarize, maxsim, maxsim_codes, maxsim_hamming, maxsim_residual
 from colcade.engine.shortlist import DenseShortlist
 from colcade.errors import InvalidInputError
 from colcade.results import StageStats
@@ -88,11 +91,37 @@ def _score(state: State, positions: np.ndarray, kernel: Callable[..., np.ndarray
     return scores if scores is not None else np.zeros(0, np.float32)
 
 
-def _hamming(seg: Segment, local: np.ndarray, qbits: np.ndarray, dim: int) -> np.ndarray:
-    return maxsim_hamming(qbits, seg.bits, seg.offsets, local, dim)
+class _Prefilter:
+    """The prefilter's kernel for each kind of segment, with what it needs of the query computed once."""
+
+    def __init__(self, q: np.ndarray, mixed: bool) -> None:
+        self.q = q
+        # Beside compressed segments, float16 ones (a compressed index's first, small writes)
+        # are scored exactly: sign-bit scores are on another scale than centroid scores.
+        self.mixed = mixed
+        self._bits: np.ndarray | None = None
+        self._tables: dict[str, np.ndarray] = {}  # codec name -> centroid-query scores [k, nq]
+
+    def __call__(self, seg: Segment, local: np.ndarray) -> np.ndarray:
+        if seg.codec is not None:
+            assert seg.codes is not None
+            table = self._tables.get(seg.codec.name)
+            if table is None:
+                table = self._tables[seg.codec.name] = np.ascontiguousarray(seg.codec.centroids @ self.q.T)
+            return maxsim_codes(table, seg.codes, seg.offsets, local)
+        if self.mixed:
+            return _float(seg, local, self.q)
+        if self._bits is None:
+            self._bits = binarize(self.q)
+        assert seg.bits is not None
+        return maxsim_hamming(self._bits, seg.bits, seg.offsets, local, self.q.shape[1]).astype(np.float32)
 
 
 def _float(seg: Segment, local: np.ndarray, q: np.ndarray) -> np.ndarray:
+    if seg.codec is not None:
+        assert seg.codes is not None and seg.residuals is not None
+        return maxsim_residual(q, seg.codec, seg.codes, seg.residuals, seg.offsets, local)
+    assert seg.tokens is not None
     return maxsim(q, seg.tokens, seg.offsets, local)
 
 
@@ -119,13 +148,13 @@ def run(
     t1 = time.perf_counter()
     stats.append(StageStats("shortlist", n_allowed, len(cand), (t1 - t0) * 1e3))
 
+    q = np.ascontiguousarray(query.tokens, np.float32)
     if widths.n_prefilter < len(cand):
-        bits = _score(state, cand, _hamming, binarize(query.tokens), query.tokens.shape[1])
-        cand, _ = _top(cand, bits, widths.n_prefilter)
+        mixed = any(s.codec is not None for s in state.segments) and any(s.codec is None for s in state.segments)
+        cand, _ = _top(cand, _score(state, cand, _Prefilter(q, mixed)), widths.n_prefilter)
     t2 = time.perf_counter()
     stats.append(StageStats("prefilter", stats[-1].candidates_out, len(cand), (t2 - t1) * 1e3))
 
-    q = np.ascontiguousarray(query.tokens, np.float32)
     positions, scores = _top(cand, _score(state, cand, _float, q), k)
     t3 = time.perf_counter()
     stats.append(StageStats("rerank", stats[-1].candidates_out, len(positions), (t3 - t2) * 1e3))

@@ -22,11 +22,14 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from colcade.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from colcade.engine.codec import ResidualCodec
 
 _c: Any
 try:
@@ -41,7 +44,18 @@ except ImportError as exc:  # a source checkout that was never built
             stacklevel=2,
         )
 
-__all__ = ["backend", "binarize", "maxsim", "maxsim_hamming", "maxsim_reference", "maxsim_hamming_reference"]
+__all__ = [
+    "backend",
+    "binarize",
+    "maxsim",
+    "maxsim_codes",
+    "maxsim_codes_reference",
+    "maxsim_hamming",
+    "maxsim_hamming_reference",
+    "maxsim_reference",
+    "maxsim_residual",
+    "maxsim_residual_reference",
+]
 
 
 def backend() -> str:
@@ -143,6 +157,76 @@ def maxsim_hamming(
             qbits.shape[1],
             dim,
         )
+    return out
+
+
+def maxsim_residual(
+    q: np.ndarray, codec: ResidualCodec, codes: np.ndarray, packed: np.ndarray, offsets: np.ndarray, cand: np.ndarray
+) -> np.ndarray:
+    """Float MaxSim over compressed tokens: ``maxsim`` of ``codec.decode(codes, packed)``, decoded on the fly."""
+    q = np.ascontiguousarray(q, dtype=np.float32)
+    offsets, cand = _prepare(offsets, cand)
+    if q.ndim != 2 or q.shape[1] != codec.dim:
+        raise InvalidInputError(f"query tokens must be [nq, {codec.dim}], but got {q.shape}")
+    if backend() == "numpy":
+        _check(offsets, cand, len(codes))
+        return maxsim_residual_reference(q, codec, codes, packed, offsets, cand)
+    out = np.empty(len(cand), dtype=np.float32)
+    if len(cand):
+        _call(
+            _c.maxsim_residual,
+            q,
+            np.ascontiguousarray(codes, np.uint16),
+            np.ascontiguousarray(packed, np.uint8),
+            codec.centroids,
+            codec.lut(),
+            offsets,
+            cand,
+            out,
+            q.shape[0],
+            codec.dim,
+            codec.nbytes,
+            8 // codec.nbits,
+        )
+    return out
+
+
+def maxsim_codes(ct: np.ndarray, codes: np.ndarray, offsets: np.ndarray, cand: np.ndarray) -> np.ndarray:
+    """Centroid-interaction MaxSim: each token scored by its centroid alone.
+
+    ``ct`` is float32 ``[k, nq]``, ``centroids @ q.T``: token ``j`` of a passage scores
+    ``ct[codes[j]]`` against the query tokens (PLAID's stage-2 approximation; no residual read).
+    """
+    ct = np.ascontiguousarray(ct, dtype=np.float32)
+    offsets, cand = _prepare(offsets, cand)
+    if backend() == "numpy":
+        _check(offsets, cand, len(codes))
+        return maxsim_codes_reference(ct, codes, offsets, cand)
+    out = np.empty(len(cand), dtype=np.float32)
+    if len(cand):
+        _call(_c.maxsim_codes, ct, np.ascontiguousarray(codes, np.uint16), offsets, cand, out, ct.shape[1], ct.shape[0])
+    return out
+
+
+def maxsim_residual_reference(
+    q: np.ndarray, codec: ResidualCodec, codes: np.ndarray, packed: np.ndarray, offsets: np.ndarray, cand: np.ndarray
+) -> np.ndarray:
+    """The definition: float MaxSim over the decoded vectors."""
+    out = np.empty(len(cand), dtype=np.float32)
+    for i, c in enumerate(cand):
+        rows = slice(offsets[c], offsets[c + 1])
+        out[i] = (q @ codec.decode(codes[rows], packed[rows]).T).max(axis=1).sum()
+    return out
+
+
+def maxsim_codes_reference(ct: np.ndarray, codes: np.ndarray, offsets: np.ndarray, cand: np.ndarray) -> np.ndarray:
+    """The definition of centroid-interaction MaxSim, in numpy."""
+    out = np.empty(len(cand), dtype=np.float32)
+    for i, c in enumerate(cand):
+        rows = np.asarray(codes[offsets[c] : offsets[c + 1]], np.int64)
+        if len(rows) and rows.max() >= len(ct):
+            raise InvalidInputError(f"a code is past the {len(ct)} centroids")
+        out[i] = ct[rows].max(axis=0).sum()
     return out
 
 

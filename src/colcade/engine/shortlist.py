@@ -117,7 +117,7 @@ class DenseShortlist:
             self.rows, self.index = rows, index
 
     def add(self, dense: np.ndarray) -> None:
-        rows = self.rows.plus(np.asarray(dense, np.float32))
+        rows = self.rows.plus(np.asarray(dense))  # as stored (float16 when compressed, mapped): no copy
         n = len(rows)
         # Switch to IVF (or retrain it) when the corpus has outgrown the current index.
         wants_ivf = n > self.ivf_above

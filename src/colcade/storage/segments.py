@@ -1,12 +1,20 @@
 """Immutable vector segments: how they are written (streamed, durably) and read (mapped, checked).
 
-A segment is a folder of ``.npy`` files, memory-mapped when read::
+A segment is a folder of ``.npy`` files, memory-mapped when read. Exact (float16) segments::
 
     tokens.npy  float16 [T, d]          token vectors (rerank)
     bits.npy    uint8   [T, ceil(d/8)]  packed sign bits (prefilter)
     offsets.npy int64   [n + 1]         passage i owns rows offsets[i]:offsets[i+1]
     dense.npy   float32 [n, dense_dim]  one vector per passage (shortlist)
     keys.npy    int64   [n]             the docs.key of each passage, strictly ascending
+
+Compressed segments (the default; ``colcade.engine.codec``) hold, instead of tokens and bits::
+
+    codes.npy     uint16 [T]               each token's centroid
+    residuals.npy uint8  [T, d*nbits/8]    each token's residual buckets, packed
+    codec.txt                              the name of the codec (``codecs/<name>/`` in the index)
+
+and their dense vectors as float16.
 
 ``SegmentWriter`` streams batches of passages to disk, so memory does not grow with the size
 of an add: each array is appended to a ``.npy`` file whose header is rewritten with the final
@@ -23,19 +31,23 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
 
+from colcade.engine.codec import ResidualCodec
 from colcade.engine.kernels import binarize
 from colcade.errors import CorruptIndexError, StorageError
 
 FLOAT16_MAX = float(np.finfo(np.float16).max)
 _STREAMED = ("tokens", "bits", "dense")
 _ARRAYS = ("tokens", "bits", "offsets", "dense", "keys")
+_COMPRESSED = ("codes", "residuals", "offsets", "dense", "keys")
+_CODEC = "codec.txt"
+CodecLoader = Callable[[str], ResidualCodec]
 _HEADER = 128  # bytes: fixed, so the final shape can be written over the placeholder in place
 _PROGRESS = "progress.json"
 
@@ -67,24 +79,45 @@ def _npy_header(dtype: np.dtype, shape: tuple[int, ...]) -> bytes:
 
 @dataclass(frozen=True)
 class Segment:
-    """The vectors of one batch of passages (arrays memory-mapped when on disk)."""
+    """The vectors of one batch of passages (arrays memory-mapped when on disk).
+
+    Exact segments have ``tokens`` and ``bits``; compressed ones ``codes``, ``residuals`` and
+    their ``codec`` (the other two fields are None).
+    """
 
     name: str
-    tokens: np.ndarray
-    bits: np.ndarray
+    tokens: np.ndarray | None
+    bits: np.ndarray | None
     offsets: np.ndarray
     dense: np.ndarray
     keys: np.ndarray
+    codes: np.ndarray | None = None
+    residuals: np.ndarray | None = None
+    codec: ResidualCodec | None = None
 
     @property
     def n(self) -> int:
         return len(self.keys)
 
+    @property
+    def n_tokens(self) -> int:
+        return int(self.offsets[-1]) if len(self.offsets) else 0
+
+    def passage_tokens(self, i: int) -> np.ndarray:
+        """Passage ``i``'s token vectors as stored (decoded when compressed), float32."""
+        rows = slice(int(self.offsets[i]), int(self.offsets[i + 1]))
+        if self.codec is not None:
+            assert self.codes is not None and self.residuals is not None
+            return self.codec.decode(self.codes[rows], self.residuals[rows])
+        assert self.tokens is not None
+        return np.asarray(self.tokens[rows], np.float32)
+
     @classmethod
-    def read(cls, folder: Path, name: str, dim: int, dense_dim: int) -> Segment:
+    def read(cls, folder: Path, name: str, dim: int, dense_dim: int, codecs: CodecLoader | None = None) -> Segment:
         """Memory-map a segment and check every array's dtype, shape and order, and their agreement."""
-        arrays = {}
-        for array_name in _ARRAYS:
+        compressed = (folder / name / _CODEC).exists()
+        arrays: dict[str, Any] = {}
+        for array_name in _COMPRESSED if compressed else _ARRAYS:
             path = folder / name / f"{array_name}.npy"
             try:
                 arrays[array_name] = np.load(path, mmap_mode="r", allow_pickle=False)
@@ -94,6 +127,10 @@ class Segment:
                 raise CorruptIndexError(
                     f"cannot read {path}: {exc}. Restore the index from a backup or rebuild it."
                 ) from exc
+        if compressed:
+            if codecs is None:
+                raise CorruptIndexError(f"segment {folder / name} is compressed but no codec store was given")
+            arrays.update(tokens=None, bits=None, codec=codecs((folder / name / _CODEC).read_text().strip()))
         seg = cls(name, **arrays)
         bad = seg.problems(dim, dense_dim)
         if bad:
@@ -104,14 +141,27 @@ class Segment:
         return seg
 
     def problems(self, dim: int, dense_dim: int) -> list[str]:
-        t, n = len(self.tokens), len(self.keys)
-        expected = {
-            "tokens": (np.float16, (t, dim)),
-            "bits": (np.uint8, (t, (dim + 7) // 8)),
-            "offsets": (np.int64, (n + 1,)),
-            "dense": (np.float32, (n, dense_dim)),
-            "keys": (np.int64, (n,)),
-        }
+        n = len(self.keys)
+        expected: dict[str, tuple[Any, tuple[int, ...]]]
+        if self.codec is not None:
+            assert self.codes is not None
+            t = len(self.codes)
+            expected = {
+                "codes": (np.uint16, (t,)),
+                "residuals": (np.uint8, (t, self.codec.nbytes)),
+                "dense": (np.float16, (n, dense_dim)),
+            }
+            if self.codec.dim != dim:
+                return [f"its codec is for {self.codec.dim} dimensions"]
+        else:
+            assert self.tokens is not None
+            t = len(self.tokens)
+            expected = {
+                "tokens": (np.float16, (t, dim)),
+                "bits": (np.uint8, (t, (dim + 7) // 8)),
+                "dense": (np.float32, (n, dense_dim)),
+            }
+        expected.update(offsets=(np.int64, (n + 1,)), keys=(np.int64, (n,)))
         bad = []
         for array_name, (dtype, shape) in expected.items():
             array = getattr(self, array_name)
@@ -146,6 +196,8 @@ class SegmentWriter:
         self._n_tokens = 0
         self._parts: dict[str, list[np.ndarray]] = {a: [] for a in _STREAMED}
         self._files: dict[str, BinaryIO] = {}
+        self.codec: ResidualCodec | None = None  # set by compress()
+        self._compressed: dict[str, np.ndarray] = {}  # in memory: the compressed arrays
         if folder is not None:
             try:
                 folder.mkdir(parents=True, exist_ok=True)
@@ -232,6 +284,66 @@ class SegmentWriter:
         except OSError as exc:
             raise storage_error(exc, f"writing a segment in {self.folder}") from exc
 
+    @property
+    def n_tokens(self) -> int:
+        return self._n_tokens
+
+    def staged_tokens(self, rows: np.ndarray | None = None, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Staged float16 token vectors: ``rows`` (sorted), or ``start:stop``, as float32.
+
+        Read with plain reads, not a memory map: pages a mapping touches count as the
+        process's memory, and a large write's staged tokens are gigabytes.
+        """
+        if self.folder is None:
+            tokens = np.concatenate(self._parts["tokens"]) if self._parts["tokens"] else self._empty("tokens")
+            return np.asarray(tokens[rows] if rows is not None else tokens[start:stop], np.float32)
+        f = self._files["tokens"]
+        f.flush()
+        row_bytes = self.dim * 2
+        if rows is None:
+            stop = self._n_tokens if stop is None else min(stop, self._n_tokens)
+            data = os.pread(f.fileno(), max(0, stop - start) * row_bytes, _HEADER + start * row_bytes)
+            return np.frombuffer(data, np.float16).reshape(-1, self.dim).astype(np.float32)
+        out = np.empty((len(rows), self.dim), np.float32)
+        for i, r in enumerate(rows):
+            out[i] = np.frombuffer(os.pread(f.fileno(), row_bytes, _HEADER + int(r) * row_bytes), np.float16)
+        return out
+
+    def compress(self, codec: ResidualCodec) -> None:
+        """Code the staged tokens with ``codec``; ``finish`` then writes a compressed segment.
+
+        The float16 staging files stay until ``finish`` (a checkpointed write resumes from them).
+        """
+        dense = self.staged_dense()
+        if self.folder is None:
+            codes, residuals = codec.encode(self.staged_tokens())
+            self._compressed = {"codes": codes, "residuals": residuals, "dense": dense.astype(np.float16)}
+            self.codec = codec
+            return
+        block = 1 << 16  # tokens at a time: memory stays bounded on any write
+        try:
+            with open(self.folder / "codes.npy", "wb") as fc, open(self.folder / "residuals.npy", "wb") as fr:
+                fc.write(_npy_header(np.dtype(np.uint16), (self._n_tokens,)))
+                fr.write(_npy_header(np.dtype(np.uint8), (self._n_tokens, codec.nbytes)))
+                for start in range(0, self._n_tokens, block):
+                    codes, residuals = codec.encode(self.staged_tokens(start=start, stop=start + block))
+                    fc.write(codes.tobytes())
+                    fr.write(residuals.tobytes())
+            with open(self.folder / "dense16.npy", "wb") as fd:
+                fd.write(_npy_header(np.dtype(np.float16), (self.n, self.dense_dim)))
+                fd.write(np.asarray(dense, np.float16).tobytes())
+        except OSError as exc:
+            raise storage_error(exc, f"writing a segment in {self.folder}") from exc
+        self.codec = codec
+
+    def staged_dense(self) -> np.ndarray:
+        if self.folder is None:
+            return np.concatenate(self._parts["dense"]) if self._parts["dense"] else self._empty("dense")
+        f = self._files["dense"]
+        f.flush()
+        data = os.pread(f.fileno(), self.n * self.dense_dim * 4, _HEADER)
+        return np.frombuffer(data, np.float32).reshape(self.n, self.dense_dim)
+
     def finish(self, keys: np.ndarray, target: Path | None, name: str | None = None) -> Segment:
         """Write the keys, offsets and final headers, fsync, and rename into ``target/name``.
 
@@ -242,6 +354,9 @@ class SegmentWriter:
         offsets = np.zeros(self.n + 1, np.int64)
         np.cumsum(self.lengths, out=offsets[1:])
         if self.folder is None or target is None:
+            if self.codec is not None:
+                c = self._compressed
+                return Segment(name, None, None, offsets, c["dense"], keys, c["codes"], c["residuals"], self.codec)
             parts = {a: np.concatenate(p) if p else self._empty(a) for a, p in self._parts.items()}
             return Segment(name, parts["tokens"], parts["bits"], offsets, parts["dense"], keys)
         shapes = {
@@ -267,6 +382,17 @@ class SegmentWriter:
                     f.flush()
                     os.fsync(f.fileno())
             (self.folder / _PROGRESS).unlink(missing_ok=True)
+            if self.codec is not None:  # the compressed arrays replace the float16 staging ones
+                for array_name in _STREAMED:
+                    (self.folder / f"{array_name}.npy").unlink()
+                os.rename(self.folder / "dense16.npy", self.folder / "dense.npy")
+                for array_name in ("codes", "residuals", "dense"):
+                    with open(self.folder / f"{array_name}.npy", "rb+") as f:
+                        os.fsync(f.fileno())
+                with open(self.folder / _CODEC, "w") as text:
+                    text.write(self.codec.name)
+                    text.flush()
+                    os.fsync(text.fileno())
             fsync_dir(self.folder)
             os.rename(self.folder, target / name)
             fsync_dir(target)
@@ -274,7 +400,8 @@ class SegmentWriter:
             self.abort()
             raise storage_error(exc, f"writing segment {name}") from exc
         self.folder = None
-        return Segment.read(target, name, self.dim, self.dense_dim)
+        codec = self.codec
+        return Segment.read(target, name, self.dim, self.dense_dim, None if codec is None else lambda _: codec)
 
     def _empty(self, array_name: str) -> np.ndarray:
         empty: dict[str, np.ndarray] = {

@@ -7,6 +7,7 @@ On disk an index is a folder::
                       meta(next_key, generation): the one commit point
     write.lock        the cross-process write lock (``locking.py``) and who holds it
     segments/<name>/  one immutable segment per write (``segments.py``), memory-mapped
+    codecs/<name>/    the codecs compressed segments were written with (``engine/codec.py``)
     staging/<tag>/    segments being streamed, not yet committed (a resumable ingest's included)
 
 Commit protocol. A writer takes the write lock, so every write applies to the latest committed
@@ -39,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from colcade.engine.codec import MAX_CENTROIDS, ResidualCodec
 from colcade.engine.shortlist import DenseShortlist
 from colcade.errors import (
     CorruptIndexError,
@@ -58,6 +60,7 @@ FORMAT = "colcade-index"
 VERSION = 1
 MANIFEST = "manifest.json"
 DATABASE = "docs.sqlite"
+CODECS = "codecs"
 SEGMENTS = "segments"
 STAGING = "staging"
 _CHUNK = 500  # SQLite caps the number of parameters in one statement
@@ -130,11 +133,26 @@ def _to_json(metadata: dict[str, Any], id_: str) -> str:
         ) from exc
 
 
-def write_manifest(path: Path, encoder_info: dict[str, Any]) -> None:
+STORAGE_KINDS = ("compressed", "float16")
+MIN_TRAIN = 1 << 14  # tokens: below this an index stays float16 (a codec fitted to fewer generalizes poorly)
+TRAINED_ENOUGH = 1 << 18  # tokens: a codec fitted to this many is kept for every later write
+
+
+def check_storage(storage: str, nbits: int) -> None:
+    if storage not in STORAGE_KINDS:
+        raise InvalidInputError(f"storage must be one of {', '.join(map(repr, STORAGE_KINDS))}, but got {storage!r}")
+    if nbits not in (1, 2, 4, 8):
+        raise InvalidInputError(f"nbits must be 1, 2, 4 or 8, but got {nbits!r}")
+
+
+def write_manifest(path: Path, encoder_info: dict[str, Any], storage: dict[str, Any] | None = None) -> None:
     """Write manifest.json atomically: temp file, fsync, rename."""
     tmp = path / f".{MANIFEST}.tmp"
+    manifest: dict[str, Any] = {"format": FORMAT, "version": VERSION, "encoder": encoder_info}
+    if storage is not None:
+        manifest["storage"] = storage
     with open(tmp, "w") as f:
-        json.dump({"format": FORMAT, "version": VERSION, "encoder": encoder_info}, f, indent=2)
+        json.dump(manifest, f, indent=2)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path / MANIFEST)
@@ -173,9 +191,20 @@ class Store:
     long write never stalls searches. In memory there is one connection and one lock.
     """
 
-    def __init__(self, path: Path | None, encoder_info: dict[str, Any], lock_timeout: float, ivf_above: int) -> None:
+    def __init__(
+        self,
+        path: Path | None,
+        encoder_info: dict[str, Any],
+        lock_timeout: float,
+        ivf_above: int,
+        storage: dict[str, Any] | None = None,
+    ) -> None:
         self.path = path
         self.encoder_info = encoder_info
+        # Indexes from before compression have no "storage" entry: they stay float16.
+        self.storage: dict[str, Any] = storage or {"kind": "float16"}
+        self._codecs: dict[str, ResidualCodec] = {}
+        self._codec_guard = threading.Lock()
         self.dim = int(encoder_info["dim"])
         self.dense_dim = int(encoder_info["dense_dim"])
         self.ivf_above = ivf_above
@@ -202,11 +231,15 @@ class Store:
         encoder_info: dict[str, Any],
         lock_timeout: float = DEFAULT_TIMEOUT,
         ivf_above: int = 50_000,
+        storage: str = "compressed",
+        nbits: int = 2,
     ) -> Store:
         """A new index: built in a temporary folder and renamed into place, so two processes
         creating the same path cannot both succeed (the loser gets IndexExistsError)."""
+        check_storage(storage, nbits)
+        layout = {"kind": storage, "nbits": nbits} if storage == "compressed" else {"kind": storage}
         if path is None:
-            store = cls(None, encoder_info, lock_timeout, ivf_above)
+            store = cls(None, encoder_info, lock_timeout, ivf_above, layout)
             store._wdb.executescript(_SCHEMA + _META + ";")
             store._wdb.execute("INSERT OR IGNORE INTO meta VALUES ('next_key', 0), ('generation', 0)")
             store.refresh()
@@ -224,7 +257,7 @@ class Store:
                 db.execute("INSERT INTO meta VALUES ('next_key', 0), ('generation', 0)")
             finally:
                 db.close()
-            write_manifest(tmp, encoder_info)
+            write_manifest(tmp, encoder_info, layout)
             fsync_dir(tmp)
             try:
                 os.rename(tmp, path)  # atomic; refuses a folder that another creator filled meanwhile
@@ -249,7 +282,10 @@ class Store:
             raise CorruptIndexError(
                 f"{db_file} is empty (a failed copy or restore?): restore it from a backup or rebuild the index"
             )
-        store = cls(path, manifest["encoder"], lock_timeout, ivf_above)
+        storage = manifest.get("storage")
+        if storage is not None and (not isinstance(storage, dict) or storage.get("kind") not in STORAGE_KINDS):
+            raise CorruptIndexError(f"{path / MANIFEST} names an unknown storage layout: {storage!r}")
+        store = cls(path, manifest["encoder"], lock_timeout, ivf_above, storage)
         try:
             tables = {r[0] for r in store._reader().execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
             if not {"docs", "segments"} <= tables:
@@ -372,7 +408,7 @@ class Store:
                 continue
             assert self.path is not None  # an in-memory store lists no segment it does not hold
             try:
-                segments.append(Segment.read(self.path / SEGMENTS, name, self.dim, self.dense_dim))
+                segments.append(Segment.read(self.path / SEGMENTS, name, self.dim, self.dense_dim, self.codec))
             except FileNotFoundError as exc:
                 raise _Moved(exc.filename) from None
         total = sum(s.n for s in segments)
@@ -471,6 +507,84 @@ class Store:
                 except FileNotFoundError:  # removed by a commit or compaction in another process
                     pass
         return total
+
+    # ------------------------------------------------------------------ codecs
+    def codec(self, name: str) -> ResidualCodec:
+        """The codec of that name (loaded once; codecs never change)."""
+        with self._codec_guard:
+            if name not in self._codecs:
+                if self.path is None:
+                    raise CorruptIndexError(f"codec {name} is not in this in-memory index")
+                try:
+                    self._codecs[name] = ResidualCodec.load(self.path / CODECS / name)
+                except FileNotFoundError:
+                    raise CorruptIndexError(
+                        f"{self.path / CODECS / name} is missing, and segments need it: restore the index or rebuild it"
+                    ) from None
+            return self._codecs[name]
+
+    def _codec_sizes(self) -> dict[str, int]:
+        """Each saved codec's training size, without loading its centroids."""
+        if self.path is None:
+            return {name: c.trained_on for name, c in self._codecs.items()}
+        sizes = {}
+        folder = self.path / CODECS
+        for entry in folder.iterdir() if folder.is_dir() else []:
+            try:
+                sizes[entry.name] = int(json.loads((entry / "codec.json").read_text())["trained_on"])
+            except (OSError, ValueError, KeyError):
+                continue  # one being written, or not a codec
+        return sizes
+
+    def codec_for(self, writer: SegmentWriter, floats: Sequence[Segment] = ()) -> ResidualCodec | None:
+        """The codec to compress a write with; None keeps it float16.
+
+        A codec is only as good as the tokens it was fitted to, so an index stays float16 until
+        it holds ``MIN_TRAIN`` tokens (small indexes are small anyway). Then the existing codec
+        fitted to the most tokens is used if it is enough for this write (fitted to
+        ``TRAINED_ENOUGH`` tokens, or to at least a quarter of this write's); otherwise a new one
+        is fitted to a sample of this write's tokens and of ``floats``, the index's float16
+        segments. Segments name their codec, so several may coexist; compaction keeps one.
+        """
+        if self.storage["kind"] != "compressed" or not writer.n_tokens:
+            return None
+        sizes = self._codec_sizes()
+        if sizes:
+            best = max(sizes, key=lambda name: sizes[name])
+            if sizes[best] >= TRAINED_ENOUGH or 4 * sizes[best] >= writer.n_tokens:
+                return self.codec(best)
+        floats = [s for s in floats if s.codec is None]
+        total = writer.n_tokens + sum(s.n_tokens for s in floats)
+        if total < MIN_TRAIN:
+            return None
+        rng = np.random.default_rng(0)
+        parts = []
+        for n, read in [(writer.n_tokens, lambda rows: writer.staged_tokens(rows))] + [
+            (s.n_tokens, lambda rows, s=s: np.asarray(s.tokens[rows], np.float32)) for s in floats
+        ]:
+            share = int(round(16 * MAX_CENTROIDS * n / total))  # a sample in proportion
+            parts.append(read(np.sort(rng.choice(n, size=min(n, max(1, share)), replace=False))))
+        codec = ResidualCodec.train(np.concatenate(parts), total, int(self.storage["nbits"]))
+        if self.path is not None:
+            (self.path / CODECS).mkdir(exist_ok=True)
+            try:
+                codec.save(self.path / CODECS / codec.name)
+            except OSError as exc:
+                raise StorageError(f"cannot save a codec in {self.path / CODECS}: {exc}") from exc
+        with self._codec_guard:
+            self._codecs[codec.name] = codec
+        return codec
+
+    def refit_due(self, state: State) -> bool:
+        """Whether compaction would fit a better codec: float16 segments that could be coded, or
+        codecs fitted to under a quarter of the index (and to fewer than ``TRAINED_ENOUGH`` tokens)."""
+        if self.storage["kind"] != "compressed":
+            return False
+        total = sum(s.n_tokens for s in state.segments)
+        if any(s.codec is None for s in state.segments) and total >= MIN_TRAIN:
+            return True
+        fitted = max((s.codec.trained_on for s in state.segments if s.codec is not None), default=0)
+        return bool(fitted) and fitted < TRAINED_ENOUGH and 4 * fitted < total
 
     # ------------------------------------------------------------------ writing
     def writer(self, tag: str | None = None) -> SegmentWriter:
@@ -597,7 +711,8 @@ class Store:
             state = self._snapshot_locked()  # no other colcade writer can commit while we hold the lock
             live_pos = np.flatnonzero(state.live)
             writer = None
-            if len(state.segments) > 1 or state.n_live < len(state.live):
+            uncompressed = self.storage["kind"] == "compressed" and any(s.codec is None for s in state.segments)
+            if len(state.segments) > 1 or state.n_live < len(state.live) or uncompressed:
                 writer = self.writer()
                 for start in range(0, len(live_pos), batch):  # memory bounded by one batch
                     chunk = live_pos[start : start + batch]
@@ -605,9 +720,12 @@ class Store:
                     dense = np.empty((len(chunk), self.dense_dim), np.float32)
                     for seg, local, idx in state.locate(chunk):
                         for i, j in zip(local, idx):
-                            tokens[j] = seg.tokens[seg.offsets[i] : seg.offsets[i + 1]]
+                            tokens[j] = seg.passage_tokens(i)
                         dense[idx] = seg.dense[local]
                     writer.append(tokens, dense)
+                codec = self.codec_for(writer)
+                if codec is not None:
+                    writer.compress(codec)
             segment = None
             try:
                 if writer is not None:

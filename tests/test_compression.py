@@ -1,0 +1,215 @@
+"""Compressed storage: the residual codec, its kernels, and indexes that store codes by default."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from colcade import EncodedQuery, LateIndex, PrecomputedEncoder
+from colcade.engine import kernels
+from colcade.engine.codec import ResidualCodec, centroid_count
+from colcade.errors import CorruptIndexError, InvalidInputError
+
+
+def clustered(n: int, d: int, seed: int = 0, centres: int = 64) -> np.ndarray:
+    """Unit vectors around a few centres: the shape of real token vectors, unlike i.i.d. noise."""
+    c = np.random.default_rng(100).standard_normal((centres, d)).astype(np.float32)  # one topic set for all
+    rng = np.random.default_rng(seed)
+    v = c[rng.integers(0, centres, n)] + 0.35 * rng.standard_normal((n, d)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def passages(n: int, d: int, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(3, 40, n)
+    v = clustered(int(lengths.sum()), d, seed)
+    return np.split(v, np.cumsum(lengths)[:-1])
+
+
+@pytest.fixture(scope="module")
+def codec() -> ResidualCodec:
+    return ResidualCodec.train(clustered(6000, 64))
+
+
+def test_centroid_count_follows_plaid_and_is_capped() -> None:
+    assert centroid_count(1) == 1
+    assert centroid_count(10_000) == 1024  # 2^floor(log2(16 * 100))
+    assert centroid_count(10**9) == 4096
+
+
+def test_codec_reconstructs_closely_and_packs_two_bits(codec: ResidualCodec) -> None:
+    v = clustered(2000, 64, seed=1)
+    codes, packed = codec.encode(v)
+    assert codes.dtype == np.uint16 and packed.shape == (2000, 16)  # 64 dims x 2 bits = 16 bytes
+    assert int(codes.max()) < codec.k
+    decoded = codec.decode(codes, packed)
+    cos = np.sum(decoded * v, axis=1) / np.linalg.norm(decoded, axis=1)
+    assert np.median(cos) > 0.95
+    # Decoded vectors code back to themselves: compaction re-encodes without drifting.
+    again = codec.encode(decoded.astype(np.float32))
+    assert np.mean(again[0] == codes) > 0.95 and np.mean(again[1] == packed) > 0.95
+
+
+def test_codec_save_load_round_trip_and_damage(codec: ResidualCodec, tmp_path) -> None:
+    folder = tmp_path / codec.name
+    codec.save(folder)
+    loaded = ResidualCodec.load(folder)
+    assert loaded.name == codec.name and loaded.trained_on == codec.trained_on
+    np.testing.assert_array_equal(loaded.weights, codec.weights)
+    np.save(folder / "weights.npy", codec.weights + 1)
+    with pytest.raises(CorruptIndexError, match="does not match"):
+        ResidualCodec.load(folder)
+
+
+@pytest.mark.parametrize("nq", [1, 7, 14, 32, 40])
+def test_residual_kernel_matches_decoded_maxsim(codec: ResidualCodec, nq: int) -> None:
+    docs = passages(60, 64, seed=2)
+    offsets = np.concatenate([[0], np.cumsum([len(p) for p in docs])]).astype(np.int64)
+    codes, packed = codec.encode(np.concatenate(docs))
+    rng = np.random.default_rng(nq)
+    q = rng.standard_normal((nq, 64)).astype(np.float32)
+    cand = rng.permutation(60)[:40].astype(np.int64)
+    fast = kernels.maxsim_residual(q, codec, codes, packed, offsets, cand)
+    reference = kernels.maxsim_residual_reference(q, codec, codes, packed, offsets, cand)
+    np.testing.assert_allclose(fast, reference, rtol=1e-5, atol=1e-4)
+    table = np.ascontiguousarray(codec.centroids @ q.T)
+    np.testing.assert_allclose(
+        kernels.maxsim_codes(table, codes, offsets, cand),
+        kernels.maxsim_codes_reference(table, codes, offsets, cand),
+        rtol=1e-6,
+        atol=1e-5,
+    )
+
+
+def test_kernels_refuse_codes_past_the_centroids(codec: ResidualCodec) -> None:
+    codes = np.array([0, codec.k], np.uint16)  # the second names no centroid
+    packed = np.zeros((2, codec.nbytes), np.uint8)
+    offsets, cand = np.array([0, 2], np.int64), np.array([0], np.int64)
+    q = np.ones((1, 64), np.float32)
+    with pytest.raises(InvalidInputError, match="past"):
+        kernels.maxsim_residual(q, codec, codes, packed, offsets, cand)
+    with pytest.raises(InvalidInputError, match="past"):
+        kernels.maxsim_codes(np.ones((codec.k, 1), np.float32), codes, offsets, cand)
+
+
+def test_numpy_backend_gives_the_same_scores(codec: ResidualCodec, monkeypatch) -> None:
+    docs = passages(20, 64, seed=3)
+    offsets = np.concatenate([[0], np.cumsum([len(p) for p in docs])]).astype(np.int64)
+    codes, packed = codec.encode(np.concatenate(docs))
+    q = clustered(5, 64, seed=4)
+    fast = kernels.maxsim_residual(q, codec, codes, packed, offsets, None)
+    monkeypatch.setenv("COLCADE_KERNELS", "numpy")
+    np.testing.assert_allclose(kernels.maxsim_residual(q, codec, codes, packed, offsets, None), fast, atol=1e-4)
+
+
+def _index(tmp_path, **kw) -> LateIndex:
+    return LateIndex.create(tmp_path / "idx", encoder=PrecomputedEncoder(dim=64), **kw)
+
+
+N = 900  # passages of 3-40 tokens: ~19k tokens, past MIN_TRAIN, so the first write is compressed
+
+
+def test_index_stores_codes_by_default_and_searches_them(tmp_path) -> None:
+    docs = passages(N, 64)
+    index = _index(tmp_path)
+    index.add(ids=[f"p{i}" for i in range(N)], tokens=docs)
+    (segment,) = (tmp_path / "idx" / "segments").iterdir()
+    files = {f.name for f in segment.iterdir()}
+    assert {"codes.npy", "residuals.npy", "codec.txt"} <= files and "tokens.npy" not in files
+    n_tokens = sum(len(p) for p in docs)
+    coded = os.path.getsize(segment / "codes.npy") + os.path.getsize(segment / "residuals.npy") - 2 * 128
+    assert coded == n_tokens * (64 // 4 + 2)  # 2 bits a dimension plus a 2-byte centroid id
+    index.close()
+
+    index = LateIndex.open(tmp_path / "idx")
+    query = EncodedQuery(dense=docs[7].mean(0), tokens=docs[7][:5])
+    hits = index.search(query, k=5, exhaustive=True)
+    assert hits[0].id == "p7"
+    # The score is MaxSim over the decoded vectors, exactly.
+    seg = index._store.state.segments[0]
+    decoded = seg.passage_tokens(7)
+    assert hits[0].score == pytest.approx(float((query.tokens @ decoded.T).max(1).sum()), abs=1e-3)
+    # The cascade at default widths agrees with exhaustive MaxSim over the same stored vectors.
+    assert [h.id for h in index.search(query, k=5)] == [h.id for h in hits]
+
+
+def test_float16_storage_is_exact_and_four_times_larger(tmp_path) -> None:
+    docs = passages(N, 64)
+    exact = LateIndex.create(tmp_path / "exact", encoder=PrecomputedEncoder(dim=64), storage="float16")
+    small = LateIndex.create(tmp_path / "small", encoder=PrecomputedEncoder(dim=64))
+    for index in (exact, small):
+        index.add(ids=[f"p{i}" for i in range(N)], tokens=docs)
+    q = EncodedQuery(dense=docs[3].mean(0), tokens=docs[3][:4])
+    top = exact.search(q, k=1, exhaustive=True)[0]
+    assert top.score == pytest.approx(float((q.tokens @ docs[3].T).max(1).sum()), abs=2e-3)
+
+    def segments_size(index: LateIndex) -> int:
+        return sum(f.stat().st_size for f in (index.path / "segments").rglob("*.npy"))
+
+    # float16 + sign bits: 136 bytes a token at d=64; codes: 18, plus dense vectors in both
+    assert segments_size(exact) > 3 * segments_size(small)
+    with pytest.raises(InvalidInputError, match="storage"):
+        LateIndex.create(tmp_path / "bad", encoder=PrecomputedEncoder(dim=64), storage="zip")
+
+
+def test_small_indexes_stay_float16_until_a_codec_can_be_fitted(tmp_path) -> None:
+    index = _index(tmp_path)
+    first, second = passages(40, 64, seed=5), passages(N, 64, seed=6)
+    index.add(ids=[f"s{i}" for i in range(40)], tokens=first)  # ~800 tokens: too few to fit a codec
+    assert index._store.state.segments[0].codec is None
+    index.add(ids=[f"l{i}" for i in range(N)], tokens=second)  # now past MIN_TRAIN
+    old, new = index._store.state.segments
+    assert old.codec is None and new.codec is not None and new.codec.trained_on > 16_000
+    # Mixed segments rank together: a float16 passage and a compressed one both come first for their own query.
+    for tokens, want in ((first[3], "s3"), (second[9], "l9")):
+        q = EncodedQuery(dense=tokens.mean(0), tokens=tokens[:6])
+        assert index.search(q, k=3)[0].id == want
+        assert [h.id for h in index.search(q, k=10)] == [h.id for h in index.search(q, k=10, exhaustive=True)]
+    index.compact()
+    (segment,) = index._store.state.segments
+    assert segment.codec is not None  # compaction compresses what was left float16
+    q = EncodedQuery(dense=first[3].mean(0), tokens=first[3][:6])
+    assert index.search(q, k=1)[0].id == "s3"
+    reopened = LateIndex.open(tmp_path / "idx")
+    assert reopened.search(q, k=1)[0].id == "s3"
+
+
+def test_a_much_larger_write_fits_its_own_codec_and_compaction_keeps_one(tmp_path) -> None:
+    index = _index(tmp_path)
+    index.add(ids=[f"a{i}" for i in range(N)], tokens=passages(N, 64, seed=7))
+    big = passages(4 * N + 200, 64, seed=8)  # more than 4x the tokens the first codec saw
+    index.add(ids=[f"b{i}" for i in range(len(big))], tokens=big)
+    assert len({s.codec.name for s in index._store.state.segments}) == 2
+    q = EncodedQuery(dense=big[9].mean(0), tokens=big[9][:6])
+    before = [h.id for h in index.search(q, k=10, exhaustive=True)]
+    index.compact()
+    (segment,) = index._store.state.segments
+    assert segment.codec.trained_on > 70_000  # the codec fitted to more tokens took over
+    after = [h.id for h in index.search(q, k=10, exhaustive=True)]
+    assert after[0] == before[0] == "b9" and len(set(after[:5]) & set(before[:5])) >= 4
+
+
+def test_indexes_from_before_compression_open_as_float16(tmp_path) -> None:
+    index = LateIndex.create(tmp_path / "old", encoder=PrecomputedEncoder(dim=64), storage="float16")
+    index.add(ids=["a"], tokens=passages(1, 64))
+    index.close()
+    manifest = tmp_path / "old" / "manifest.json"
+    data = json.loads(manifest.read_text())
+    del data["storage"]  # what format-1 indexes written before compression look like
+    manifest.write_text(json.dumps(data))
+    reopened = LateIndex.open(tmp_path / "old")
+    reopened.add(ids=["b"], tokens=passages(1, 64, seed=9))
+    assert all(s.codec is None for s in reopened._store.state.segments)
+
+
+def test_a_missing_codec_is_a_clear_error(tmp_path) -> None:
+    index = _index(tmp_path)
+    index.add(ids=[f"p{i}" for i in range(N)], tokens=passages(N, 64))
+    index.close()
+    shutil.rmtree(next((tmp_path / "idx" / "codecs").iterdir()))
+    with pytest.raises(CorruptIndexError, match="codecs"):
+        LateIndex.open(tmp_path / "idx")
