@@ -122,3 +122,31 @@ def test_numpy_backend_can_be_forced(monkeypatch):
     np.testing.assert_allclose(
         kernels.maxsim(q, tokens, offsets), kernels.maxsim_reference(q, tokens, offsets, np.arange(5)), rtol=1e-5
     )
+
+
+@pytest.mark.parametrize("dim, nbits", [(384, 2), (128, 2), (64, 4), (24, 1)])
+@pytest.mark.parametrize("nq", [1, 14, 33])
+def test_compressed_kernels_match_reference_on_every_path(simd, dim, nbits, nq):
+    from colcade.engine.codec import ResidualCodec
+
+    rng = np.random.default_rng(dim + nq)
+    v = rng.standard_normal((3000, dim)).astype(np.float32)
+    codec = ResidualCodec.train(v / np.linalg.norm(v, axis=1, keepdims=True), nbits=nbits)
+    lengths = rng.integers(1, 60, 50)
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    codes, packed = codec.encode(v[: offsets[-1]])
+    q = rng.standard_normal((nq, dim)).astype(np.float32)
+    cand = rng.permutation(50)[:30].astype(np.int64)
+    np.testing.assert_allclose(
+        kernels.maxsim_residual(q, codec, codes, packed, offsets, cand),
+        kernels.maxsim_residual_reference(q, codec, codes, packed, offsets, cand),
+        rtol=1e-4,
+        atol=1e-3,
+    )
+    table = np.ascontiguousarray(codec.centroids @ q.T)
+    np.testing.assert_allclose(
+        kernels.maxsim_codes(table, codes, offsets, cand),
+        kernels.maxsim_codes_reference(table, codes, offsets, cand),
+        rtol=1e-6,
+        atol=1e-5,
+    )

@@ -13,6 +13,7 @@ the 4 (at 2 bits) reconstructed residual values of every byte value at every byt
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -59,7 +60,7 @@ class ResidualCodec:
         self._index: faiss.Index | None = None
         self._lut: np.ndarray | None = None
 
-    @property
+    @functools.cached_property
     def name(self) -> str:
         """A content hash: segments name the codec they were written with."""
         h = hashlib.sha256()
@@ -87,7 +88,9 @@ class ResidualCodec:
         )
         kmeans.train(sample)
         assert kmeans.centroids is not None
-        centroids = np.asarray(kmeans.centroids, np.float32)
+        # Stored as float16 (half the codec's size); rounded first, so residuals are measured
+        # from the centroids as they will be read back.
+        centroids = np.asarray(kmeans.centroids, np.float16).astype(np.float32)
         codec = cls(
             centroids, np.zeros((sample.shape[1], 2**nbits - 1)), np.zeros((sample.shape[1], 2**nbits)), nbits, n
         )
@@ -165,7 +168,7 @@ class ResidualCodec:
         """Write to ``folder`` (a new folder, made whole before it appears: temp name, then rename)."""
         tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
         tmp.mkdir(parents=True, exist_ok=True)
-        np.save(tmp / "centroids.npy", self.centroids)
+        np.save(tmp / "centroids.npy", self.centroids.astype(np.float16))  # exact: trained as float16 values
         np.save(tmp / "cutoffs.npy", self.cutoffs)
         np.save(tmp / "weights.npy", self.weights)
         (tmp / "codec.json").write_text(json.dumps({"nbits": self.nbits, "trained_on": self.trained_on}))
