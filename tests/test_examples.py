@@ -64,3 +64,19 @@ def test_readme_quickstarts_run(tmp_path, marker, expected):
     (tmp_path / "snippet.py").write_text(code)
     out = run(str(tmp_path / "snippet.py"), cwd=tmp_path)
     assert out.startswith(expected)
+
+
+def test_readme_snippets_run_one_after_another_twice_in_one_process(tmp_path, monkeypatch):
+    """A notebook user runs the quickstart cells, then runs them all again."""
+    readme = (ROOT / "README.md").read_text()
+    snippets = [
+        readme.split(f"<!-- {marker} -->")[1].split("```python")[1].split("```")[0]
+        for marker in ("quickstart-text", "quickstart-vectors")
+    ]
+    monkeypatch.chdir(tmp_path)
+    for _ in range(2):
+        for code in snippets:
+            namespace: dict = {}
+            exec(compile(code, "README.md", "exec"), namespace)
+            assert namespace["hits"][0].id in {"violin", "doc-2"}
+            namespace["index"].close()

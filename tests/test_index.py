@@ -136,3 +136,25 @@ def test_distinct_metadata_values(encoder):
     assert index.distinct("topic", filter={"topic": {"$ne": "music"}}) == {("energy",), ("biology",)}
     with pytest.raises(Exception, match="metadata keys"):
         index.distinct()
+
+
+def test_upsert_without_metadatas_keeps_each_passages_own(tmp_path, encoder):
+    index = LateIndex.create(tmp_path / "idx", encoder=encoder)
+    index.add(TEXTS[:2], ids=["a", "b"], metadatas=META[:2])
+    index.upsert(["Solar cells turn light into current.", "A new passage."], ids=["a", "new"])
+    got = {r["id"]: r for r in index.get(["a", "b", "new"])}
+    assert got["a"]["metadata"] == {"topic": "energy"} and got["a"]["text"].startswith("Solar cells")
+    assert got["new"]["metadata"] == {} and got["b"]["metadata"] == {"topic": "energy"}
+    assert sorted(index.ids(filter={"topic": "energy"})) == ["a", "b"]
+    index.upsert(["Solar again."], ids=["a"], metadatas=[{"topic": "solar"}])  # given: replaced
+    assert index.get(["a"])[0]["metadata"] == {"topic": "solar"}
+
+
+def test_open_or_create_runs_twice(tmp_path, encoder):
+    for run in range(2):  # a notebook cell run twice
+        index = LateIndex.open_or_create(tmp_path / "idx", encoder=encoder)
+        index.upsert(TEXTS[:2], ids=["a", "b"], metadatas=META[:2])
+        assert len(index) == 2 and index.search("violin", k=1) is not None
+        index.close()
+    with pytest.raises(EncoderMismatchError):
+        LateIndex.open_or_create(tmp_path / "idx", encoder=word_encoder(dim=32))

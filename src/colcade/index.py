@@ -16,7 +16,15 @@ from tqdm.auto import tqdm
 from colcade.encoders import EncodedQuery, Encoder, default_encoder, describe, from_manifest, pool
 from colcade.encoders.base import check_dense, check_tokens
 from colcade.engine import cascade, filters
-from colcade.errors import DuplicateIdError, EncoderMismatchError, IndexLockedError, InvalidInputError, UnknownIdError
+from colcade.errors import (
+    DuplicateIdError,
+    EncoderMismatchError,
+    IndexExistsError,
+    IndexLockedError,
+    IndexNotFoundError,
+    InvalidInputError,
+    UnknownIdError,
+)
 from colcade.results import Hit, Hits, IndexStats
 from colcade.storage.locking import DEFAULT_TIMEOUT
 from colcade.storage.segments import FLOAT16_MAX, SegmentWriter
@@ -94,6 +102,29 @@ class LateIndex:
                 f"{encoder.fingerprint}): open it with the same encoder, or rebuild the index"
             )
         return cls(store, encoder)
+
+    @classmethod
+    def open_or_create(
+        cls,
+        path: PathLike,
+        encoder: Encoder | None = None,
+        *,
+        lock_timeout: float = DEFAULT_TIMEOUT,
+        storage: str = "compressed",
+        nbits: int = 2,
+    ) -> LateIndex:
+        """Open the index at ``path``, or create it there if there is none (a notebook cell or a
+        script that runs twice). ``storage`` and ``nbits`` apply only when it is created."""
+        for _ in range(3):  # another process may create it between the two calls
+            try:
+                return cls.open(path, encoder, lock_timeout=lock_timeout)
+            except IndexNotFoundError:
+                pass
+            try:
+                return cls.create(path, encoder, lock_timeout=lock_timeout, storage=storage, nbits=nbits)
+            except IndexExistsError:
+                continue
+        return cls.open(path, encoder, lock_timeout=lock_timeout)
 
     @classmethod
     def from_texts(
@@ -181,7 +212,10 @@ class LateIndex:
         batch_size: int = 64,
         show_progress: bool | None = None,
     ) -> list[str]:
-        """Like ``add``, but passages whose id exists replace the old ones (in one commit)."""
+        """Like ``add``, but passages whose id exists replace the old ones (in one commit).
+
+        Without ``metadatas``, a replaced passage keeps its metadata (a new one gets ``{}``).
+        """
         if ids is None:
             raise InvalidInputError("upsert needs ids: they say which passages to replace")
         return self._write(texts, ids, metadatas, tokens, dense, batch_size, show_progress, upsert=True)
@@ -254,6 +288,8 @@ class LateIndex:
         n = _count(texts, tokens)
         ids = _check_ids(ids, n)
         texts_out = _check_texts(texts, n, required=tokens is None, ids=ids)
+        # An upsert without metadatas keeps each replaced passage's own (read at commit, under the lock).
+        keep_metadata = upsert and remove is None and metadatas is None
         metadatas = _check_metadatas(metadatas, n, ids)
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size <= 0:
             raise InvalidInputError(f"batch_size must be a positive integer, but got {batch_size!r}")
@@ -284,7 +320,16 @@ class LateIndex:
             self._store.release(writer)
             raise
         operation = "replace" if remove is not None else "upsert" if upsert else "add"
-        self._store.commit(writer, ids, texts_out, metadatas, upsert=upsert, remove_where=remove, operation=operation)
+        self._store.commit(
+            writer,
+            ids,
+            texts_out,
+            metadatas,
+            upsert=upsert,
+            remove_where=remove,
+            operation=operation,
+            keep_metadata=keep_metadata,
+        )
         return list(ids)
 
     def _refuse_existing(self, ids: list[str]) -> None:

@@ -644,6 +644,7 @@ class Store:
         upsert: bool,
         remove_where: tuple[str, list[Any]] | None = None,
         operation: str = "add",
+        keep_metadata: bool = False,
     ) -> None:
         """List the writer's passages, in one transaction with the tombstones they make.
 
@@ -668,10 +669,19 @@ class Store:
                 if writer.n:
                     segment = writer.finish(keys, None if self.path is None else self.path / SEGMENTS)
                     db.execute("INSERT INTO segments(name) VALUES (?)", (segment.name,))
+                kept: dict[str, str] = {}
+                if keep_metadata and existing:  # the replaced passages' own metadata, as committed
+                    kept = {
+                        id_: json.dumps(meta, ensure_ascii=False)
+                        for id_, _, meta in self.rows(db, list(existing.values())).values()
+                    }
                 db.executemany("UPDATE docs SET live = 0 WHERE key = ?", [(k,) for k in sorted(remove)])
                 db.executemany(
                     "INSERT INTO docs(key, id, text, metadata) VALUES (?, ?, ?, ?)",
-                    ((k, i, t, _to_json(m, i)) for k, i, t, m in zip(keys.tolist(), ids, texts, metadatas)),
+                    (
+                        (k, i, t, kept[i] if i in kept else _to_json(m, i))
+                        for k, i, t, m in zip(keys.tolist(), ids, texts, metadatas)
+                    ),
                 )
                 db.execute("UPDATE meta SET value = ? WHERE name = 'next_key'", (first + writer.n,))
                 db.execute("UPDATE meta SET value = value + 1 WHERE name = 'generation'")
