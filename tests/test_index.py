@@ -151,7 +151,7 @@ def test_upsert_without_metadatas_keeps_each_passages_own(tmp_path, encoder):
 
 
 def test_open_or_create_runs_twice(tmp_path, encoder):
-    for run in range(2):  # a notebook cell run twice
+    for _ in range(2):  # a notebook cell run twice
         index = LateIndex.open_or_create(tmp_path / "idx", encoder=encoder)
         index.upsert(TEXTS[:2], ids=["a", "b"], metadatas=META[:2])
         assert len(index) == 2 and index.search("violin", k=1) is not None
