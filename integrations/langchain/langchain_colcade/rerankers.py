@@ -17,8 +17,9 @@ from colcade.rerank import rerank
 class ColcadeReranker(BaseDocumentCompressor):
     """Rerank documents by late-interaction MaxSim; keeps the best ``top_n``.
 
-    Writes ``metadata["relevance_score"]``. Works on its own or inside langchain-classic's
-    ``ContextualCompressionRetriever`` around BM25, a vector store, or any retriever.
+    Writes ``metadata["relevance_score"]``; empty documents rank last with 0.0. Works on its
+    own or inside langchain-classic's ``ContextualCompressionRetriever`` around BM25, a
+    vector store, or any retriever.
     All candidates are encoded in one batch.
 
     Example:
@@ -43,9 +44,14 @@ class ColcadeReranker(BaseDocumentCompressor):
         self, documents: Sequence[Document], query: str, callbacks: Callbacks | None = None
     ) -> Sequence[Document]:
         documents = list(documents)
-        if not documents:
-            return []
-        ranked = rerank(self._encoder(), query, [d.page_content for d in documents], k=min(self.top_n, len(documents)))
+        # An empty document has no tokens to score: it ranks last (score 0.0) instead of failing the batch.
+        filled = [i for i, d in enumerate(documents) if d.page_content.strip()]
+        ranked: list[tuple[int, float]] = []
+        if filled:
+            scored = rerank(self._encoder(), query, [documents[i].page_content for i in filled], k=len(filled))
+            ranked = [(filled[j], score) for j, score in scored]
+        ranked += [(i, 0.0) for i in range(len(documents)) if i not in set(filled)]
+        ranked = ranked[: self.top_n]
         return [
             Document(
                 id=documents[i].id,

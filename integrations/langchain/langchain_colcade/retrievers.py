@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,9 +21,13 @@ class ColcadeRetriever(BaseRetriever):
     """Late-interaction retrieval for LangChain: a colcade ``LateIndex`` as a retriever.
 
     ``k``, ``filter`` and the stage widths (``search_kwargs``: ``n_shortlist``,
-    ``n_prefilter``, ``exhaustive``) are fields, and can also be given per call:
-    ``retriever.invoke("question", k=3, filter={"source": "a.pdf"})``. Documents carry the
-    passage id and ``metadata["score"]`` (the MaxSim score).
+    ``n_prefilter``, ``exhaustive``, and ``k`` / ``filter`` as LangChain tutorials pass them)
+    are fields, and can also be given per call: ``retriever.invoke("question", k=3,
+    filter={"source": "a.pdf"})``; a call's values win over ``search_kwargs``, which win over
+    the fields. Documents carry the passage id and the MaxSim score in
+    ``metadata[score_key]`` (``"colcade_score"``: a user's own ``score`` field is left alone).
+    The score differs between queries, so retrievers that merge several queries' documents by
+    equality (``MultiQueryRetriever``) see one passage twice: give them ``score_key=None``.
 
     Example:
         .. code-block:: python
@@ -38,6 +43,8 @@ class ColcadeRetriever(BaseRetriever):
     k: int = 4
     filter: dict[str, Any] | None = None
     search_kwargs: dict[str, Any] = Field(default_factory=dict)
+    score_key: str | None = "colcade_score"
+    """The metadata key the MaxSim score goes under (None: no score in the metadata)."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
@@ -60,13 +67,9 @@ class ColcadeRetriever(BaseRetriever):
 
     @classmethod
     def from_documents(cls, documents: Sequence[Document], **kwargs: Any) -> ColcadeRetriever:
-        """Index LangChain ``Document``s (their ``id`` is kept where set)."""
-        ids = [d.id for d in documents]
+        """Index LangChain ``Document``s (their ``id`` is kept where set, made up where not)."""
         return cls.from_texts(
-            [d.page_content for d in documents],
-            [dict(d.metadata) for d in documents],
-            ids=ids if all(ids) else None,
-            **kwargs,
+            [d.page_content for d in documents], [dict(d.metadata) for d in documents], ids=_ids_of(documents), **kwargs
         )
 
     @classmethod
@@ -83,9 +86,15 @@ class ColcadeRetriever(BaseRetriever):
         self, query: str, k: int | None, filter: dict[str, Any] | None, kwargs: dict[str, Any]
     ) -> list[Document]:
         widths = {**self.search_kwargs, **kwargs}
-        hits = self.index.search(query, k=k or self.k, filter=filter if filter is not None else self.filter, **widths)
+        base_k, base_filter = widths.pop("k", self.k), widths.pop("filter", self.filter)
+        k = base_k if k is None else k  # k=0 stays 0: colcade says it is invalid
+        hits = self.index.search(query, k=k, filter=filter if filter is not None else base_filter, **widths)
+        key = self.score_key
         return [
-            Document(id=hit.id, page_content=hit.text, metadata={**hit.metadata, "score": hit.score}) for hit in hits
+            Document(
+                id=hit.id, page_content=hit.text, metadata={**hit.metadata, key: hit.score} if key else hit.metadata
+            )
+            for hit in hits
         ]
 
     def _get_relevant_documents(
@@ -113,13 +122,22 @@ class ColcadeRetriever(BaseRetriever):
 
     # ------------------------------------------------------------------ updates
     def add_documents(self, documents: Iterable[Document], ids: Sequence[str] | None = None) -> list[str]:
-        """Add documents to the index; returns their ids."""
+        """Add documents, replacing any with the same id (LangChain's upsert); returns their ids.
+
+        Ids come from ``ids``, else each document's ``id``, else are made up (per document).
+        """
         documents = list(documents)
-        ids = ids or ([d.id for d in documents] if all(d.id for d in documents) else None)
-        return self.index.add(
-            [d.page_content for d in documents], ids=ids, metadatas=[dict(d.metadata) for d in documents]
+        return self.index.upsert(
+            [d.page_content for d in documents],
+            ids=list(ids) if ids is not None else _ids_of(documents),
+            metadatas=[dict(d.metadata) for d in documents],
         )
 
     def delete(self, ids: Sequence[str]) -> int:
         """Delete passages by id; returns how many."""
         return self.index.delete(list(ids))
+
+
+def _ids_of(documents: Sequence[Document]) -> list[str]:
+    """Each document's id; a document without one gets a new one (the others keep theirs)."""
+    return [d.id or uuid.uuid4().hex for d in documents]

@@ -28,7 +28,7 @@ from colcade.errors import CorruptIndexError, InvalidInputError
 # PLAID's rule asks for more centroids past 65k tokens; the cap keeps fitting them to ~15 s on
 # 2 cores (a 16-per-centroid sample, 10 iterations). Set by build time, not by any collection's scores.
 MAX_CENTROIDS = 4096
-_BLOCK = 1 << 16  # tokens encoded at a time (memory stays bounded on any write)
+_BLOCK = 1 << 14  # tokens encoded at a time (memory stays bounded on any write: ~25 MB at d=384)
 
 
 def centroid_count(n_tokens: int) -> int:
@@ -94,6 +94,9 @@ class ResidualCodec:
         codec = cls(
             centroids, np.zeros((sample.shape[1], 2**nbits - 1)), np.zeros((sample.shape[1], 2**nbits)), nbits, n
         )
+        # Residual statistics from at most 16k tokens: quantiles need no more, and memory stays small.
+        if len(sample) > 1 << 14:
+            sample = sample[np.random.default_rng(seed).choice(len(sample), 1 << 14, replace=False)]
         residual = sample - centroids[codec.assign(sample)]
         # Per dimension: cut at the residual's quantiles, and read each bucket back as its mean.
         qs = np.arange(1, 2**nbits) / 2**nbits

@@ -320,7 +320,7 @@ class SegmentWriter:
             self._compressed = {"codes": codes, "residuals": residuals, "dense": dense.astype(np.float16)}
             self.codec = codec
             return
-        block = 1 << 16  # tokens at a time: memory stays bounded on any write
+        block = 1 << 14  # tokens at a time: memory stays bounded on any write
         try:
             with open(self.folder / "codes.npy", "wb") as fc, open(self.folder / "residuals.npy", "wb") as fr:
                 fc.write(_npy_header(np.dtype(np.uint16), (self._n_tokens,)))

@@ -62,7 +62,40 @@ def test_ids_metadata_and_scores_round_trip(retriever):
     docs = retriever.invoke("a bowed instrument")
     assert [d.id for d in docs] == ["violin", "cello"]
     assert docs[0].metadata["kind"] == "music" and docs[0].metadata["year"] == 1600
-    assert docs[0].metadata["score"] >= docs[1].metadata["score"] > 0
+    assert docs[0].metadata["colcade_score"] >= docs[1].metadata["colcade_score"] > 0
+
+
+def test_search_kwargs_k_and_filter_the_way_tutorials_pass_them(retriever):
+    retriever.search_kwargs = {"k": 1, "filter": {"kind": "energy"}}
+    (doc,) = retriever.invoke("sunlight into power")
+    assert doc.metadata["kind"] == "energy"
+    assert len(retriever.invoke("sunlight into power", k=2)) == 2  # the call wins
+    with pytest.raises(Exception, match="k must be a positive integer"):
+        retriever.invoke("anything", k=0)
+
+
+def test_a_users_score_field_is_left_alone_and_scores_can_be_left_out():
+    retriever = ColcadeRetriever.from_texts(["a violin", "a solar panel"], metadatas=[{"score": 5}, {"score": 1}])
+    doc = retriever.invoke("violin", k=1)[0]
+    assert doc.metadata["score"] == 5 and doc.metadata["colcade_score"] > 0
+    retriever.score_key = None
+    assert retriever.invoke("violin", k=1)[0].metadata == {"score": 5}
+
+
+def test_add_documents_upserts_and_keeps_the_ids_it_was_given(retriever):
+    new = [Document(page_content="A harp has many strings.", id="harp"), Document(page_content="No id here.")]
+    ids = retriever.add_documents(new)
+    assert ids[0] == "harp" and ids[1]  # the second got one of its own
+    retriever.add_documents([Document(page_content="A harp is plucked.", id="harp")])  # same id: replaced
+    assert retriever.index.get(["harp"])[0]["text"] == "A harp is plucked."
+
+
+def test_reranker_ranks_an_empty_document_last_instead_of_failing():
+    reranker = ColcadeReranker(top_n=3)
+    docs = [Document(page_content=""), Document(page_content="a violin"), Document(page_content="a solar panel")]
+    out = reranker.compress_documents(docs, "violin")
+    assert [d.page_content for d in out] == ["a violin", "a solar panel", ""]
+    assert out[-1].metadata["relevance_score"] == 0.0
 
 
 def test_k_and_filter_per_call_and_as_fields(retriever):
