@@ -213,3 +213,18 @@ def test_a_missing_codec_is_a_clear_error(tmp_path) -> None:
     shutil.rmtree(next((tmp_path / "idx" / "codecs").iterdir()))
     with pytest.raises(CorruptIndexError, match="codecs"):
         LateIndex.open(tmp_path / "idx")
+
+
+def test_compaction_removes_codecs_no_segment_names_once_a_day_old(tmp_path) -> None:
+    index = _index(tmp_path)
+    index.add(ids=[f"a{i}" for i in range(N)], tokens=passages(N, 64, seed=7))
+    stray = tmp_path / "idx" / "codecs" / "codec-0000000000000000"
+    stray.mkdir()
+    (stray / "codec.json").write_text("{}")
+    fresh = tmp_path / "idx" / "codecs" / "codec-1111111111111111"
+    fresh.mkdir()
+    os.utime(stray, (0, 0))  # written long ago, named by nothing
+    index.compact()
+    names = {p.name for p in (tmp_path / "idx" / "codecs").iterdir()}
+    assert stray.name not in names and fresh.name in names  # the fresh one may belong to a write in flight
+    assert index._store.state.segments[0].codec.name in names

@@ -186,6 +186,11 @@ class ResidualCodec:
             for f in tmp.iterdir():
                 f.unlink()
             tmp.rmdir()
+        fd = os.open(folder.parent, os.O_RDONLY)  # the rename itself survives a power cut
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     @classmethod
     def load(cls, folder: Path) -> ResidualCodec:

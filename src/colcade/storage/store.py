@@ -783,6 +783,7 @@ class Store:
         for folder in (self.path / SEGMENTS).iterdir():
             if folder.name not in keep:
                 shutil.rmtree(folder, ignore_errors=True)
+        self._remove_unused_codecs(keep)
         staging = self.path / STAGING
         if not staging.is_dir():
             return
@@ -798,6 +799,23 @@ class Store:
                 shutil.rmtree(folder, ignore_errors=True)
                 entry.unlink(missing_ok=True)
                 os.close(claim[0])
+
+    def _remove_unused_codecs(self, segments: set[str]) -> None:
+        """Codecs no committed segment names, once older than a day (a write in flight may have
+        just saved the one it is about to commit), and half-written codec folders."""
+        assert self.path is not None
+        folder = self.path / CODECS
+        if not folder.is_dir():
+            return
+        used = set()
+        for name in segments:
+            try:
+                used.add((self.path / SEGMENTS / name / "codec.txt").read_text().strip())
+            except OSError:
+                continue  # a float16 segment
+        for entry in folder.iterdir():
+            if entry.name not in used and time.time() - entry.stat().st_mtime > 86_400:
+                shutil.rmtree(entry, ignore_errors=True)
 
     def close(self) -> None:
         """Close the connections once operations in flight have ended; later calls raise IndexClosedError."""
