@@ -45,6 +45,8 @@ class ColcadeRetriever(BaseRetriever):
     search_kwargs: dict[str, Any] = Field(default_factory=dict)
     score_key: str | None = "colcade_score"
     """The metadata key the MaxSim score goes under (None: no score in the metadata)."""
+    normalize_scores: bool = False
+    """Give the MaxSim score divided by the query's token count (about 0..1, comparable across queries)."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
@@ -96,6 +98,9 @@ class ColcadeRetriever(BaseRetriever):
             )
             for hit in hits
         ]
+
+    def _score(self, hit: Any) -> float:
+        return float(hit.normalized_score if self.normalize_scores else hit.score)
 
     def _get_relevant_documents(
         self,

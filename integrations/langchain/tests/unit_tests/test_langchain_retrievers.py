@@ -155,3 +155,13 @@ async def test_reranker_async_and_empty():
     assert await reranker.acompress_documents([], "anything") == []
     top = await reranker.acompress_documents(DOCS, "photosynthesis")
     assert [d.id for d in top] == ["leaf"]
+
+
+def test_normalized_scores_do_not_grow_with_the_query():
+    retriever = ColcadeRetriever.from_texts(["The violin has four strings.", "Solar panels make power."])
+    retriever.normalize_scores = True
+    short = retriever.invoke("violin", k=1)[0].metadata["colcade_score"]
+    long = retriever.invoke("which instrument has four strings and a bow", k=1)[0].metadata["colcade_score"]
+    assert 0 < short <= 1.0 and 0 < long <= 1.0
+    retriever.normalize_scores = False
+    assert retriever.invoke("which instrument has four strings and a bow", k=1)[0].metadata["colcade_score"] > 2

@@ -93,3 +93,23 @@ def test_rerank_postprocessor():
     nodes = [NodeWithScore(node=TextNode(id_=d.doc_id, text=d.text), score=0.0) for d in DOCS]
     out = ColcadeRerank(top_n=2).postprocess_nodes(nodes, query_bundle=QueryBundle("photosynthesis in leaves"))
     assert out[0].node.node_id == "leaf" and len(out) == 2 and out[0].score >= out[1].score
+
+
+def test_normalized_scores_threshold_the_same_for_short_and_long_queries():
+    from llama_index.core.postprocessor import SimilarityPostprocessor
+
+    texts = ["The violin has four strings.", "Solar panels make electricity.", "Glaciers are rivers of ice."]
+    raw = ColcadeRetriever.from_texts(texts, similarity_top_k=3)
+    normalized = ColcadeRetriever(raw.index, similarity_top_k=3, normalize_scores=True)
+    short, long = "violin", "which instrument has four strings and is played with a bow under the chin"
+    for query in (short, long):
+        nodes = normalized.retrieve(query)
+        assert all(-1.0 <= n.score <= 1.0 for n in nodes)
+        assert nodes[0].node.text.startswith("The violin")
+    # The raw MaxSim sum grows with the query's length; the normalized score does not.
+    assert raw.retrieve(long)[0].score > 3 * raw.retrieve(short)[0].score
+    cutoff = SimilarityPostprocessor(similarity_cutoff=0.5)
+    for query in (short, long):  # one cutoff keeps just the answer, whatever the query's length
+        kept = cutoff.postprocess_nodes(normalized.retrieve(query))
+        assert [n.node.text for n in kept] == ["The violin has four strings."]
+    assert len(cutoff.postprocess_nodes(raw.retrieve(long))) == 3  # raw sums let every distractor through

@@ -55,8 +55,11 @@ class ColcadeRetriever(BaseRetriever):
     """Late-interaction retrieval for LlamaIndex: a colcade ``LateIndex`` as a retriever.
 
     Returns ``NodeWithScore(TextNode(id_=..., text=..., metadata=...), score)`` with the
-    MaxSim score. ``filters`` (LlamaIndex ``MetadataFilters`` or a colcade filter dict) apply
-    before ranking.
+    MaxSim score, or with ``normalize_scores=True`` the MaxSim score divided by the query's
+    token count (the mean best cosine of a query token: about 0..1, and comparable across
+    queries, so ``SimilarityPostprocessor(similarity_cutoff=...)`` means the same for a
+    one-word query and a long one). ``filters`` (LlamaIndex ``MetadataFilters`` or a colcade
+    filter dict) apply before ranking.
 
     Example:
         .. code-block:: python
@@ -75,8 +78,10 @@ class ColcadeRetriever(BaseRetriever):
         search_kwargs: dict[str, Any] | None = None,
         callback_manager: CallbackManager | None = None,
         verbose: bool = False,
+        normalize_scores: bool = False,
     ) -> None:
         self.index = index
+        self.normalize_scores = normalize_scores
         self.similarity_top_k = similarity_top_k
         self.filters = filters
         self.search_kwargs = dict(search_kwargs or {})
@@ -123,7 +128,11 @@ class ColcadeRetriever(BaseRetriever):
             **self.search_kwargs,
         )
         return [
-            NodeWithScore(node=TextNode(id_=h.id, text=h.text, metadata=dict(h.metadata)), score=h.score) for h in hits
+            NodeWithScore(
+                node=TextNode(id_=h.id, text=h.text, metadata=dict(h.metadata)),
+                score=h.normalized_score if self.normalize_scores else h.score,
+            )
+            for h in hits
         ]
 
     async def _aretrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
