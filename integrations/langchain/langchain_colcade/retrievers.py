@@ -94,7 +94,9 @@ class ColcadeRetriever(BaseRetriever):
         key = self.score_key
         return [
             Document(
-                id=hit.id, page_content=hit.text, metadata={**hit.metadata, key: hit.score} if key else hit.metadata
+                id=hit.id,
+                page_content=hit.text,
+                metadata={**hit.metadata, key: self._score(hit)} if key else hit.metadata,
             )
             for hit in hits
         ]
