@@ -251,3 +251,24 @@ def test_restructuredtext_is_read_as_text(tmp_path):
     doc = tmp_path / "guide.rst"
     doc.write_text("Install\n=======\n\nRun ``pip install colcade`` in a fresh environment.\n")
     assert "pip install colcade" in read_pages(doc)[0][1]
+
+
+def test_word_documents_are_read_in_order_tables_included(tmp_path, capsys):
+    docx = pytest.importorskip("docx")
+    document = docx.Document()
+    document.add_heading("Orchestra notes", level=1)
+    document.add_paragraph("The violin has four strings and is played with a bow.")
+    table = document.add_table(rows=2, cols=2)
+    table.cell(0, 0).text, table.cell(0, 1).text = "instrument", "strings"
+    table.cell(1, 0).text, table.cell(1, 1).text = "cello", "four"
+    document.add_paragraph("Glaciers are rivers of ice.")
+    path = tmp_path / "docs" / "notes.docx"
+    path.parent.mkdir()
+    document.save(str(path))
+    ((page, text),) = read_pages(path)
+    assert page == 1
+    assert text.index("Orchestra notes") < text.index("violin") < text.index("cello | four") < text.index("Glaciers")
+    code, _, _ = run(capsys, "index", str(path.parent), "--index", str(tmp_path / "idx"))
+    assert code == 0
+    code, out, _ = run(capsys, "search", str(tmp_path / "idx"), "which instrument has strings", "-k", "1", "--json")
+    assert json.loads(out)["hits"][0]["metadata"]["file"] == "notes.docx"

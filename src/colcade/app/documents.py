@@ -1,4 +1,5 @@
-"""Reading files into text: .txt, .md and .rst as they are, .html through BeautifulSoup, .pdf through pypdf."""
+"""Reading files into text: .txt, .md and .rst as they are, .html through BeautifulSoup, .pdf through
+pypdf, .docx through python-docx."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 from colcade.errors import InvalidInputError
 from colcade.optional import require
 
-SUFFIXES = {".txt", ".md", ".markdown", ".rst", ".html", ".htm", ".pdf"}  # .rst reads well as plain text
+SUFFIXES = {".txt", ".md", ".markdown", ".rst", ".html", ".htm", ".pdf", ".docx"}  # .rst reads well as plain text
 
 
 _BOILERPLATE = ["script", "style", "noscript", "template", "nav", "header", "footer", "aside", "form", "svg"]
@@ -59,6 +60,21 @@ def html_text(soup: Any) -> str:
     return "\n\n".join(p for p in paragraphs if p)
 
 
+def docx_text(document: Any) -> str:
+    """A Word document's paragraphs and table cells, in document order, one block per paragraph."""
+    from docx.table import Table
+    from docx.text.paragraph import Paragraph
+
+    blocks = []
+    for item in document.iter_inner_content():  # paragraphs and tables as they appear
+        if isinstance(item, Paragraph):
+            blocks.append(item.text)
+        elif isinstance(item, Table):
+            for row in item.rows:
+                blocks.append(" | ".join(cell.text.strip() for cell in row.cells))
+    return "\n\n".join(b for b in blocks if b.strip())
+
+
 def read_pages(path: Path) -> list[tuple[int, str]]:
     """``(page number, text)`` of a file: one page for text and HTML, one per PDF page (from 1)."""
     suffix = path.suffix.lower()
@@ -68,7 +84,10 @@ def read_pages(path: Path) -> list[tuple[int, str]]:
         )
     reader = require("pypdf", '"colcade[cli]"', "reading PDF") if suffix == ".pdf" else None
     soup_module = require("bs4", '"colcade[cli]"', "reading HTML") if suffix in (".html", ".htm") else None
+    docx_module = require("docx", '"colcade[cli]"', "reading Word files") if suffix == ".docx" else None
     try:
+        if docx_module is not None:
+            return [(1, docx_text(docx_module.Document(str(path))))]
         if reader is not None:
             PdfReader = reader.PdfReader
             return [(i + 1, page.extract_text() or "") for i, page in enumerate(PdfReader(path).pages)]
