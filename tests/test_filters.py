@@ -50,3 +50,36 @@ def index():
 def test_filter_semantics(index, flt, meaning):
     got = {h.id for h in index.search(query_of(np.ones((1, 4), np.float32)), k=10, filter=flt)}
     assert got == {f"r{i}" for i, m in enumerate(ROWS) if meaning(m)}
+
+
+def test_list_text_and_emptiness_operators():
+    from colcade import FilterError
+
+    index = LateIndex.in_memory(PrecomputedEncoder(dim=4))
+    metas = [
+        {"tags": ["a", "b"], "t": "Hello World"},
+        {"tags": ["b", 1, True]},
+        {"tags": []},
+        {"t": ""},
+        {"tags": None, "t": "[]"},
+        {"tags": "a", "n": 0},
+    ]
+    index.add(ids=[f"d{i}" for i in range(6)], metadatas=metas, tokens=[np.ones((1, 4))] * 6)
+
+    def ids(f):
+        return sorted(index.ids(filter=f))
+
+    assert ids({"tags": {"$contains": "a"}}) == ["d0"]  # a list holding "a"; the string "a" is no list
+    assert ids({"tags": {"$contains": 1}}) == ["d1"] and ids({"tags": {"$contains": True}}) == ["d1"]
+    assert ids({"tags": {"$contains": "1"}}) == []  # typed, as $eq
+    assert ids({"tags": {"$any": ["a", 1]}}) == ["d0", "d1"]
+    assert ids({"tags": {"$all": ["a", "b"]}}) == ["d0"]
+    assert ids({"t": {"$text": "World"}}) == ["d0"] and ids({"t": {"$text": "world"}}) == []
+    assert ids({"t": {"$itext": "world"}}) == ["d0"]
+    assert ids({"tags": {"$empty": True}}) == ["d2", "d3", "d4"]  # [], missing, null
+    assert ids({"t": {"$empty": True}}) == ["d1", "d2", "d3", "d5"]  # "" and missing; "[]" is a string
+    assert ids({"n": {"$empty": True}}) == ["d0", "d1", "d2", "d3", "d4"]  # 0 is a value
+    assert ids({"$not": {"tags": {"$contains": "b"}}}) == ["d2", "d3", "d4", "d5"]
+    for bad in ({"tags": {"$any": []}}, {"tags": {"$all": "a"}}, {"t": {"$text": ""}}, {"t": {"$empty": 1}}):
+        with pytest.raises(FilterError):
+            index.ids(filter=bad)

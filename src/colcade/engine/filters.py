@@ -6,7 +6,10 @@ A filter is a dict, MongoDB-style, as in LangChain's and Chroma's vector stores:
     {"year": {"$gte": 2020}, "lang": {"$in": ["en", "de"]}}
     {"$or": [{"source": "a.pdf"}, {"page": {"$lt": 3}}]}
 
-Operators: $eq $ne $gt $gte $lt $lte $in $nin $exists, combined with $and / $or / $not.
+Operators: $eq $ne $gt $gte $lt $lte $in $nin $exists, combined with $and / $or / $not; for
+list fields $contains (holds the value), $any (holds one of the values), $all (holds every
+value); for strings $text (holds the substring; $itext ignores case); $empty (true: missing,
+null, "" or []).
 Comparisons are typed as in JSON: ``1`` never equals ``true`` and ``"1"`` never equals ``1``;
 ordering compares numbers with numbers and strings with strings. ``{"key": None}`` matches a
 missing key or a JSON null; ``$exists`` asks whether the key is present (null included).
@@ -24,7 +27,9 @@ from typing import Any
 from colcade.errors import FilterError
 
 _ORDER = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
-OPERATORS = sorted(["$eq", "$ne", *_ORDER, "$in", "$nin", "$exists"])
+OPERATORS = sorted(
+    ["$eq", "$ne", *_ORDER, "$in", "$nin", "$exists", "$contains", "$any", "$all", "$text", "$itext", "$empty"]
+)
 MAX_DEPTH = 24
 MAX_PARAMETERS = 20_000
 _INT64 = (-(2**63), 2**63 - 1)
@@ -143,9 +148,43 @@ def _field(key: str, condition: Any, params: list[Any]) -> str:
                 raise FilterError(f"$exists on {key!r} takes true or false, but got {value!r}")
             params.append(path)
             parts.append(f"json_type(metadata, ?) IS {'NOT ' if value else ''}NULL")
+        elif op in ("$contains", "$any", "$all"):
+            values = [value] if op == "$contains" else value
+            if op != "$contains" and (not isinstance(value, (list, tuple, set, frozenset)) or not value):
+                raise FilterError(f"{op} on {key!r} takes a non-empty list, but got {value!r}")
+            held = [_holds(path, _scalar(key, op, v), params) for v in values]
+            parts.append(_join(held, "AND" if op == "$all" else "OR"))
+        elif op in ("$text", "$itext"):
+            if not isinstance(value, str) or not value:
+                raise FilterError(f"{op} on {key!r} takes a non-empty string, but got {value!r}")
+            value = _scalar(key, op, value)
+            params += [path, path, value.lower() if op == "$itext" else value]
+            field = "lower(json_extract(metadata, ?))" if op == "$itext" else "json_extract(metadata, ?)"
+            parts.append(f"(json_type(metadata, ?) = 'text' AND instr({field}, ?) > 0)")
+        elif op == "$empty":
+            if not isinstance(value, bool):
+                raise FilterError(f"$empty on {key!r} takes true or false, but got {value!r}")
+            params += [path] * 6
+            empty = (
+                "(json_type(metadata, ?) IS NULL OR json_type(metadata, ?) = 'null' "
+                "OR (json_type(metadata, ?) = 'text' AND json_extract(metadata, ?) = '') "
+                "OR (json_type(metadata, ?) = 'array' AND json_array_length(metadata, ?) = 0))"
+            )
+            parts.append(empty if value else _negate(empty))
         else:
             raise FilterError(f"unknown filter operator {op!r} on {key!r}; supported: {', '.join(OPERATORS)}")
     return _join(parts, "AND")
+
+
+def _holds(path: str, value: Any, params: list[Any]) -> str:
+    """The field is a list with ``value`` among its items (typed, as ``$eq``)."""
+    if isinstance(value, bool):
+        params += [path, path]
+        test = f"e.type {_kind(value)}"
+    else:
+        params += [path, path, value]
+        test = f"e.type {_kind(value)} AND e.value = ?"
+    return f"(json_type(metadata, ?) = 'array' AND EXISTS (SELECT 1 FROM json_each(metadata, ?) AS e WHERE {test}))"
 
 
 def _kind(value: Any) -> str:

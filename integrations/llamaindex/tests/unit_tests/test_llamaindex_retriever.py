@@ -10,9 +10,8 @@ from llama_index.core import Document  # noqa: E402
 from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode  # noqa: E402
 from llama_index.core.vector_stores import FilterCondition, FilterOperator, MetadataFilter, MetadataFilters  # noqa: E402
 
-from colcade import FilterError  # noqa: E402
 from llama_index.postprocessor.colcade_rerank import ColcadeRerank  # noqa: E402
-from llama_index.retrievers.colcade import ColcadeRetriever, to_colcade_filter  # noqa: E402
+from llama_index.retrievers.colcade import ColcadeRetriever  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parents[4] / "examples"
 DOCS = [
@@ -69,11 +68,26 @@ def test_metadata_filters(retriever):
     assert _ids(retriever, "power", {"kind": "music"}) == {"violin"}  # a colcade filter works too
 
 
-def test_unsupported_filter_operator_is_a_clear_error():
-    with pytest.raises(FilterError, match="text_match"):
-        to_colcade_filter(
-            MetadataFilters(filters=[MetadataFilter(key="kind", value="ene", operator=FilterOperator.TEXT_MATCH)])
-        )
+def test_every_filter_operator_maps_to_colcade():
+    docs = [
+        Document(text="A violin.", id_="violin", metadata={"tags": ["strings", "bowed"], "kind": "Music"}),
+        Document(text="A harp.", id_="harp", metadata={"tags": ["strings"], "kind": "music"}),
+        Document(text="A drum.", id_="drum", metadata={"tags": [], "kind": "percussion"}),
+    ]
+    retriever = ColcadeRetriever.from_documents(docs, similarity_top_k=3)
+
+    def found(op, value, key="tags"):
+        filters = MetadataFilters(filters=[MetadataFilter(key=key, value=value, operator=op)])
+        filtered = ColcadeRetriever(retriever.index, similarity_top_k=3, filters=filters)
+        return {n.node.node_id for n in filtered.retrieve("instrument")}
+
+    assert found(FilterOperator.CONTAINS, "bowed") == {"violin"}
+    assert found(FilterOperator.ANY, ["bowed", "strings"]) == {"violin", "harp"}
+    assert found(FilterOperator.ALL, ["bowed", "strings"]) == {"violin"}
+    assert found(FilterOperator.TEXT_MATCH, "usic", key="kind") == {"violin", "harp"}
+    assert found(FilterOperator.IS_EMPTY, None) == {"drum"}
+    if hasattr(FilterOperator, "TEXT_MATCH_INSENSITIVE"):
+        assert found(FilterOperator.TEXT_MATCH_INSENSITIVE, "MUSIC", key="kind") == {"violin", "harp"}
 
 
 async def test_aretrieve_matches_retrieve(retriever):

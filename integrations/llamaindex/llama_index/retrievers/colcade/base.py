@@ -24,7 +24,14 @@ _OPERATORS = {
     FilterOperator.LTE: "$lte",
     FilterOperator.IN: "$in",
     FilterOperator.NIN: "$nin",
+    FilterOperator.CONTAINS: "$contains",
+    FilterOperator.ANY: "$any",
+    FilterOperator.ALL: "$all",
+    FilterOperator.TEXT_MATCH: "$text",
+    FilterOperator.IS_EMPTY: "$empty",
 }
+if hasattr(FilterOperator, "TEXT_MATCH_INSENSITIVE"):  # newer llama-index-core
+    _OPERATORS[FilterOperator.TEXT_MATCH_INSENSITIVE] = "$itext"
 
 
 def to_colcade_filter(filters: MetadataFilters | dict[str, Any] | None) -> dict[str, Any] | None:
@@ -45,7 +52,8 @@ def to_colcade_filter(filters: MetadataFilters | dict[str, Any] | None) -> dict[
             raise FilterError(
                 f"filter operator {f.operator.value!r} on {f.key!r} is not supported by colcade; use one of {supported}"
             )
-        parts.append({f.key: {_OPERATORS[f.operator]: f.value}})
+        value = True if f.operator == FilterOperator.IS_EMPTY else f.value  # IS_EMPTY carries no value
+        parts.append({f.key: {_OPERATORS[f.operator]: value}})
     if filters.condition == FilterCondition.NOT:
         return {"$not": {"$and": parts}}
     return {"$or" if filters.condition == FilterCondition.OR else "$and": parts}
