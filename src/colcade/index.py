@@ -393,10 +393,11 @@ class LateIndex:
             dense[batch] = out.dense
         return tokens, dense
 
-    def delete(self, ids: Sequence[str]) -> int:
-        """Delete passages by id; returns how many. Unknown ids are an error and nothing is deleted."""
+    def delete(self, ids: Sequence[str], *, missing_ok: bool = False) -> int:
+        """Delete passages by id; returns how many. Unknown ids are an error and nothing is
+        deleted, unless ``missing_ok`` (then they are skipped)."""
         ids = _id_list(ids, "delete")
-        return self._store.delete(ids) if ids else 0
+        return self._store.delete(ids, missing_ok) if ids else 0
 
     def compact(self) -> None:
         """Rewrite the index without deleted passages (and with one segment).
@@ -526,18 +527,19 @@ class LateIndex:
         with self._store.reading() as (_, db):
             return set(db.execute(f"SELECT DISTINCT {columns} FROM docs WHERE live = 1 AND {where}", paths + params))
 
-    def get(self, ids: Sequence[str]) -> list[dict[str, Any]]:
-        """Stored text and metadata of passages by id (``{"id", "text", "metadata"}``)."""
+    def get(self, ids: Sequence[str], *, missing_ok: bool = False) -> list[dict[str, Any]]:
+        """Stored text and metadata of passages by id (``{"id", "text", "metadata"}``), in the
+        order asked. Unknown ids are an error, unless ``missing_ok`` (then they are left out)."""
         ids = _id_list(ids, "get")
         with self._store.reading() as (_, db):
             found = self._store.live_keys_for_ids(db, ids)
             missing = [i for i in ids if i not in found]
-            if missing:
+            if missing and not missing_ok:
                 raise UnknownIdError(
                     f"{len(missing)} ids are not in the index ({', '.join(repr(i) for i in missing[:5])})"
                 )
             rows = self._store.rows(db, list(found.values()))
-        return [{"id": i, "text": rows[found[i]][1], "metadata": rows[found[i]][2]} for i in ids]
+        return [{"id": i, "text": rows[found[i]][1], "metadata": rows[found[i]][2]} for i in ids if i in found]
 
     def stats(self) -> IndexStats:
         """Counts, sizes and the encoder, for monitoring and ``colcade info``."""

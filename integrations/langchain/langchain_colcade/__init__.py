@@ -1,10 +1,11 @@
-"""LangChain integration of colcade: a late-interaction retriever and a MaxSim reranker.
+"""LangChain integration of colcade: a late-interaction vector store, retriever and MaxSim reranker.
 
->>> from langchain_colcade import ColcadeRetriever, ColcadeReranker
+>>> from langchain_colcade import ColcadeRetriever, ColcadeReranker, ColcadeVectorStore
 """
 
 from langchain_colcade.chains import rag_chain
 from langchain_colcade.rerankers import ColcadeReranker
 from langchain_colcade.retrievers import ColcadeRetriever
+from langchain_colcade.vectorstores import ColcadeVectorStore
 
-__all__ = ["ColcadeReranker", "ColcadeRetriever", "rag_chain"]
+__all__ = ["ColcadeReranker", "ColcadeRetriever", "ColcadeVectorStore", "rag_chain"]

@@ -699,13 +699,14 @@ class Store:
         dead = np.concatenate([state.keys[~state.live], np.fromiter(remove, np.int64, len(remove))])
         self._set_state(State.of(generation, segments, dead, state.shortlist.covering(segments)))
 
-    def delete(self, ids: Sequence[str]) -> int:
-        """Tombstone passages by id; unknown ids are an UnknownIdError and nothing is deleted."""
+    def delete(self, ids: Sequence[str], missing_ok: bool = False) -> int:
+        """Tombstone passages by id; unknown ids are an UnknownIdError and nothing is deleted
+        (with ``missing_ok``, they are skipped)."""
         with self.write_lock.hold("delete"), self._transaction() as db:
             state = self._current_locked(db)
             found = self.live_keys_for_ids(db, ids)
             missing = [i for i in ids if i not in found]
-            if missing:
+            if missing and not missing_ok:
                 shown = ", ".join(repr(i) for i in missing[:5])
                 raise UnknownIdError(f"{len(missing)} ids are not in the index ({shown}); nothing was deleted")
             db.executemany("UPDATE docs SET live = 0 WHERE key = ?", [(k,) for k in found.values()])

@@ -15,16 +15,6 @@ from langchain_core.vectorstores import InMemoryVectorStore  # noqa: E402
 from colcade import LateIndex  # noqa: E402
 from langchain_colcade import ColcadeReranker, ColcadeRetriever  # noqa: E402
 
-
-@pytest.fixture(autouse=True)
-def _no_network():
-    """Unit tests run with the network off (LangChain's convention); the event loop keeps unix sockets."""
-    pytest_socket = pytest.importorskip("pytest_socket")
-    pytest_socket.disable_socket(allow_unix_socket=True)
-    yield
-    pytest_socket.enable_socket()
-
-
 EXAMPLES = Path(__file__).resolve().parents[4] / "examples"
 DOCS = [
     Document(
