@@ -6,6 +6,7 @@
 from langchain_colcade.chains import rag_chain
 from langchain_colcade.rerankers import ColcadeReranker
 from langchain_colcade.retrievers import ColcadeRetriever
+from langchain_colcade.self_query import ColcadeTranslator
 from langchain_colcade.vectorstores import ColcadeVectorStore
 
-__all__ = ["ColcadeReranker", "ColcadeRetriever", "ColcadeVectorStore", "rag_chain"]
+__all__ = ["ColcadeReranker", "ColcadeRetriever", "ColcadeTranslator", "ColcadeVectorStore", "rag_chain"]

@@ -4,7 +4,7 @@ import pytest
 
 import langchain_colcade
 
-EXPECTED = ["ColcadeReranker", "ColcadeRetriever", "ColcadeVectorStore", "rag_chain"]
+EXPECTED = ["ColcadeReranker", "ColcadeRetriever", "ColcadeTranslator", "ColcadeVectorStore", "rag_chain"]
 
 
 def test_all_imports():

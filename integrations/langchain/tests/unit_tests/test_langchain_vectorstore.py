@@ -127,3 +127,37 @@ def test_indexing_api_with_a_sql_record_manager(tmp_path):
     assert third["num_added"] == 1 and third["num_deleted"] == 1
     assert len(store.index) == 3
     assert store.similarity_search("tuned in fifths", k=1)[0].page_content.startswith("The violin is tuned")
+
+
+def test_self_query_retriever_turns_the_llms_filter_into_a_colcade_filter(store):
+    from langchain_classic.chains.query_constructor.schema import AttributeInfo
+    from langchain_classic.retrievers.self_query.base import SelfQueryRetriever
+    from langchain_core.language_models import FakeListLLM
+
+    from langchain_colcade import ColcadeTranslator
+
+    # What an LLM answers for "energy passages about sunlight" (the query constructor's JSON).
+    llm = FakeListLLM(responses=['```json\n{"query": "sunlight", "filter": "eq(\\"kind\\", \\"energy\\")"}\n```'])
+    retriever = SelfQueryRetriever.from_llm(
+        llm,
+        store,
+        "short science and music notes",
+        [AttributeInfo(name="kind", description="music, energy or biology", type="string")],
+        structured_query_translator=ColcadeTranslator(),
+    )
+    docs = retriever.invoke("energy passages about sunlight")
+    assert docs and {d.metadata["kind"] for d in docs} == {"energy"}  # the leaf (biology) is filtered out
+    from langchain_core.structured_query import Comparator, Comparison, Operation, Operator
+
+    nested = Operation(
+        operator=Operator.OR,
+        arguments=[
+            Comparison(comparator=Comparator.CONTAIN, attribute="tags", value="a"),
+            Operation(
+                operator=Operator.NOT, arguments=[Comparison(comparator=Comparator.LIKE, attribute="t", value="x")]
+            ),
+        ],
+    )
+    assert nested.accept(ColcadeTranslator()) == {
+        "$or": [{"tags": {"$contains": "a"}}, {"$not": {"t": {"$text": "x"}}}]
+    }
