@@ -11,6 +11,7 @@ from llama_index.core.base.base_retriever import BaseRetriever
 from llama_index.core.callbacks import CallbackManager
 from llama_index.core.schema import BaseNode, NodeWithScore, QueryBundle, TextNode
 from llama_index.core.vector_stores.types import FilterCondition, FilterOperator, MetadataFilter, MetadataFilters  # noqa: F401 (doctest)
+from llama_index.core.vector_stores.utils import metadata_dict_to_node
 
 from colcade import FilterError, LateIndex
 from colcade.encoders import Encoder
@@ -136,11 +137,7 @@ class ColcadeRetriever(BaseRetriever):
             **self.search_kwargs,
         )
         return [
-            NodeWithScore(
-                node=TextNode(id_=h.id, text=h.text, metadata=dict(h.metadata)),
-                score=h.normalized_score if self.normalize_scores else h.score,
-            )
-            for h in hits
+            NodeWithScore(node=_node(h), score=h.normalized_score if self.normalize_scores else h.score) for h in hits
         ]
 
     async def _aretrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
@@ -158,3 +155,10 @@ class ColcadeRetriever(BaseRetriever):
     def delete(self, ids: Sequence[str]) -> int:
         """Delete nodes by id; returns how many."""
         return self.index.delete(list(ids))
+
+
+def _node(hit: Any) -> BaseNode:
+    """The stored node: whole (relationships, ref_doc_id) when ColcadeIndex wrote it, else a TextNode."""
+    if "_node_content" in hit.metadata:
+        return metadata_dict_to_node(hit.metadata, text=hit.text)
+    return TextNode(id_=hit.id, text=hit.text, metadata=dict(hit.metadata))
