@@ -17,6 +17,8 @@ def test_there_are_notebooks():
         "llamaindex_query_engine",
         "colpali_vectors",
         "explain_match",
+        "langchain_parent_documents",
+        "llamaindex_from_documents",
     }
 
 
