@@ -155,3 +155,14 @@ def test_normalized_scores_do_not_grow_with_the_query():
     assert 0 < short <= 1.0 and 0 < long <= 1.0
     retriever.normalize_scores = False
     assert retriever.invoke("which instrument has four strings and a bow", k=1)[0].metadata["colcade_score"] > 2
+
+
+def test_multi_query_retriever_merges_one_passage_found_by_several_sub_queries(retriever):
+    from langchain_classic.retrievers.multi_query import MultiQueryRetriever
+    from langchain_core.language_models import FakeListLLM
+
+    retriever.score_key = None  # as documented: the score differs between sub-queries
+    llm = FakeListLLM(responses=["a bowed instrument\na string instrument\nthe violin"])
+    docs = MultiQueryRetriever.from_llm(retriever=retriever, llm=llm).invoke("violin")
+    ids = [d.id for d in docs]
+    assert len(ids) == len(set(ids)) and "violin" in ids
