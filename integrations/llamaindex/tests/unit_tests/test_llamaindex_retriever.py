@@ -127,3 +127,18 @@ def test_normalized_scores_threshold_the_same_for_short_and_long_queries():
         kept = cutoff.postprocess_nodes(normalized.retrieve(query))
         assert [n.node.text for n in kept] == ["The violin has four strings."]
     assert len(cutoff.postprocess_nodes(raw.retrieve(long))) == 3  # raw sums let every distractor through
+
+
+def test_insert_replaces_a_node_and_keeps_its_source_document():
+    from llama_index.core.schema import NodeRelationship, RelatedNodeInfo
+
+    retriever = ColcadeRetriever.from_texts(["Solar panels make electricity."], ids=["solar"], similarity_top_k=1)
+    node = TextNode(id_="n1", text="The violin has four strings.", metadata={"kind": "music"})
+    node.relationships[NodeRelationship.SOURCE] = RelatedNodeInfo(node_id="handbook")
+    retriever.insert([node])
+    retriever.insert(
+        [TextNode(id_="n1", text="The violin has four strings tuned in fifths.", relationships=node.relationships)]
+    )
+    (hit,) = retriever.retrieve("violin strings")
+    assert hit.node.node_id == "n1" and hit.node.get_content().endswith("fifths.")
+    assert hit.node.ref_doc_id == "handbook"

@@ -11,7 +11,7 @@ from llama_index.core.base.base_retriever import BaseRetriever
 from llama_index.core.callbacks import CallbackManager
 from llama_index.core.schema import BaseNode, NodeWithScore, QueryBundle, TextNode
 from llama_index.core.vector_stores.types import FilterCondition, FilterOperator, MetadataFilter, MetadataFilters  # noqa: F401 (doctest)
-from llama_index.core.vector_stores.utils import metadata_dict_to_node
+from llama_index.core.vector_stores.utils import metadata_dict_to_node, node_to_metadata_dict
 
 from colcade import FilterError, LateIndex
 from colcade.encoders import Encoder
@@ -145,11 +145,14 @@ class ColcadeRetriever(BaseRetriever):
         return await asyncio.to_thread(self._retrieve, query_bundle)
 
     def insert(self, nodes: Sequence[BaseNode]) -> list[str]:
-        """Add nodes (or Documents) to the index; visible to the next retrieval."""
-        return self.index.add(
+        """Add nodes (or Documents), replacing any with the same id; visible to the next retrieval.
+
+        Nodes are stored whole, so a retrieval returns their ``ref_doc_id`` and relationships.
+        """
+        return self.index.upsert(
             [n.get_content() for n in nodes],
             ids=[n.node_id for n in nodes],
-            metadatas=[dict(n.metadata) for n in nodes],
+            metadatas=[node_to_metadata_dict(n, remove_text=True, flat_metadata=False) for n in nodes],
         )
 
     def delete(self, ids: Sequence[str]) -> int:
