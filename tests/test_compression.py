@@ -228,3 +228,18 @@ def test_compaction_removes_codecs_no_segment_names_once_a_day_old(tmp_path) -> 
     names = {p.name for p in (tmp_path / "idx" / "codecs").iterdir()}
     assert stray.name not in names and fresh.name in names  # the fresh one may belong to a write in flight
     assert index._store.state.segments[0].codec.name in names
+
+
+def test_damaged_compressed_segments_are_reported_on_open(tmp_path) -> None:
+    index = _index(tmp_path)
+    index.add(ids=[f"p{i}" for i in range(N)], tokens=passages(N, 64))
+    index.close()
+    (segment,) = (tmp_path / "idx" / "segments").iterdir()
+    codes = np.load(segment / "codes.npy")
+    codes[5] = 65535  # past any codec's centroids
+    np.save(segment / "codes.npy", codes)
+    with pytest.raises(CorruptIndexError, match="codes.npy"):
+        LateIndex.open(tmp_path / "idx")
+    np.save(segment / "codes.npy", codes[:-3])  # shorter than the offsets and the residuals say
+    with pytest.raises(CorruptIndexError, match="is damaged"):
+        LateIndex.open(tmp_path / "idx")

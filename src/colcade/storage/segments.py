@@ -176,6 +176,8 @@ class Segment:
             bad.append("offsets.npy does not rise from 0 to the token count")
         if n > 1 and (np.diff(self.keys) <= 0).any():
             bad.append("keys.npy is not strictly ascending")
+        if self.codec is not None and self.codes is not None and t and int(np.max(self.codes)) >= self.codec.k:
+            bad.append(f"codes.npy names centroids past its codec's {self.codec.k}")
         return bad
 
 
