@@ -97,7 +97,8 @@ def rss_anon() -> int:
 
 def build(path: Path, n: int, queries: int) -> dict[str, float]:
     corpus = Corpus(n)
-    index = LateIndex.create(path, encoder=PrecomputedEncoder(dim=corpus.dim, name="synthetic-128"))
+    # float16: these tables measure the exact cascade; benchmarks/compression.py measures compressed storage
+    index = LateIndex.create(path, encoder=PrecomputedEncoder(dim=corpus.dim, name="synthetic-128"), storage="float16")
     samples: list[np.ndarray] = []
     start = time.perf_counter()
     for batch in corpus.batches(10_000):

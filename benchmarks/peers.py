@@ -61,7 +61,8 @@ def dataset(n: int, queries: int) -> Path:
     corpus = Corpus(n)
     tokens = [t for batch in corpus.batches(10_000) for t in batch]
     qs = np.stack(corpus.queries(tokens[:: max(1, n // 500)], queries))
-    index = LateIndex.in_memory(encoder=PrecomputedEncoder(dim=128))
+    # float16, as the published comparison (compressed storage: benchmarks/compression.py)
+    index = LateIndex.in_memory(encoder=PrecomputedEncoder(dim=128), storage="float16")
     index.add(ids=[str(i) for i in range(n)], tokens=tokens)
     truth = np.array([[int(h.id) for h in index.search(EncodedQuery(pool(q), q), k=10, exhaustive=True)] for q in qs])
     offsets = np.concatenate([[0], np.cumsum([len(t) for t in tokens])]).astype(np.int64)
@@ -94,7 +95,7 @@ def disk(path: Path) -> int:
 def colcade_build(z, folder: Path) -> None:
     from colcade import LateIndex, PrecomputedEncoder
 
-    index = LateIndex.create(folder, encoder=PrecomputedEncoder(dim=128))
+    index = LateIndex.create(folder, encoder=PrecomputedEncoder(dim=128), storage="float16")
     tokens, offsets, dense = z["tokens"], z["offsets"], z["dense"]
     for start in range(0, len(offsets) - 1, 10_000):
         end = min(start + 10_000, len(offsets) - 1)
