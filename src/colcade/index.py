@@ -26,6 +26,7 @@ from colcade.errors import (
     UnknownIdError,
 )
 from colcade.results import Hit, Hits, IndexStats
+from colcade.storage import memory
 from colcade.storage.locking import DEFAULT_TIMEOUT
 from colcade.storage.segments import FLOAT16_MAX, SegmentWriter
 from colcade.storage.store import State, Store, _to_json
@@ -310,7 +311,10 @@ class LateIndex:
                         writer.note(material(i))
                     if checkpoint is not None:
                         writer.checkpoint()
+                    if tokens is None:
+                        memory.release()  # each encoded chunk frees ~100 MB of scattered arrays
                     bar.update(stop - start)
+            memory.release()  # before the codec and the commit: encoding left the heap fragmented
             codec = self._store.codec_for(writer, self._store.refresh().segments)
             if codec is not None:
                 writer.compress(codec)
