@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import _word_vector
+from conftest import _word_vector, word_encoder
 
 from colcade import LateIndex, PrecomputedEncoder
 from colcade.app.ingest import ingest
@@ -117,8 +117,6 @@ def test_a_checkpoint_resumes_only_the_same_passages(tmp_path):
 def test_an_index_that_outgrew_its_first_files_is_refitted_to_one_codec(tmp_path):
     """A small first file stays float16; once the folder brings enough tokens, ingest compacts
     the index into one compressed segment with a codec fitted to all of it."""
-    from conftest import word_encoder
-
     rng = np.random.default_rng(0)
     vocab = [f"w{i}" for i in range(3000)]
     docs = tmp_path / "docs"
