@@ -1,6 +1,7 @@
 """The public names of langchain_colcade, pinned: adding or removing one is a decision."""
 
 import pytest
+from offline import _no_network  # noqa: E402, F401  (autouse: no network in unit tests)
 
 import langchain_colcade
 

@@ -11,6 +11,7 @@ from langchain_classic.retrievers import ContextualCompressionRetriever  # noqa:
 from langchain_core.documents import Document  # noqa: E402
 from langchain_core.embeddings import DeterministicFakeEmbedding  # noqa: E402
 from langchain_core.vectorstores import InMemoryVectorStore  # noqa: E402
+from offline import _no_network  # noqa: E402, F401  (autouse: no network in unit tests)
 
 from colcade import LateIndex  # noqa: E402
 from langchain_colcade import ColcadeReranker, ColcadeRetriever  # noqa: E402

@@ -5,6 +5,7 @@ import pytest
 pytest.importorskip("langchain_core")
 
 from langchain_core.documents import Document  # noqa: E402
+from offline import _no_network  # noqa: E402, F401  (autouse: no network in unit tests)
 
 from colcade import InvalidInputError  # noqa: E402
 from langchain_colcade import ColcadeVectorStore  # noqa: E402

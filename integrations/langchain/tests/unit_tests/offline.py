@@ -1,4 +1,8 @@
-"""Shared by the unit tests: LangChain's convention is that they run with the network off."""
+"""Imported by every unit test module: LangChain's convention is that unit tests run with the network off.
+
+Not a conftest.py: the repository's tests import helpers from a module named ``conftest``, and a
+second one here would shadow it when both suites run in one pytest session.
+"""
 
 import pytest
 
