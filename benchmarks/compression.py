@@ -27,6 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from embeddings import COLLECTIONS, load  # noqa: E402
+from quality import run as run_k  # noqa: E402
 from report import ROOT, table, write_section  # noqa: E402
 
 from colcade import EncodedQuery, LateIndex, PrecomputedEncoder  # noqa: E402
@@ -39,8 +40,7 @@ def folder_bytes(path: Path, pattern: str = "*") -> int:
 
 
 def run(index: LateIndex, queries: dict[str, EncodedQuery], **widths) -> dict[str, list[str]]:
-    hits = index.search_batch(list(queries.values()), k=10, n_threads=2, **widths)
-    return {qid: [h.id for h in h_] for qid, h_ in zip(queries, hits)}
+    return run_k(index, queries, 10, **widths)
 
 
 def p50_ms(index: LateIndex, queries: list[EncodedQuery]) -> float:

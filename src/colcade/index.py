@@ -68,8 +68,8 @@ class LateIndex:
         Without ``encoder``, colcade's embedded default encoder is used. ``lock_timeout``: how
         many seconds a write waits for another process's write before ``IndexLockedError``.
         ``storage``: ``"compressed"`` (token vectors as a centroid id plus ``nbits`` a
-        dimension: about 8x smaller, scores within a whisker of exact) or ``"float16"``
-        (exact MaxSim scores, ~4x the size of compressed at 2 bits).
+        dimension: 7-8x smaller; nDCG@10 measured 0.005-0.007 below exact, BENCHMARKS.md) or
+        ``"float16"`` (exact MaxSim scores).
         """
         encoder = encoder if encoder is not None else default_encoder()
         return cls(Store.create(Path(path), describe(encoder), lock_timeout, storage=storage, nbits=nbits), encoder)

@@ -101,6 +101,8 @@ class DenseShortlist:
 
     def _catch_up(self) -> None:
         """Add the vectors of segments asked for but not yet in FAISS."""
+        if len(self.names) == len(self._wanted):  # the usual case on a search: no lock to take
+            return
         with self._sync:
             for seg in self._wanted[len(self.names) :]:
                 self.add(np.asarray(seg.dense))

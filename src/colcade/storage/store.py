@@ -552,6 +552,8 @@ class Store:
         if sizes:
             best = max(sizes, key=lambda name: sizes[name])
             if sizes[best] >= TRAINED_ENOUGH or 4 * sizes[best] >= writer.n_tokens:
+                if self.path is not None:  # in use: compaction removes unnamed codecs only a day after last use
+                    os.utime(self.path / CODECS / best)
                 return self.codec(best)
         floats = [s for s in floats if s.codec is None]
         total = writer.n_tokens + sum(s.n_tokens for s in floats)
@@ -802,8 +804,8 @@ class Store:
                 os.close(claim[0])
 
     def _remove_unused_codecs(self, segments: set[str]) -> None:
-        """Codecs no committed segment names, once older than a day (a write in flight may have
-        just saved the one it is about to commit), and half-written codec folders."""
+        """Codecs no committed segment names, once a day after they were saved or last chosen by a
+        write (a write in flight may be about to commit one), and half-written codec folders."""
         assert self.path is not None
         folder = self.path / CODECS
         if not folder.is_dir():
