@@ -272,3 +272,86 @@ def test_word_documents_are_read_in_order_tables_included(tmp_path, capsys):
     assert code == 0
     code, out, _ = run(capsys, "search", str(tmp_path / "idx"), "which instrument has strings", "-k", "1", "--json")
     assert json.loads(out)["hits"][0]["metadata"]["file"] == "notes.docx"
+
+
+def test_an_unreadable_folder_is_reported_and_its_passages_are_kept(tmp_path, capsys, monkeypatch):
+    import os
+
+    docs = tmp_path / "docs"
+    (docs / "private").mkdir(parents=True)
+    (docs / "open.txt").write_text("Glaciers are slow rivers of ice.")
+    (docs / "private" / "notes.txt").write_text("The violin has four strings.")
+    (docs / ".git").mkdir()
+    (docs / ".git" / "HEAD.txt").write_text("hidden folders are not documents")
+    idx = str(tmp_path / "idx")
+    assert run(capsys, "index", str(docs), "--index", idx)[0] == 0
+    assert json.loads(run(capsys, "info", idx, "--json")[1])["documents"] == 2  # .git was passed over
+    private = str(docs / "private")
+    if os.geteuid() != 0:
+        os.chmod(private, 0)
+    else:  # root lists any folder: make listing this one fail as it would for a user
+        scandir = os.scandir
+
+        def refuse(path=".", *rest):
+            if os.fspath(path) == private:
+                raise PermissionError(13, "Permission denied", os.fspath(path))
+            return scandir(path, *rest)
+
+        monkeypatch.setattr(os, "scandir", refuse)
+    try:
+        code, out, err = run(capsys, "index", str(docs), "--index", idx)
+    finally:
+        os.chmod(private, 0o755)
+        monkeypatch.undo()
+    assert code == 0
+    assert "could not open 1 folder(s)" in err and "private" in err and "kept" in err
+    assert "0 removed" in out and "the index holds 2 passages" in out  # not taken for deleted
+
+
+@pytest.mark.skipif(__import__("shutil").which("tmux") is None, reason="needs tmux")
+def test_the_screen_of_index_and_search_at_80_columns(tmp_path):
+    """What a user sees in an 80-column terminal: one progress bar, a summary, a table that fits."""
+    import os
+    import shlex
+    import time
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for i in range(24):  # enough files for the progress bar to show
+        (docs / f"notes-about-a-rather-long-topic-name-{i:02d}.txt").write_text(
+            f"Topic {i}. Glaciers are slow rivers of ice that carve valleys over thousands of years. " * 3
+        )
+    cli = f"{shlex.quote(sys.executable)} -m colcade.app.cli"
+    idx = shlex.quote(str(tmp_path / "idx"))
+    script = tmp_path / "session.sh"
+    script.write_text(
+        f"{cli} index {shlex.quote(str(docs))} --index {idx}\n"
+        f"{cli} search {idx} 'rivers of ice' -k 3\necho SESSION-DONE\nsleep 600\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}  # the terminal's own size
+    server = ["tmux", "-L", f"colcade-test-{os.getpid()}"]
+    subprocess.run(
+        [*server, "new-session", "-d", "-x", "80", "-y", "40", f"bash --noprofile --norc {script}"],
+        env=env,
+        check=True,
+    )
+    try:
+        screen = ""
+        deadline = time.monotonic() + 180
+        while "SESSION-DONE" not in screen and time.monotonic() < deadline:
+            time.sleep(0.5)
+            screen = subprocess.run(
+                [*server, "capture-pane", "-p", "-J"], capture_output=True, text=True, check=True
+            ).stdout
+    finally:
+        subprocess.run([*server, "kill-server"], check=False)
+    lines = [line.rstrip() for line in screen.splitlines() if line.strip()]
+    assert "SESSION-DONE" in lines, screen
+    assert all(len(line) <= 80 for line in lines), "\n".join(line for line in lines if len(line) > 80)
+    bars = [line for line in lines if line.startswith("indexing")]
+    assert len(bars) == 1 and "100%" in bars[0] and "passages" in bars[0], screen  # one bar, redrawn in place
+    assert any("24 added" in line for line in lines), screen
+    header = next(i for i, line in enumerate(lines) if line.split() == ["#", "score", "norm", "source", "text"])
+    rows = lines[header + 1 : header + 4]
+    assert [row.split()[0] for row in rows] == ["1", "2", "3"], screen  # one line a hit: nothing wrapped
+    assert "Glaciers" in rows[0] or "rivers" in rows[0]

@@ -98,14 +98,23 @@ def cmd_index(args: argparse.Namespace) -> int:
             overlap=args.overlap,
             on_error=lambda p, e: print(f"colcade: skipped {p}: {e}", file=sys.stderr),
         )
+    if report.unreadable:
+        more = len(report.unreadable) - 3
+        shown = ", ".join(report.unreadable[:3]) + (f" and {more} more" if more > 0 else "")
+        print(
+            f"colcade: could not open {len(report.unreadable)} folder(s) ({shown}): their files were skipped, "
+            "and passages already indexed from them are kept",
+            file=sys.stderr,
+        )
     if caught:
         print(f"colcade: {len(caught)} warning(s) while encoding; the first: {caught[0].message}", file=sys.stderr)
     print(
         f"{len(report.added)} added, {len(report.updated)} updated, {len(report.removed)} removed, "
         f"{len(report.unchanged)} unchanged"
         + (f", {len(report.empty)} empty" if report.empty else "")
-        + f" files; {report.passages} passages encoded in "
-        f"{time.perf_counter() - started:.1f} s; the index holds {len(index)} passages."
+        + " files\n"  # two lines: one would wrap in an 80-column terminal
+        f"{report.passages} passages encoded in {time.perf_counter() - started:.1f} s; "
+        f"the index holds {len(index)} passages"
     )
     if report.failed and not (report.added or report.updated or report.unchanged):
         raise InvalidInputError(f"no file could be read ({len(report.failed)} failed)")

@@ -3,6 +3,7 @@ pypdf, .docx through python-docx."""
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -104,18 +105,31 @@ def read_pages(path: Path) -> list[tuple[int, str]]:
         raise InvalidInputError(f"{path}: cannot read it ({type(exc).__name__}: {exc})") from exc
 
 
-def find_files(paths: list[Path]) -> list[Path]:
-    """The readable files under ``paths`` (files as given, folders recursively), sorted."""
+def find_files(paths: list[Path], unreadable: list[Path] | None = None) -> list[Path]:
+    """The readable files under ``paths`` (files as given, folders recursively), sorted.
+
+    Hidden files and folders are passed over, and symbolic links to folders are not followed (a
+    link back up would loop). A folder that cannot be listed (no permission) is appended to
+    ``unreadable`` rather than stopping the walk: the caller says so, and must not take the files
+    it could not see for deleted ones.
+    """
     found = set()
     for path in paths:
         if not path.exists():
             raise InvalidInputError(f"{path} does not exist")
         if path.is_file():
             found.add(path.resolve())
-        else:
+            continue
+
+        def skipped(error: OSError) -> None:
+            if unreadable is not None:
+                unreadable.append(Path(error.filename).resolve())
+
+        for folder, subfolders, names in os.walk(path, onerror=skipped):
+            subfolders[:] = [d for d in subfolders if not d.startswith(".")]
             found.update(
-                p.resolve()
-                for p in path.rglob("*")
-                if p.is_file() and p.suffix.lower() in SUFFIXES and not p.name.startswith(".")
+                (Path(folder) / n).resolve()
+                for n in names
+                if not n.startswith(".") and Path(n).suffix.lower() in SUFFIXES and (Path(folder) / n).is_file()
             )
     return sorted(found)

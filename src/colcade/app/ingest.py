@@ -36,6 +36,7 @@ class IngestReport:
     unchanged: list[str] = field(default_factory=list)
     empty: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)  # folders that could not be listed
     passages: int = 0
 
 
@@ -69,7 +70,8 @@ def ingest(
             f"passage would be cut off; use at most {model_limit}"
         )
     limit = max_tokens or model_limit or 256
-    files = find_files(paths)
+    unreadable: list[Path] = []
+    files = find_files(paths, unreadable)
     roots = [p.resolve() for p in paths]
     # source -> sha256 recorded in the index (one SQL query; no passage text is read)
     known: dict[str, str] = {
@@ -125,10 +127,12 @@ def ingest(
             rate = report.passages / max(1e-9, time.perf_counter() - started)
             bar.set_postfix_str(f"{report.passages:,} passages, {rate:.1f}/s")
     bar.close()
+    report.unreadable = [str(p) for p in unreadable]
     present = {str(p) for p in files}
     for source in known:
         under_roots = any(Path(source) == r or r in Path(source).parents for r in roots)
-        if under_roots and source not in present:
+        unseen = any(u in Path(source).parents for u in unreadable)  # hidden from us, not deleted
+        if under_roots and not unseen and source not in present:
             index.replace({"source": source}, [])
             report.removed.append(source)
     if (report.added or report.updated) and index.stats().extra.get("refit_due"):
