@@ -9,6 +9,8 @@ default token selection, d=384. Reported per collection:
   index searched exhaustively and with its default cascade, and the gap to the reference;
 - fidelity@10 of the compressed default cascade to exhaustive float MaxSim and to exhaustive
   MaxSim over the same (compressed) vectors, and with the full scan off (``n_shortlist=1000``);
+- the same compressed index with its decoded vectors left at the length they decode to (the
+  codec's ``unit`` flag off: the same stored codes, the decode before the flag existed);
 - p50 latency of one query on one thread, default cascade, both layouts.
 
     python benchmarks/compression.py                 # every collection in ../shared/data
@@ -50,6 +52,12 @@ def p50_ms(index: LateIndex, queries: list[EncodedQuery]) -> float:
         index.search(q, k=10)
         times.append((time.perf_counter() - t0) * 1e3)
     return float(np.median(times))
+
+
+def set_unit(index: LateIndex, unit: bool) -> None:
+    """Decode this index's codes with or without putting vectors back on the unit sphere."""
+    for codec in index._store._codecs.values():
+        codec.unit = unit
 
 
 def main() -> None:
@@ -102,6 +110,10 @@ def main() -> None:
             cascade_c = run(indexes["compressed"], queries)
             no_scan_c = run(indexes["compressed"], queries, n_shortlist=1000)
             cascade_f = run(indexes["float16"], queries)
+            set_unit(indexes["compressed"], False)
+            exact_raw = run(indexes["compressed"], queries, exhaustive=True)
+            cascade_raw = run(indexes["compressed"], queries)
+            set_unit(indexes["compressed"], True)
             sample = list(queries.values())[:200]
             quality_rows.append(
                 [
@@ -111,6 +123,8 @@ def main() -> None:
                     f"{ndcg(exact_c, qrels):.4f}",
                     f"{ndcg(cascade_c, qrels):.4f}",
                     f"{ndcg(cascade_c, qrels) - ndcg(exact, qrels):+.4f}",
+                    f"{ndcg(exact_raw, qrels):.4f} / {ndcg(cascade_raw, qrels):.4f}",
+                    f"{ndcg(cascade_raw, qrels) - ndcg(exact, qrels):+.4f}",
                     f"{fidelity(cascade_c, exact):.3f}",
                     f"{fidelity(cascade_c, exact_c):.3f}",
                     f"{fidelity(no_scan_c, exact_c):.3f}",
@@ -129,7 +143,8 @@ def main() -> None:
             size_rows,
         )
         + "\n\nnDCG@10 and fidelity@10 (share of the reference top-10 returned). *float exact*: exhaustive MaxSim over "
-        "float16 vectors, the reference; *compressed*: the default layout. Full scan off: `n_shortlist=1000`. "
+        "float16 vectors, the reference; *compressed*: the default layout; *unit off*: the same codes decoded without "
+        "putting vectors back on the unit sphere (as before that step). Full scan off: `n_shortlist=1000`. "
         "p50: one query, one thread, default cascade.\n\n"
         + table(
             [
@@ -139,6 +154,8 @@ def main() -> None:
                 "compressed exhaustive",
                 "compressed cascade",
                 "gap to exact",
+                "unit off: exhaustive / cascade",
+                "unit off: gap",
                 "fidelity to float exact",
                 "fidelity to compressed exact",
                 "same, full scan off",

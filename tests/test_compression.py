@@ -54,11 +54,30 @@ def test_codec_reconstructs_closely_and_packs_two_bits(codec: ResidualCodec) -> 
     assert np.mean(again[0] == codes) > 0.95 and np.mean(again[1] == packed) > 0.95
 
 
+def test_a_codec_of_unit_vectors_decodes_unit_vectors_and_others_as_coded() -> None:
+    v = clustered(3000, 64, seed=5)
+    unit = ResidualCodec.train(v)
+    assert unit.unit
+    decoded = unit.decode(*unit.encode(v))
+    np.testing.assert_allclose(np.linalg.norm(decoded, axis=1), 1.0, rtol=1e-5)
+    scaled = v * np.linspace(0.5, 2.0, len(v), dtype=np.float32)[:, None]
+    free = ResidualCodec.train(scaled)
+    assert not free.unit
+    lengths = np.linalg.norm(free.decode(*free.encode(scaled)), axis=1)
+    assert np.corrcoef(lengths, np.linalg.norm(scaled, axis=1))[0, 1] > 0.9  # lengths kept, not forced to 1
+    # Codecs saved before the flag existed (not unit) keep the name their segments give.
+    old = ResidualCodec(free.centroids, free.cutoffs, free.weights, free.nbits, free.trained_on)
+    assert (
+        old.name == free.name
+        and unit.name != ResidualCodec(unit.centroids, unit.cutoffs, unit.weights, unit.nbits, unit.trained_on).name
+    )
+
+
 def test_codec_save_load_round_trip_and_damage(codec: ResidualCodec, tmp_path) -> None:
     folder = tmp_path / codec.name
     codec.save(folder)
     loaded = ResidualCodec.load(folder)
-    assert loaded.name == codec.name and loaded.trained_on == codec.trained_on
+    assert loaded.name == codec.name and loaded.trained_on == codec.trained_on and loaded.unit == codec.unit
     np.testing.assert_array_equal(loaded.weights, codec.weights)
     np.save(folder / "weights.npy", codec.weights + 1)
     with pytest.raises(CorruptIndexError, match="does not match"):

@@ -126,12 +126,17 @@ def test_numpy_backend_can_be_forced(monkeypatch):
 
 @pytest.mark.parametrize("dim, nbits", [(384, 2), (128, 2), (64, 4), (24, 1)])
 @pytest.mark.parametrize("nq", [1, 14, 33])
-def test_compressed_kernels_match_reference_on_every_path(simd, dim, nbits, nq):
+@pytest.mark.parametrize("unit", [True, False])
+def test_compressed_kernels_match_reference_on_every_path(simd, dim, nbits, nq, unit):
     from colcade.engine.codec import ResidualCodec
 
     rng = np.random.default_rng(dim + nq)
     v = rng.standard_normal((3000, dim)).astype(np.float32)
-    codec = ResidualCodec.train(v / np.linalg.norm(v, axis=1, keepdims=True), nbits=nbits)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    if not unit:  # vectors of any length: decoded as coded, not rescaled
+        v *= rng.uniform(0.5, 2.0, (len(v), 1)).astype(np.float32)
+    codec = ResidualCodec.train(v, nbits=nbits)
+    assert codec.unit == unit
     lengths = rng.integers(1, 60, 50)
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     codes, packed = codec.encode(v[: offsets[-1]])

@@ -13,7 +13,7 @@
  *       bits    uint8 [T, nbytes]    np.packbits(tokens > 0, axis=1)
  *       out     int32 [m]            out[c] = sum_i max_j (d - hamming(q_i, bits_j))
  *
- *   maxsim_residual(q, codes, packed, centroids, lut, offsets, cand, out, nq, d, nbytes, per_byte)
+ *   maxsim_residual(q, codes, packed, centroids, lut, offsets, cand, out, nq, d, nbytes, per_byte, unit)
  *       the float MaxSim of maxsim_f16 over compressed tokens (codec.py): token j reads back as
  *       centroids[codes[j]] + lut[p][packed[j][p]] (per_byte dims for each byte p)
  *
@@ -114,7 +114,18 @@ struct Source {
     const uint16_t *tokens;                                 /* float16 rows */
     const uint16_t *codes; const uint8_t *packed;           /* compressed rows */
     const float *centroids, *lut; int nbytes, per_byte;
+    int unit;                                               /* put decoded rows back on the unit sphere */
 };
+
+/* Scale a decoded row to unit length (a unit codec's vectors were unit length before coding). */
+static void to_unit(float *restrict v, int d) {
+    float ss = 0.0f;
+    for (int k = 0; k < d; k++) ss += v[k] * v[k];
+    if (ss > 0.0f) {
+        const float inv = 1.0f / sqrtf(ss);
+        for (int k = 0; k < d; k++) v[k] *= inv;
+    }
+}
 
 static void fill_f16(const Source *s, int64_t row, int nt, int d, int padded, float *buf) {
     const uint16_t *src = s->tokens + (size_t)row * d;
@@ -144,6 +155,7 @@ static void fill_residual(const Source *s, int64_t row, int nt, int d, int padde
                 for (int t = 0; t < per_byte; t++) dst[b * per_byte + t] = c[b * per_byte + t] + l[t];
             }
         }
+        if (s->unit) to_unit(dst, d);
     }
 }
 
@@ -158,15 +170,33 @@ static void fill_residual2_avx2(const Source *s, int64_t row, int nt, int d, int
         const float *c = s->centroids + (size_t)s->codes[r] * d;
         const uint8_t *p = s->packed + (size_t)r * nbytes;
         float *dst = buf + (size_t)j * d;
+        __m256 ss = _mm256_setzero_ps();
         int b = 0;
         for (; b + 2 <= nbytes; b += 2) {
             const __m128 lo = _mm_loadu_ps(s->lut + ((size_t)b * 256 + p[b]) * 4);
             const __m128 hi = _mm_loadu_ps(s->lut + ((size_t)(b + 1) * 256 + p[b + 1]) * 4);
             const __m256 l = _mm256_insertf128_ps(_mm256_castps128_ps256(lo), hi, 1);
-            _mm256_storeu_ps(dst + 4 * b, _mm256_add_ps(_mm256_loadu_ps(c + 4 * b), l));
+            const __m256 v = _mm256_add_ps(_mm256_loadu_ps(c + 4 * b), l);
+            ss = _mm256_fmadd_ps(v, v, ss);
+            _mm256_storeu_ps(dst + 4 * b, v);
         }
+        float tail = 0.0f;
         for (; b < nbytes; b++)
-            for (int t = 0; t < 4; t++) dst[4 * b + t] = c[4 * b + t] + s->lut[((size_t)b * 256 + p[b]) * 4 + t];
+            for (int t = 0; t < 4; t++) {
+                dst[4 * b + t] = c[4 * b + t] + s->lut[((size_t)b * 256 + p[b]) * 4 + t];
+                tail += dst[4 * b + t] * dst[4 * b + t];
+            }
+        if (s->unit) { /* the sum of squares came with the decode: one more pass to scale */
+            float lanes[8];
+            _mm256_storeu_ps(lanes, ss);
+            const float total = lanes[0] + lanes[1] + lanes[2] + lanes[3] + lanes[4] + lanes[5] + lanes[6] + lanes[7] + tail;
+            if (total > 0.0f) {
+                const __m256 inv = _mm256_set1_ps(1.0f / sqrtf(total));
+                int k = 0;
+                for (; k + 8 <= d; k += 8) _mm256_storeu_ps(dst + k, _mm256_mul_ps(_mm256_loadu_ps(dst + k), inv));
+                for (; k < d; k++) dst[k] *= 1.0f / sqrtf(total);
+            }
+        }
     }
 }
 #endif
@@ -518,7 +548,7 @@ static PyObject *py_maxsim_f16(PyObject *self, PyObject *args) {
     if (nq <= 0 || d <= 0 || q.len < (Py_ssize_t)sizeof(float) * nq * d) {
         PyErr_SetString(PyExc_ValueError, "q must hold nq * d float32 values");
     } else if (check_candidates(&offsets, &cand, &out, sizeof(float), &tokens, (Py_ssize_t)d * 2) == 0) {
-        Source src = {fill_f16, tokens.buf, NULL, NULL, NULL, NULL, 0, 0};
+        Source src = {fill_f16, tokens.buf, NULL, NULL, NULL, NULL, 0, 0, 0};
         FloatJob job = {q.buf, src, offsets.buf, cand.buf, out.buf, cand.len / (Py_ssize_t)sizeof(int64_t), nq, d};
         int rc;
         Py_BEGIN_ALLOW_THREADS
@@ -555,9 +585,9 @@ static PyObject *py_maxsim_hamming(PyObject *self, PyObject *args) {
 
 static PyObject *py_maxsim_residual(PyObject *self, PyObject *args) {
     Py_buffer q, codes, packed, centroids, lut, offsets, cand, out;
-    int nq, d, nbytes, per_byte;
-    if (!PyArg_ParseTuple(args, "y*y*y*y*y*y*y*w*iiii", &q, &codes, &packed, &centroids, &lut, &offsets, &cand, &out,
-                          &nq, &d, &nbytes, &per_byte))
+    int nq, d, nbytes, per_byte, unit;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*y*y*y*w*iiiii", &q, &codes, &packed, &centroids, &lut, &offsets, &cand, &out,
+                          &nq, &d, &nbytes, &per_byte, &unit))
         return NULL;
     PyObject *result = NULL;
     const Py_ssize_t m = cand.len / (Py_ssize_t)sizeof(int64_t);
@@ -570,7 +600,7 @@ static PyObject *py_maxsim_residual(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "packed residuals must hold nbytes bytes for every code");
     } else if (check_candidates(&offsets, &cand, &out, sizeof(float), &codes, 2) == 0 &&
                check_codes(codes.buf, offsets.buf, cand.buf, m, k) == 0) {
-        Source src = {fill_residual, NULL, codes.buf, packed.buf, centroids.buf, lut.buf, nbytes, per_byte};
+        Source src = {fill_residual, NULL, codes.buf, packed.buf, centroids.buf, lut.buf, nbytes, per_byte, unit};
 #ifdef COLCADE_X86
         if (use_avx2 && per_byte == 4) src.fill = fill_residual2_avx2;
 #endif

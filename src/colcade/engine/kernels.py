@@ -187,6 +187,7 @@ def maxsim_residual(
             codec.dim,
             codec.nbytes,
             8 // codec.nbits,
+            int(codec.unit),
         )
     return out
 
