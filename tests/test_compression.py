@@ -65,6 +65,8 @@ def test_a_codec_of_unit_vectors_decodes_unit_vectors_and_others_as_coded() -> N
     assert not free.unit
     lengths = np.linalg.norm(free.decode(*free.encode(scaled)), axis=1)
     assert np.corrcoef(lengths, np.linalg.norm(scaled, axis=1))[0, 1] > 0.9  # lengths kept, not forced to 1
+    with pytest.raises(InvalidInputError, match="unit-length"):  # scores would change silently otherwise
+        unit.encode(scaled)
     # Codecs saved before the flag existed (not unit) keep the name their segments give.
     old = ResidualCodec(free.centroids, free.cutoffs, free.weights, free.nbits, free.trained_on)
     assert (

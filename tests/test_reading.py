@@ -355,3 +355,24 @@ def test_the_screen_of_index_and_search_at_80_columns(tmp_path):
     rows = lines[header + 1 : header + 4]
     assert [row.split()[0] for row in rows] == ["1", "2", "3"], screen  # one line a hit: nothing wrapped
     assert "Glaciers" in rows[0] or "rivers" in rows[0]
+
+
+def test_a_folder_that_can_be_listed_but_not_entered_is_reported(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from colcade.app.documents import find_files
+
+    (tmp_path / "locked").mkdir()
+    (tmp_path / "locked" / "a.txt").write_text("x")
+    (tmp_path / "b.txt").write_text("y")
+    is_file = Path.is_file
+
+    def refuse(self):  # what stat() does in a folder with read but no execute permission
+        if self.parent.name == "locked":
+            raise PermissionError(13, "Permission denied", str(self))
+        return is_file(self)
+
+    monkeypatch.setattr(Path, "is_file", refuse)
+    unreadable: list = []
+    assert [p.name for p in find_files([tmp_path, tmp_path / "locked"], unreadable)] == ["b.txt"]
+    assert unreadable == [(tmp_path / "locked").resolve()]  # once, though two roots reach it

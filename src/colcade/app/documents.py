@@ -113,23 +113,35 @@ def find_files(paths: list[Path], unreadable: list[Path] | None = None) -> list[
     ``unreadable`` rather than stopping the walk: the caller says so, and must not take the files
     it could not see for deleted ones.
     """
-    found = set()
+    found: set[Path] = set()
+    missed: list[Path] = []
+
+    def skipped(error: OSError) -> None:
+        where = Path(error.filename).resolve() if error.filename else None
+        if where is not None and where not in missed:
+            missed.append(where)
+
     for path in paths:
-        if not path.exists():
-            raise InvalidInputError(f"{path} does not exist")
-        if path.is_file():
-            found.add(path.resolve())
-            continue
-
-        def skipped(error: OSError) -> None:
-            if unreadable is not None:
-                unreadable.append(Path(error.filename).resolve())
-
+        try:
+            if not path.exists():
+                raise InvalidInputError(f"{path} does not exist")
+            if path.is_file():
+                found.add(path.resolve())
+                continue
+        except PermissionError as exc:
+            raise InvalidInputError(f"{path}: permission denied (a folder above it cannot be opened)") from exc
         for folder, subfolders, names in os.walk(path, onerror=skipped):
             subfolders[:] = [d for d in subfolders if not d.startswith(".")]
-            found.update(
-                (Path(folder) / n).resolve()
-                for n in names
-                if not n.startswith(".") and Path(n).suffix.lower() in SUFFIXES and (Path(folder) / n).is_file()
-            )
+            for name in names:
+                file = Path(folder) / name
+                if name.startswith(".") or file.suffix.lower() not in SUFFIXES:
+                    continue
+                try:
+                    if file.is_file():
+                        found.add(file.resolve())
+                except PermissionError as exc:  # a folder that can be listed but not entered
+                    skipped(PermissionError(exc.errno, exc.strerror, folder))
+                    break
+    if unreadable is not None:
+        unreadable.extend(missed)
     return sorted(found)

@@ -89,8 +89,7 @@ class ResidualCodec:
         if sample.ndim != 2 or not len(sample):
             raise InvalidInputError("a codec needs at least one token vector to train on")
         n = len(sample) if n_tokens is None else n_tokens
-        norms = np.linalg.norm(sample[: 1 << 14], axis=1)
-        unit = bool(np.all(np.abs(norms - 1) < 1e-2))  # float16 storage leaves ~1e-3
+        unit = _unit_length(sample)
         k = centroid_count(min(n, len(sample)))
         kmeans = faiss.Kmeans(
             sample.shape[1],
@@ -144,6 +143,11 @@ class ResidualCodec:
         """Codes uint16 ``[T]`` and packed residual buckets uint8 ``[T, nbytes]``."""
         if vectors.ndim != 2 or vectors.shape[1] != self.dim:
             raise InvalidInputError(f"token vectors must be [T, {self.dim}], but got {vectors.shape}")
+        if self.unit and not _unit_length(vectors):
+            raise InvalidInputError(
+                "this index codes unit-length token vectors (its codec puts decoded vectors back on the unit "
+                "sphere), but some of these are not: normalize them (v / ||v||), or keep this index float16"
+            )
         codes = self.assign(vectors)
         packed = np.empty((len(vectors), self.nbytes), np.uint8)
         for start in range(0, len(vectors), _BLOCK):
@@ -232,6 +236,15 @@ class ResidualCodec:
         if codec.name != folder.name:
             raise CorruptIndexError(f"the codec in {folder} does not match its name; rebuild the index")
         return codec
+
+
+def _unit_length(vectors: np.ndarray) -> bool:
+    """Whether every vector is unit length (to 1e-2: float16 storage leaves ~1e-3)."""
+    for start in range(0, len(vectors), _BLOCK):
+        block = np.asarray(vectors[start : start + _BLOCK], np.float32)
+        if not np.all(np.abs(np.einsum("ij,ij->i", block, block) - 1) < 2e-2):  # squared length: ~2x the error
+            return False
+    return True
 
 
 def _buckets(residual: np.ndarray, cutoffs: np.ndarray) -> np.ndarray:
