@@ -134,8 +134,11 @@ def test_index_stores_codes_by_default_and_searches_them(tmp_path) -> None:
     seg = index._store.state.segments[0]
     decoded = seg.passage_tokens(7)
     assert hits[0].score == pytest.approx(float((query.tokens @ decoded.T).max(1).sum()), abs=1e-3)
-    # The cascade at default widths agrees with exhaustive MaxSim over the same stored vectors.
-    assert [h.id for h in index.search(query, k=5)] == [h.id for h in hits]
+    # The cascade at default widths agrees with exhaustive MaxSim over the same stored vectors,
+    # its centroid prefilter keeping twice the float16 width (max(200, 20k)).
+    cascaded = index.search(query, k=5)
+    assert [h.id for h in cascaded] == [h.id for h in hits]
+    assert [(s.name, s.candidates_out) for s in cascaded.stats][1] == ("prefilter", 200)
 
 
 def test_float16_storage_is_exact_and_four_times_larger(tmp_path) -> None:

@@ -454,7 +454,8 @@ class LateIndex:
     ) -> Hits | None:
         """The cascade on one state; None when its passages were compacted away meanwhile."""
         n_allowed = state.n_live if allowed is None else len(allowed)
-        widths = cascade.plan(n_allowed, k, n_shortlist, n_prefilter, exhaustive)
+        compressed = any(s.codec is not None for s in state.segments)
+        widths = cascade.plan(n_allowed, k, n_shortlist, n_prefilter, exhaustive, compressed=compressed)
         positions, scores, stats = cascade.run(state, state.shortlist, encoded, k, widths, allowed)
         keys = state.keys[positions].tolist()
         with self._store.reading() as (_, db):

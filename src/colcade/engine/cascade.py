@@ -48,13 +48,20 @@ def plan(
     n_prefilter: int | None = None,
     exhaustive: bool = False,
     full_scan_below: int = FULL_SCAN_BELOW,
+    compressed: bool = False,
 ) -> Widths:
     """Stage widths for a corpus of ``n_allowed`` passages (after filtering).
+
+    A compressed index's prefilter (each token scored by its centroid alone) is coarser than
+    sign bits, so it keeps twice as many: on SciFact's train queries, keeping 100 lost 0.0017
+    nDCG@10 against exhaustive MaxSim over the same codes, keeping 200 lost none (fidelity 0.998).
 
     >>> plan(1_000, 10)
     Widths(n_shortlist=1000, n_prefilter=100)
     >>> plan(100_000, 10)
     Widths(n_shortlist=2048, n_prefilter=100)
+    >>> plan(100_000, 10, compressed=True)
+    Widths(n_shortlist=2048, n_prefilter=200)
     >>> plan(100_000, 10, exhaustive=True)
     Widths(n_shortlist=100000, n_prefilter=100000)
     """
@@ -67,7 +74,7 @@ def plan(
         n_shortlist = n_allowed if n_allowed <= full_scan_below else max(2048, 64 * k)
     n_shortlist = min(int(n_shortlist), n_allowed)
     if n_prefilter is None:
-        n_prefilter = max(100, 10 * k)
+        n_prefilter = max(200, 20 * k) if compressed else max(100, 10 * k)
     return Widths(n_shortlist, min(int(n_prefilter), n_shortlist))
 
 
