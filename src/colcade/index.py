@@ -68,7 +68,7 @@ class LateIndex:
         Without ``encoder``, colcade's embedded default encoder is used. ``lock_timeout``: how
         many seconds a write waits for another process's write before ``IndexLockedError``.
         ``storage``: ``"compressed"`` (token vectors as a centroid id plus ``nbits`` a
-        dimension: 7-8x smaller; nDCG@10 measured 0.005-0.007 below exact, BENCHMARKS.md) or
+        dimension: 7-8x smaller; nDCG@10 measured 0.0015-0.0040 below exact, BENCHMARKS.md) or
         ``"float16"`` (exact MaxSim scores).
         """
         encoder = encoder if encoder is not None else default_encoder()
