@@ -59,6 +59,11 @@ def observe(path: Path, rng: random.Random) -> dict[str, tuple[int, int]]:
             mine = [h for h in hits if h.id == id_]
             assert mine and abs(mine[0].score - self_score(id_, seen[id_][0])) < 1e-3, (id_, hits)
         assert len(index) == len(ids)
+        # The lexical index holds exactly the live passages (its triggers commit with the rows).
+        versions = sorted({f"v{v}" for v, _ in seen.values()})
+        with index._store.reading() as (state, db):
+            keys, _ = index._store.lexical(db, versions, 1 << 30)
+            assert sorted(keys.tolist()) == sorted(state.keys[state.live].tolist()), "lexical index out of step"
     return seen
 
 

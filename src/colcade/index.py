@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -15,7 +16,7 @@ from tqdm.auto import tqdm
 
 from colcade.encoders import EncodedQuery, Encoder, default_encoder, describe, from_manifest, pool
 from colcade.encoders.base import check_dense, check_tokens
-from colcade.engine import cascade, filters
+from colcade.engine import cascade, filters, fusion
 from colcade.errors import (
     DuplicateIdError,
     EncoderMismatchError,
@@ -25,7 +26,7 @@ from colcade.errors import (
     InvalidInputError,
     UnknownIdError,
 )
-from colcade.results import Hit, Hits, IndexStats
+from colcade.results import Hit, Hits, IndexStats, StageStats
 from colcade.storage import memory
 from colcade.storage.locking import DEFAULT_TIMEOUT
 from colcade.storage.segments import FLOAT16_MAX, SegmentWriter
@@ -421,6 +422,9 @@ class LateIndex:
         n_shortlist: int | None = None,
         n_prefilter: int | None = None,
         exhaustive: bool = False,
+        hybrid: bool | str | float = False,
+        n_lexical: int | None = None,
+        text: str | None = None,
     ) -> Hits:
         """The ``k`` passages with the highest MaxSim score, best first.
 
@@ -428,16 +432,39 @@ class LateIndex:
         ``filter`` restricts the search to passages whose metadata match (see
         ``colcade.engine.filters``) before any ranking. ``n_shortlist`` and ``n_prefilter`` override
         the stage widths; ``exhaustive=True`` scores every passage (exact MaxSim).
+
+        ``hybrid`` fuses MaxSim with BM25 from the index's lexical index: ``True`` (a convex mix,
+        ``fusion.DEFAULT_WEIGHT`` on the lexical side), ``"rrf"`` (reciprocal-rank fusion) or a
+        weight between 0 and 1; hits then carry the fused score. The lexical index's best
+        ``n_lexical`` (default ``max(100, 10k)`` when hybrid) join the candidates in stage 1;
+        ``n_lexical`` alone adds them without fusing. ``text``: the words to match when ``query``
+        is an ``EncodedQuery``.
         The result's ``stats`` give each stage's counts and milliseconds.
         """
         if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k <= 0:
             raise InvalidInputError(f"k must be a positive integer, but got {k!r}")
+        fused = hybrid is not False
+        weight = fusion.weight_of(hybrid) if fused else None
+        if n_lexical is None:
+            n_lexical = max(100, 10 * int(k)) if fused else 0
+        elif not isinstance(n_lexical, (int, np.integer)) or isinstance(n_lexical, bool) or n_lexical < 0:
+            raise InvalidInputError(f"n_lexical must be a non-negative integer, but got {n_lexical!r}")
+        words = text if text is not None else query if isinstance(query, str) else None
+        if n_lexical and not (words and words.strip()):
+            raise InvalidInputError("lexical candidates need the query's words: pass text= with an EncodedQuery")
         encoded = self._encode_query(query)
         where = filters.to_sql(filter) if filter is not None else None
         for _ in range(5):
-            with self._store.reading() as (state, db):  # the filter's keys agree with the state
+            t0 = time.perf_counter()
+            with self._store.reading() as (state, db):  # the filter's and the lexical keys agree with the state
                 allowed = state.positions_of(self._store.keys_where(db, *where)) if where else None
-            hits = self._search_state(state, encoded, int(k), allowed, n_shortlist, n_prefilter, exhaustive)
+                lexical = None
+                if n_lexical:
+                    keys, bm25 = self._store.lexical(db, fusion.query_terms(words or ""), n_lexical)
+                    lexical = (*state.aligned_positions(keys, bm25, allowed), (time.perf_counter() - t0) * 1e3)
+            hits = self._search_state(
+                state, encoded, int(k), allowed, n_shortlist, n_prefilter, exhaustive, lexical, fused, weight
+            )
             if hits is not None:
                 return hits
         raise IndexLockedError("the index was compacted under every attempt of this search; retry")
@@ -451,18 +478,37 @@ class LateIndex:
         n_shortlist: int | None,
         n_prefilter: int | None,
         exhaustive: bool,
+        lexical: tuple[np.ndarray, np.ndarray, float] | None = None,
+        fused: bool = False,
+        weight: float | None = None,
     ) -> Hits | None:
-        """The cascade on one state; None when its passages were compacted away meanwhile."""
+        """The cascade on one state; None when its passages were compacted away meanwhile.
+
+        ``lexical``: the lexical index's finds (positions, BM25 scores, milliseconds taken);
+        ``fused``: rank by ``fusion.fuse`` with ``weight`` instead of MaxSim alone.
+        """
         n_allowed = state.n_live if allowed is None else len(allowed)
         compressed = any(s.codec is not None for s in state.segments)
         widths = cascade.plan(n_allowed, k, n_shortlist, n_prefilter, exhaustive, compressed=compressed)
-        positions, scores, stats = cascade.run(state, state.shortlist, encoded, k, widths, allowed)
+        lex_pos = lexical[0] if lexical is not None else None
+        # Fusion ranks every reranked candidate, so the cascade hands them all back.
+        positions, scores, stats = cascade.run(
+            state, state.shortlist, encoded, n_allowed if fused else k, widths, allowed, lex_pos
+        )
+        if lexical is not None:
+            stats.insert(0, StageStats("lexical", n_allowed, len(lexical[0]), lexical[2]))
+        if fused and lexical is not None:
+            t0 = time.perf_counter()
+            n_in = len(positions)
+            positions, scores = fusion.fuse(positions, scores, lexical[0], lexical[1], weight)
+            positions, scores = positions[:k], scores[:k]
+            stats.append(StageStats("fusion", n_in, len(positions), (time.perf_counter() - t0) * 1e3))
         keys = state.keys[positions].tolist()
         with self._store.reading() as (_, db):
             rows = self._store.rows(db, keys)
         if len(rows) < len(keys):  # a key's row only goes when compaction drops it: search the new state
             return None
-        nq = len(encoded.tokens)
+        nq = 1 if fused else len(encoded.tokens)  # a fused score is already in [0, 1] (convex) or small (RRF)
         hits = [
             Hit(
                 id=rows[key][0],

@@ -139,10 +139,14 @@ def run(
     k: int,
     widths: Widths,
     allowed: np.ndarray | None,
+    lexical: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, list[StageStats]]:
     """Positions and MaxSim scores of the best ``k`` passages, with per-stage stats.
 
     ``allowed``: sorted positions a filter lets through (None: every live passage).
+    ``lexical``: positions the lexical index found (allowed ones only): stage 1 takes them in
+    beside the dense shortlist, and the prefilter always passes them on, so a passage that shares
+    only rare words with the query reaches the rerank.
     """
     stats = []
     n_allowed = state.n_live if allowed is None else len(allowed)
@@ -152,6 +156,8 @@ def run(
         cand = np.flatnonzero(state.live) if allowed is None else allowed
     else:
         cand = shortlist.search(query.dense, widths.n_shortlist, state.live, allowed)
+        if lexical is not None and len(lexical):
+            cand = np.union1d(cand, lexical)
     t1 = time.perf_counter()
     stats.append(StageStats("shortlist", n_allowed, len(cand), (t1 - t0) * 1e3))
 
@@ -159,6 +165,8 @@ def run(
     if widths.n_prefilter < len(cand):
         mixed = any(s.codec is not None for s in state.segments) and any(s.codec is None for s in state.segments)
         cand, _ = _top(cand, _score(state, cand, _Prefilter(q, mixed)), widths.n_prefilter)
+        if lexical is not None and len(lexical):
+            cand = np.union1d(cand, lexical)
     t2 = time.perf_counter()
     stats.append(StageStats("prefilter", stats[-1].candidates_out, len(cand), (t2 - t1) * 1e3))
 

@@ -76,6 +76,19 @@ CREATE INDEX IF NOT EXISTS docs_dead ON docs(live) WHERE live = 0;
 """
 # Added after format 1 shipped; an index without it gets it on open (keys start past the largest).
 _META = "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL)"
+# The lexical index (BM25 over the live passages' text): an FTS5 index over docs.text, kept in
+# step by triggers, so it commits and rolls back with the rows themselves (every write path, every
+# process, and a crash anywhere). Added after format 1 shipped; older indexes get it on open.
+_LEXICAL = [
+    "CREATE VIRTUAL TABLE IF NOT EXISTS lexical USING fts5("
+    "text, content='docs', content_rowid='key', tokenize='unicode61 remove_diacritics 2')",
+    "CREATE TRIGGER IF NOT EXISTS lexical_add AFTER INSERT ON docs WHEN new.live = 1 BEGIN "
+    "INSERT INTO lexical(rowid, text) VALUES (new.key, new.text); END",
+    "CREATE TRIGGER IF NOT EXISTS lexical_tombstone AFTER UPDATE OF live ON docs WHEN old.live = 1 AND new.live = 0 "
+    "BEGIN INSERT INTO lexical(lexical, rowid, text) VALUES ('delete', old.key, old.text); END",
+    "CREATE TRIGGER IF NOT EXISTS lexical_drop AFTER DELETE ON docs WHEN old.live = 1 BEGIN "
+    "INSERT INTO lexical(lexical, rowid, text) VALUES ('delete', old.key, old.text); END",
+]
 
 
 @dataclass(frozen=True)
@@ -103,6 +116,20 @@ class State:
     @property
     def n_live(self) -> int:
         return int(np.count_nonzero(self.live))
+
+    def aligned_positions(
+        self, keys: np.ndarray, scores: np.ndarray, allowed: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Positions of those ``keys`` this state holds live (and ``allowed`` lets through), with
+        their ``scores`` kept beside them."""
+        keys = np.asarray(keys, np.int64)
+        pos = np.searchsorted(self.keys, keys)
+        ok = pos < len(self.keys)
+        ok[ok] = self.keys[pos[ok]] == keys[ok]
+        ok[ok] = self.live[pos[ok]]
+        if allowed is not None:
+            ok[ok] = np.isin(pos[ok], allowed)
+        return pos[ok], np.asarray(scores)[ok]
 
     def positions_of(self, keys: np.ndarray) -> np.ndarray:
         """Positions of those ``keys`` this state holds live (newer or deleted ones are dropped)."""
@@ -240,7 +267,7 @@ class Store:
         layout = {"kind": storage, "nbits": nbits} if storage == "compressed" else {"kind": storage}
         if path is None:
             store = cls(None, encoder_info, lock_timeout, ivf_above, layout)
-            store._wdb.executescript(_SCHEMA + _META + ";")
+            store._wdb.executescript(_SCHEMA + _META + ";" + ";".join(_LEXICAL) + ";")
             store._wdb.execute("INSERT OR IGNORE INTO meta VALUES ('next_key', 0), ('generation', 0)")
             store.refresh()
             return store
@@ -253,7 +280,7 @@ class Store:
             db = sqlite3.connect(tmp / DATABASE, isolation_level=None)
             try:
                 db.execute("PRAGMA journal_mode=WAL")
-                db.executescript(_SCHEMA + _META + ";")
+                db.executescript(_SCHEMA + _META + ";" + ";".join(_LEXICAL) + ";")
                 db.execute("INSERT INTO meta VALUES ('next_key', 0), ('generation', 0)")
             finally:
                 db.close()
@@ -294,6 +321,8 @@ class Store:
                 )
             if "meta" not in tables:
                 store._migrate()
+            if "lexical" not in tables:
+                store._add_lexical()
             store.refresh()
         except BaseException:
             store.close()
@@ -343,6 +372,25 @@ class Store:
             db.execute(_META)
             db.execute("INSERT OR IGNORE INTO meta SELECT 'next_key', coalesce(max(key), -1) + 1 FROM docs")
             db.execute("INSERT OR IGNORE INTO meta VALUES ('generation', 0)")
+
+    def _add_lexical(self) -> None:
+        """Give an index made before the lexical index one, built from its live passages."""
+        with self.write_lock.hold("upgrade"), self._transaction() as db:
+            if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'lexical'").fetchone() is None:
+                for statement in _LEXICAL:  # one by one: executescript would commit mid-transaction
+                    db.execute(statement)
+                db.execute("INSERT INTO lexical(rowid, text) SELECT key, text FROM docs WHERE live = 1")
+
+    def lexical(self, db: sqlite3.Connection, terms: Sequence[str], n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Keys and BM25 scores (higher is better) of the ``n`` live passages best matching any of ``terms``."""
+        if not terms or n <= 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        match = " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
+        rows = db.execute(
+            "SELECT rowid, -bm25(lexical) FROM lexical WHERE lexical MATCH ? ORDER BY bm25(lexical) LIMIT ?",
+            (match, int(n)),
+        ).fetchall()
+        return np.array([r[0] for r in rows], np.int64), np.array([r[1] for r in rows], np.float32)
 
     # ------------------------------------------------------------------ state
     def _check_open(self) -> None:

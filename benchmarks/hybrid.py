@@ -1,0 +1,105 @@
+"""Hybrid search: MaxSim fused with the index's own BM25 (SQLite FTS5), and the default weight.
+
+The weight of the convex fusion is chosen on SciFact's *train* queries (the only shared
+collection with a train split), then every variant is reported unchanged on every collection's
+test queries: BM25 alone (the lexical index's order), MaxSim alone (the default cascade),
+convex fusion at each weight, and reciprocal-rank fusion. Default encoder, compressed storage
+(the default), cached vectors (``embeddings.py``), passages' texts from the collections; k=10,
+as users search (fusion normalizes over the candidates a k=10 search reranks).
+
+    python benchmarks/hybrid.py
+    python benchmarks/hybrid.py --quick      # cranfield only, 50 queries, train split skipped
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from embeddings import COLLECTIONS, DATA, load  # noqa: E402
+from report import ROOT, table, write_section  # noqa: E402
+
+from colcade import EncodedQuery, LateIndex, PrecomputedEncoder  # noqa: E402
+from colcade.app.eval import load_beir, ndcg  # noqa: E402
+from colcade.encoders.default import MiniLMEncoder  # noqa: E402
+from colcade.engine.fusion import DEFAULT_WEIGHT  # noqa: E402
+
+WEIGHTS = [0.1, 0.2, 0.3, 0.4, 0.5]
+VARIANTS: dict[str, object] = {"BM25 alone": 1.0, "MaxSim alone": False, **{f"convex {w}": w for w in WEIGHTS}}
+VARIANTS["RRF"] = "rrf"
+
+
+def build(name: str, encoder: MiniLMEncoder, folder: Path) -> LateIndex:
+    collection, passages, _ = load(name, encoder)
+    ids, texts = collection.passages()
+    text_of = dict(zip(ids, texts))
+    index = LateIndex.create(folder / name, encoder=PrecomputedEncoder(dim=384, name="minilm-cached"))
+    index.add(
+        [text_of[i] for i in passages.ids],
+        ids=passages.ids,
+        tokens=passages.tokens(encoder._keep),
+        dense=passages.dense,
+        show_progress=False,
+    )
+    return index
+
+
+def runs(index: LateIndex, queries: dict[str, tuple[EncodedQuery, str]], k: int = 10) -> dict[str, dict]:
+    out = {}
+    for variant, hybrid in VARIANTS.items():
+        out[variant] = {
+            qid: [h.id for h in index.search(q, k=k, hybrid=hybrid, text=text)] for qid, (q, text) in queries.items()
+        }
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
+    args = parser.parse_args()
+    encoder = MiniLMEncoder()
+    sections = []
+    with tempfile.TemporaryDirectory() as tmp:
+        if not args.quick:  # the choice: SciFact's train queries
+            index = build("scifact", encoder, Path(tmp))
+            train = load_beir(DATA / "scifact", split="train")
+            queries = {q: (encoder.encode_query(t), t) for q, t in train.queries.items()}
+            found = runs(index, queries)
+            rows = [[v, f"{ndcg(r, train.qrels):.4f}"] for v, r in found.items()]
+            index.close()
+            sections.append(
+                f"**Choosing the weight: SciFact train, {len(queries)} queries** (the default, "
+                f"`hybrid=True`, is {DEFAULT_WEIGHT})\n\n" + table(["variant", "nDCG@10"], rows)
+            )
+            print(sections[-1], flush=True)
+        rows = []
+        for name in ["cranfield"] if args.quick else COLLECTIONS:
+            collection, _, queries_emb = load(name, encoder)
+            index = build(name, encoder, Path(tmp))
+            tokens = queries_emb.tokens(encoder._keep)
+            n = 50 if args.quick else len(queries_emb.ids)
+            queries = {
+                queries_emb.ids[i]: (
+                    EncodedQuery(dense=queries_emb.dense[i], tokens=tokens[i]),
+                    collection.queries[queries_emb.ids[i]],
+                )
+                for i in range(n)
+            }
+            qrels = {q: collection.qrels[q] for q in queries}
+            found = runs(index, queries)
+            for variant, run in found.items():
+                rows.append([name, variant, f"{ndcg(run, qrels):.4f}"])
+                print(rows[-1], flush=True)
+            index.close()
+        header = ["collection", "variant", "nDCG@10"]
+        sections.append("**Test queries, every collection**\n\n" + table(header, rows))
+    body = "### Hybrid search: MaxSim fused with BM25 (issue 10)\n\n" + "\n\n".join(sections)
+    write_section("hybrid", body, args.out)
+
+
+if __name__ == "__main__":
+    main()
