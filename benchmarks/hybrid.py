@@ -65,7 +65,7 @@ def main() -> None:
     sections = []
     with tempfile.TemporaryDirectory() as tmp:
         if not args.quick:  # the choice: SciFact's train queries
-            index = build("scifact", encoder, Path(tmp))
+            index = build("scifact", encoder, Path(tmp) / "train")
             train = load_beir(DATA / "scifact", split="train")
             queries = {q: (encoder.encode_query(t), t) for q, t in train.queries.items()}
             found = runs(index, queries)
@@ -76,10 +76,10 @@ def main() -> None:
                 f"`hybrid=True`, is {DEFAULT_WEIGHT})\n\n" + table(["variant", "nDCG@10"], rows)
             )
             print(sections[-1], flush=True)
-        rows = []
+        rows, sizes = [], []
         for name in ["cranfield"] if args.quick else COLLECTIONS:
             collection, _, queries_emb = load(name, encoder)
-            index = build(name, encoder, Path(tmp))
+            index = build(name, encoder, Path(tmp) / "test")
             tokens = queries_emb.tokens(encoder._keep)
             n = 50 if args.quick else len(queries_emb.ids)
             queries = {
@@ -91,12 +91,19 @@ def main() -> None:
             }
             qrels = {q: collection.qrels[q] for q in queries}
             found = runs(index, queries)
+            with index._store.reading() as (_, db):  # the lexical index's own tables, on disk
+                size = db.execute("SELECT sum(pgsize) FROM dbstat WHERE name LIKE 'lexical%'").fetchone()[0]
+            sizes.append([name, f"{size / 2**20:.1f} MiB", f"{size / len(collection.corpus):,.0f} B"])
             for variant, run in found.items():
                 rows.append([name, variant, f"{ndcg(run, qrels):.4f}"])
                 print(rows[-1], flush=True)
             index.close()
         header = ["collection", "variant", "nDCG@10"]
         sections.append("**Test queries, every collection**\n\n" + table(header, rows))
+        sections.append(
+            "**The lexical index on disk** (FTS5 tables in docs.sqlite)\n\n"
+            + table(["collection", "lexical index", "a passage"], sizes)
+        )
     body = "### Hybrid search: MaxSim fused with BM25 (issue 10)\n\n" + "\n\n".join(sections)
     write_section("hybrid", body, args.out)
 

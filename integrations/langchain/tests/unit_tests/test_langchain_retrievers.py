@@ -167,3 +167,14 @@ def test_multi_query_retriever_merges_one_passage_found_by_several_sub_queries(r
     docs = MultiQueryRetriever.from_llm(retriever=retriever, llm=llm).invoke("violin")
     ids = [d.id for d in docs]
     assert len(ids) == len(set(ids)) and "violin" in ids
+
+
+def test_hybrid_search_through_search_kwargs():
+    docs = [
+        Document(page_content="The zymurgy of lambic beer relies on wild yeast.", id="beer"),
+        Document(page_content="Glaciers are slow rivers of ice.", id="ice"),
+        Document(page_content="The violin has four strings.", id="violin"),
+    ]
+    retriever = ColcadeRetriever.from_documents(docs, k=2, search_kwargs={"hybrid": True})
+    found = retriever.invoke("zymurgy")
+    assert found[0].id == "beer" and 0.0 <= found[0].metadata["colcade_score"] <= 1.0

@@ -142,3 +142,12 @@ def test_insert_replaces_a_node_and_keeps_its_source_document():
     (hit,) = retriever.retrieve("violin strings")
     assert hit.node.node_id == "n1" and hit.node.get_content().endswith("fifths.")
     assert hit.node.ref_doc_id == "handbook"
+
+
+def test_hybrid_search_through_search_kwargs():
+    texts = ["The zymurgy of lambic beer relies on wild yeast.", "Glaciers are slow rivers of ice.", "The violin."]
+    retriever = ColcadeRetriever.from_texts(
+        texts, ids=["beer", "ice", "violin"], similarity_top_k=2, search_kwargs={"hybrid": "rrf"}
+    )
+    found = retriever.retrieve("zymurgy")
+    assert found[0].node.id_ == "beer" and 0.0 < found[0].score <= 2 / 61
