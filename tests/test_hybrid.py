@@ -110,3 +110,43 @@ def test_encoded_queries_need_their_words_for_lexical_candidates(index):
         index.search(EncodedQuery(dense=pool(vectors(0)), tokens=vectors(0)), hybrid=True)
     with pytest.raises(InvalidInputError, match="n_lexical"):
         index.search(EncodedQuery(dense=pool(vectors(0)), tokens=vectors(0)), n_lexical=-1, text="x")
+
+
+def test_a_filter_applies_before_the_lexical_limit(tmp_path):
+    index = LateIndex.create(tmp_path / "f", encoder=PrecomputedEncoder(dim=16))
+    n = 60
+    texts = ["apple apple apple orchard"] * n + ["an apple in the other group"]
+    metas = [{"g": "a"}] * n + [{"g": "b"}]
+    index.add(texts, ids=[f"p{i}" for i in range(n + 1)], metadatas=metas, tokens=[vectors(i) for i in range(n + 1)])
+    q = vectors(999)
+    hits = index.search(EncodedQuery(dense=pool(q), tokens=q), k=1, filter={"g": "b"}, hybrid=1.0, text="apple")
+    assert hits[0].id == f"p{n}" and hits.stats[0].candidates_out == 1 and hits[0].score == pytest.approx(1.0)
+
+
+def test_a_weak_lexical_match_still_ranks_above_passages_without_the_word(index):
+    q = vectors(99)
+    hits = index.search(EncodedQuery(dense=pool(q), tokens=q), k=5, hybrid=1.0, text="photovoltaic silicon wafers")
+    ranked = [h.id for h in hits]
+    assert set(ranked[:2]) == {"silicon", "solar"}  # both match; every other passage scores 0
+    assert hits[1].score > 0 and all(h.score == 0 for h in hits[2:])
+
+
+def test_rrf_scores_normalize_to_one_for_a_passage_first_in_both_rankings(index):
+    q = vectors(3)  # the beer passage's own tokens, and its rare word
+    hits = index.search(EncodedQuery(dense=pool(q), tokens=q), k=2, hybrid="rrf", text="zymurgy")
+    assert hits[0].id == "beer" and hits[0].normalized_score == pytest.approx(1.0)
+
+
+def test_search_batch_gives_each_query_its_own_words(index):
+    qs = [EncodedQuery(dense=pool(vectors(99)), tokens=vectors(99))] * 2
+    hits = index.search_batch(qs, k=1, hybrid=np.float32(1.0), texts=["zymurgy", "glaciers"], n_threads=2)
+    assert [h[0].id for h in hits] == ["beer", "glacier"]
+    with pytest.raises(InvalidInputError, match="one text a query"):
+        index.search_batch(qs, k=1, hybrid=True, texts=["zymurgy"])
+
+
+def test_hybrid_without_lexical_candidates_is_refused(index):
+    with pytest.raises(InvalidInputError, match="at least 1"):
+        index.search(EncodedQuery(dense=pool(vectors(0)), tokens=vectors(0)), hybrid=True, n_lexical=0, text="x")
+    with pytest.raises(InvalidInputError, match="must be a string"):
+        index.search(EncodedQuery(dense=pool(vectors(0)), tokens=vectors(0)), hybrid=True, text=123)

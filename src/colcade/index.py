@@ -449,6 +449,10 @@ class LateIndex:
             n_lexical = max(100, 10 * int(k)) if fused else 0
         elif not isinstance(n_lexical, (int, np.integer)) or isinstance(n_lexical, bool) or n_lexical < 0:
             raise InvalidInputError(f"n_lexical must be a non-negative integer, but got {n_lexical!r}")
+        if fused and n_lexical == 0:
+            raise InvalidInputError("hybrid search needs lexical candidates: n_lexical must be at least 1")
+        if text is not None and not isinstance(text, str):
+            raise InvalidInputError(f"text must be a string (the query's words), but got {type(text).__name__}")
         words = text if text is not None else query if isinstance(query, str) else None
         if n_lexical and not (words and words.strip()):
             raise InvalidInputError("lexical candidates need the query's words: pass text= with an EncodedQuery")
@@ -460,7 +464,7 @@ class LateIndex:
                 allowed = state.positions_of(self._store.keys_where(db, *where)) if where else None
                 lexical = None
                 if n_lexical:
-                    keys, bm25 = self._store.lexical(db, fusion.query_terms(words or ""), n_lexical)
+                    keys, bm25 = self._store.lexical(db, fusion.query_terms(words or ""), n_lexical, where)
                     lexical = (*state.aligned_positions(keys, bm25, allowed), (time.perf_counter() - t0) * 1e3)
             hits = self._search_state(
                 state, encoded, int(k), allowed, n_shortlist, n_prefilter, exhaustive, lexical, fused, weight
@@ -508,7 +512,9 @@ class LateIndex:
             rows = self._store.rows(db, keys)
         if len(rows) < len(keys):  # a key's row only goes when compaction drops it: search the new state
             return None
-        nq = 1 if fused else len(encoded.tokens)  # a fused score is already in [0, 1] (convex) or small (RRF)
+        # normalized_score: MaxSim over the query's tokens; a convex fusion is already in [0, 1];
+        # RRF over its largest possible value (first in both rankings).
+        nq = len(encoded.tokens) if not fused else 1 if weight is not None else 2 / (fusion.RRF_K + 1)
         hits = [
             Hit(
                 id=rows[key][0],
@@ -527,12 +533,19 @@ class LateIndex:
         k: int = 10,
         filter: dict[str, Any] | None = None,
         n_threads: int | None = None,
+        texts: Sequence[str] | None = None,
         **widths: Any,
     ) -> list[Hits]:
-        """``search`` for many queries, spread over ``n_threads`` threads (default: all cores)."""
+        """``search`` for many queries, spread over ``n_threads`` threads (default: all cores).
+
+        ``texts``: each query's words, for hybrid search over ``EncodedQuery`` objects.
+        """
         n_threads = n_threads or os.cpu_count() or 1
+        if texts is not None and len(texts) != len(queries):
+            raise InvalidInputError(f"texts must give one text a query: {len(texts)} for {len(queries)} queries")
+        words = list(texts) if texts is not None else [None] * len(queries)
         with ThreadPoolExecutor(max_workers=n_threads) as pool_:
-            return list(pool_.map(lambda q: self.search(q, k, filter, **widths), queries))
+            return list(pool_.map(lambda q, t: self.search(q, k, filter, text=t, **widths), queries, words))
 
     def _encode_query(self, query: str | EncodedQuery) -> EncodedQuery:
         if isinstance(query, EncodedQuery):

@@ -9,7 +9,8 @@ from typing import Any
 @dataclass(frozen=True)
 class Hit:
     """One retrieved passage. ``score`` is the MaxSim sum; ``normalized_score`` divides it by
-    the number of query tokens (comparable across queries, for thresholds)."""
+    the number of query tokens (comparable across queries, for thresholds). In a hybrid search
+    ``score`` is the fused score (``engine/fusion.py``) and ``normalized_score`` puts it in [0, 1]."""
 
     id: str
     score: float

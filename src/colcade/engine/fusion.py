@@ -3,9 +3,10 @@
 Two fusions, both over the passages the cascade reranked (the lexical index's own finds are
 among them, ``cascade.run``):
 
-- ``convex``: each score min-max normalized over this query's candidates, then
-  ``weight * bm25 + (1 - weight) * maxsim``; a passage the lexical index did not return counts
-  0 on its side (its BM25 score is below every one returned);
+- ``convex``: MaxSim min-max normalized over this query's candidates, BM25 divided by the
+  query's best BM25 score, then ``weight * bm25 + (1 - weight) * maxsim``; a passage the
+  lexical index did not return counts 0 on its side (below every passage it returned, which
+  min-max would have put at 0 too);
 - ``rrf``: reciprocal-rank fusion, ``sum 1 / (60 + rank)`` over the two rankings (Cormack et
   al., 2009); no scores to normalize, and no weight.
 
@@ -43,7 +44,7 @@ def weight_of(hybrid: bool | str | float) -> float | None:
         return DEFAULT_WEIGHT
     if hybrid == "rrf":
         return None
-    if isinstance(hybrid, (int, float)) and not isinstance(hybrid, bool) and 0.0 <= float(hybrid) <= 1.0:
+    if isinstance(hybrid, (int, float, np.integer, np.floating)) and not isinstance(hybrid, bool) and 0 <= hybrid <= 1:
         return float(hybrid)
     raise InvalidInputError(
         f"hybrid must be True, 'rrf' or a weight between 0 and 1 for the lexical side, but got {hybrid!r}"
@@ -83,7 +84,9 @@ def fuse(
     else:
         if found:
             idx = np.array([i for i, _ in found])
-            lex_side[idx] = _unit(np.array([s for _, s in found]))
+            bm25_found = np.array([s for _, s in found])
+            best = float(bm25_found.max())
+            lex_side[idx] = bm25_found / best if best > 0 else 1.0
         fused = weight * lex_side + (1.0 - weight) * _unit(np.asarray(maxsim, np.float64))
     order = np.lexsort((positions, -fused))
     return positions[order], fused[order].astype(np.float32)

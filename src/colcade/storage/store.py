@@ -381,14 +381,25 @@ class Store:
                     db.execute(statement)
                 db.execute("INSERT INTO lexical(rowid, text) SELECT key, text FROM docs WHERE live = 1")
 
-    def lexical(self, db: sqlite3.Connection, terms: Sequence[str], n: int) -> tuple[np.ndarray, np.ndarray]:
-        """Keys and BM25 scores (higher is better) of the ``n`` live passages best matching any of ``terms``."""
+    def lexical(
+        self, db: sqlite3.Connection, terms: Sequence[str], n: int, where: tuple[str, list[Any]] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Keys and BM25 scores (higher is better) of the ``n`` live passages best matching any of
+        ``terms`` (among those a filter's ``where`` clause on docs lets through: before the limit)."""
         if not terms or n <= 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
         match = " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
+        allowed, params = (
+            ("", [])
+            if where is None
+            else (
+                f" AND rowid IN (SELECT key FROM docs WHERE live = 1 AND {where[0]})",
+                list(where[1]),
+            )
+        )
         rows = db.execute(
-            "SELECT rowid, -bm25(lexical) FROM lexical WHERE lexical MATCH ? ORDER BY bm25(lexical) LIMIT ?",
-            (match, int(n)),
+            f"SELECT rowid, -bm25(lexical) FROM lexical WHERE lexical MATCH ?{allowed} ORDER BY bm25(lexical) LIMIT ?",
+            (match, *params, int(n)),
         ).fetchall()
         return np.array([r[0] for r in rows], np.int64), np.array([r[1] for r in rows], np.float32)
 
