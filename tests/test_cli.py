@@ -70,6 +70,9 @@ def test_index_search_info(capsys, docs, tmp_path):
         assert code == 0 and name in out.splitlines()[1]  # under the header
     code, out, _ = run(capsys, "search", idx, "instrument", "--filter", "page=2", "--json")
     assert {h["metadata"]["page"] for h in json.loads(out)["hits"]} == {2}
+    code, out, _ = run(capsys, "search", idx, "turbocharger", "-k", "1", "--hybrid", "--json")
+    found = json.loads(out)
+    assert found["hits"][0]["metadata"]["page"] == 2 and found["stats"][-1]["stage"] == "fusion"
     code, out, _ = run(capsys, "info", idx, "--json")
     info = json.loads(out)
     assert info["documents"] == 5 and info["encoder"]["name"] == "all-MiniLM-L6-v2" and info["bytes_on_disk"] > 0

@@ -123,7 +123,9 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 def cmd_search(args: argparse.Namespace) -> int:
     index = _open(args.index)
-    hits = index.search(args.query, k=args.k, filter=_filter(args.filter), exhaustive=args.exhaustive)
+    hits = index.search(
+        args.query, k=args.k, filter=_filter(args.filter), exhaustive=args.exhaustive, hybrid=args.hybrid
+    )
     if args.json:
         print(
             json.dumps(
@@ -321,6 +323,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("-k", type=int, default=5)
     s.add_argument("--filter", action="append", metavar="KEY=VALUE", help="metadata filter (repeatable)")
     s.add_argument("--exhaustive", action="store_true", help="score every passage exactly")
+    s.add_argument("--hybrid", action="store_true", help="fuse MaxSim with BM25 (the index's lexical index)")
     s.add_argument("--json", action="store_true")
     s.set_defaults(run=cmd_search)
 
