@@ -64,6 +64,8 @@ def test_index_search_info(capsys, docs, tmp_path):
     code, out, _ = run(capsys, "search", idx, "turbocharger", "-k", "1", "--json")
     hit = json.loads(out)["hits"][0]
     assert hit["metadata"]["page"] == 2 and hit["metadata"]["source"].endswith("manual.pdf")
+    assert [s["stage"] for s in json.loads(out)["stats"]] == ["lexical", "shortlist", "prefilter", "rerank", "fusion"]
+    code, out, _ = run(capsys, "search", idx, "turbocharger", "-k", "1", "--no-hybrid", "--json")
     assert [s["stage"] for s in json.loads(out)["stats"]] == ["shortlist", "prefilter", "rerank"]
     for query, name in [("four strings", "violin.txt"), ("photovoltaic", "solar.md"), ("rivers of ice", "page.html")]:
         code, out, _ = run(capsys, "search", idx, query, "-k", "1")
@@ -152,7 +154,7 @@ def test_a_configured_llm_without_its_package_is_a_clear_error(monkeypatch):
 def test_explain(capsys, docs, tmp_path):
     idx = str(tmp_path / "idx")
     run(capsys, "index", str(docs), "--index", idx)
-    passage = json.loads(run(capsys, "search", idx, "violin strings", "-k", "1", "--json")[1])["hits"][0]
+    passage = json.loads(run(capsys, "search", idx, "violin strings", "-k", "1", "--no-hybrid", "--json")[1])["hits"][0]
     html = tmp_path / "explain.html"
     code, out, _ = run(capsys, "explain", idx, "violin strings", passage["id"], "--html", str(html))
     assert code == 0 and "violin -> violin" in out and "strings -> strings" in out
@@ -182,6 +184,7 @@ def test_eval_on_a_beir_collection(capsys, tmp_path):
         result["ndcg@10"] == pytest.approx(1.0)
         and result["fidelity@10"] == pytest.approx(1.0)
         and result["queries"] == 2
+        and result["hybrid_ndcg@10"] == pytest.approx(1.0)
     )
 
 

@@ -99,7 +99,7 @@ def test_text_queries_match_their_own_words(tmp_path):
     assert hits[0].id == "beer" and hits[0].text == TEXTS["beer"]
 
 
-@pytest.mark.parametrize("hybrid", ["bm25", 1.5, -0.1, None])
+@pytest.mark.parametrize("hybrid", ["bm25", 1.5, -0.1, ""])
 def test_bad_hybrid_arguments_are_clear_errors(index, hybrid):
     with pytest.raises(InvalidInputError, match="hybrid must be"):
         index.search(EncodedQuery(dense=pool(vectors(0)), tokens=vectors(0)), hybrid=hybrid, text="violin")
@@ -150,3 +150,15 @@ def test_hybrid_without_lexical_candidates_is_refused(index):
         index.search(EncodedQuery(dense=pool(vectors(0)), tokens=vectors(0)), hybrid=True, n_lexical=0, text="x")
     with pytest.raises(InvalidInputError, match="must be a string"):
         index.search(EncodedQuery(dense=pool(vectors(0)), tokens=vectors(0)), hybrid=True, text=123)
+
+
+def test_text_queries_are_hybrid_by_default_and_vectors_alone_are_not():
+    index = LateIndex.in_memory()
+    index.add(list(TEXTS.values()), ids=list(TEXTS))
+    stages = [s.name for s in index.search("zymurgy", k=2).stats]
+    assert stages[0] == "lexical" and stages[-1] == "fusion"
+    assert [s.name for s in index.search("zymurgy", k=2, hybrid=False).stats] == ["shortlist", "prefilter", "rerank"]
+    assert "fusion" not in [s.name for s in index.search("zymurgy", k=2, exhaustive=True).stats]
+    encoded = index.encoder.encode_query("zymurgy")
+    assert "lexical" not in [s.name for s in index.search(encoded, k=2).stats]
+    assert [s.name for s in index.search(encoded, k=2, text="zymurgy").stats][-1] == "fusion"

@@ -422,7 +422,7 @@ class LateIndex:
         n_shortlist: int | None = None,
         n_prefilter: int | None = None,
         exhaustive: bool = False,
-        hybrid: bool | str | float = False,
+        hybrid: bool | str | float | None = None,
         n_lexical: int | None = None,
         text: str | None = None,
     ) -> Hits:
@@ -435,7 +435,9 @@ class LateIndex:
 
         ``hybrid`` fuses MaxSim with BM25 from the index's lexical index: ``True`` (a convex mix,
         ``fusion.DEFAULT_WEIGHT`` on the lexical side), ``"rrf"`` (reciprocal-rank fusion) or a
-        weight between 0 and 1; hits then carry the fused score. The lexical index's best
+        weight between 0 and 1; hits then carry the fused score. By default (``None``) a search
+        with words to match (a text query, or ``text=``) is hybrid and an ``EncodedQuery`` alone or
+        ``exhaustive=True`` is MaxSim alone; ``False`` is MaxSim alone always. The lexical index's best
         ``n_lexical`` (default ``max(100, 10k)`` when hybrid) join the candidates in stage 1;
         ``n_lexical`` alone adds them without fusing. ``text``: the words to match when ``query``
         is an ``EncodedQuery``.
@@ -443,6 +445,11 @@ class LateIndex:
         """
         if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k <= 0:
             raise InvalidInputError(f"k must be a positive integer, but got {k!r}")
+        if text is not None and not isinstance(text, str):
+            raise InvalidInputError(f"text must be a string (the query's words), but got {type(text).__name__}")
+        words = text if text is not None else query if isinstance(query, str) else None
+        if hybrid is None:  # the default: hybrid where there are words to match (BENCHMARKS.md, issue 10)
+            hybrid = bool(words and words.strip()) and not exhaustive and n_lexical != 0
         fused = hybrid is not False
         weight = fusion.weight_of(hybrid) if fused else None
         if n_lexical is None:
@@ -451,9 +458,6 @@ class LateIndex:
             raise InvalidInputError(f"n_lexical must be a non-negative integer, but got {n_lexical!r}")
         if fused and n_lexical == 0:
             raise InvalidInputError("hybrid search needs lexical candidates: n_lexical must be at least 1")
-        if text is not None and not isinstance(text, str):
-            raise InvalidInputError(f"text must be a string (the query's words), but got {type(text).__name__}")
-        words = text if text is not None else query if isinstance(query, str) else None
         if n_lexical and not (words and words.strip()):
             raise InvalidInputError("lexical candidates need the query's words: pass text= with an EncodedQuery")
         encoded = self._encode_query(query)

@@ -21,10 +21,11 @@ class ColcadeRetriever(BaseRetriever):
     """Late-interaction retrieval for LangChain: a colcade ``LateIndex`` as a retriever.
 
     ``k``, ``filter`` and the stage widths (``search_kwargs``: ``n_shortlist``,
-    ``n_prefilter``, ``exhaustive``, and ``k`` / ``filter`` as LangChain tutorials pass them)
+    ``n_prefilter``, ``exhaustive``, ``hybrid``, and ``k`` / ``filter`` as LangChain tutorials pass them)
     are fields, and can also be given per call: ``retriever.invoke("question", k=3,
     filter={"source": "a.pdf"})``; a call's values win over ``search_kwargs``, which win over
-    the fields. Documents carry the passage id and the MaxSim score in
+    the fields. Searches are hybrid (MaxSim fused with BM25) unless ``hybrid`` is False.
+    Documents carry the passage id and the score (fused, or MaxSim) in
     ``metadata[score_key]`` (``"colcade_score"``: a user's own ``score`` field is left alone).
     The score differs between queries, so retrievers that merge several queries' documents by
     equality (``MultiQueryRetriever``) see one passage twice: give them ``score_key=None``.
@@ -44,9 +45,10 @@ class ColcadeRetriever(BaseRetriever):
     filter: dict[str, Any] | None = None
     search_kwargs: dict[str, Any] = Field(default_factory=dict)
     score_key: str | None = "colcade_score"
-    """The metadata key the MaxSim score goes under (None: no score in the metadata)."""
+    """The metadata key the score goes under (None: no score in the metadata)."""
     normalize_scores: bool = False
-    """Give the MaxSim score divided by the query's token count (about 0..1, comparable across queries)."""
+    """Give the score in [0, 1]: MaxSim over the query's token count (comparable across queries) when
+    ``hybrid`` is False, the fused score as it is otherwise."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 

@@ -121,7 +121,8 @@ class ColcadeVectorStore(VectorStore):
     def similarity_search_with_score(
         self, query: str, k: int = 4, filter: dict[str, Any] | None = None, **kwargs: Any
     ) -> list[tuple[Document, float]]:
-        """Documents with their MaxSim score (a sum over query tokens: higher is better)."""
+        """Documents with their score, higher is better: fused with BM25 by default (in [0, 1]), the
+        MaxSim sum over query tokens with ``hybrid=False``."""
         return [(_document(h), float(h.score)) for h in self._hits(query, k, filter, **kwargs)]
 
     def _similarity_search_with_relevance_scores(

@@ -24,7 +24,7 @@ import numpy as np
 from colcade.errors import InvalidInputError
 
 # Chosen on SciFact's train queries (benchmarks/hybrid.py), then checked unchanged elsewhere.
-DEFAULT_WEIGHT = 0.2
+DEFAULT_WEIGHT = 0.3
 RRF_K = 60
 _WORD = re.compile(r"\w+")
 

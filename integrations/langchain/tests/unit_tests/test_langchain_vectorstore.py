@@ -31,8 +31,10 @@ def test_tutorial_shape_from_texts_as_retriever_with_search_kwargs(store):
 
 
 def test_scores_and_relevance_scores(store):
-    (doc, score), *_ = store.similarity_search_with_score("bowed string instrument", k=2)
-    assert doc.id in {"violin", "cello"} and score > 1
+    (doc, score), *_ = store.similarity_search_with_score("bowed string instrument", k=2, hybrid=False)
+    assert doc.id in {"violin", "cello"} and score > 1  # a MaxSim sum
+    (doc, fused), *_ = store.similarity_search_with_score("bowed string instrument", k=2)
+    assert doc.id in {"violin", "cello"} and 0.0 < fused <= 1.0  # hybrid by default: the fused score
     relevance = store.similarity_search_with_relevance_scores("bowed string instrument", k=5)
     assert all(0.0 <= r <= 1.0 for _, r in relevance)
     assert relevance[0][1] > relevance[-1][1]

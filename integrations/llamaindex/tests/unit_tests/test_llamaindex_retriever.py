@@ -113,8 +113,9 @@ def test_normalized_scores_threshold_the_same_for_short_and_long_queries():
     from llama_index.core.postprocessor import SimilarityPostprocessor
 
     texts = ["The violin has four strings.", "Solar panels make electricity.", "Glaciers are rivers of ice."]
-    raw = ColcadeRetriever.from_texts(texts, similarity_top_k=3)
-    normalized = ColcadeRetriever(raw.index, similarity_top_k=3, normalize_scores=True)
+    # MaxSim scores (hybrid=False): a hybrid search's fused score is relative to the query's candidates.
+    raw = ColcadeRetriever.from_texts(texts, similarity_top_k=3, search_kwargs={"hybrid": False})
+    normalized = ColcadeRetriever(raw.index, similarity_top_k=3, normalize_scores=True, search_kwargs={"hybrid": False})
     short, long = "violin", "which instrument has four strings and is played with a bow under the chin"
     for query in (short, long):
         nodes = normalized.retrieve(query)

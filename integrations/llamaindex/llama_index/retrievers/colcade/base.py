@@ -63,8 +63,9 @@ def to_colcade_filter(filters: MetadataFilters | dict[str, Any] | None) -> dict[
 class ColcadeRetriever(BaseRetriever):
     """Late-interaction retrieval for LlamaIndex: a colcade ``LateIndex`` as a retriever.
 
-    Returns ``NodeWithScore(TextNode(id_=..., text=..., metadata=...), score)`` with the
-    MaxSim score, or with ``normalize_scores=True`` the MaxSim score divided by the query's
+    Returns ``NodeWithScore(TextNode(id_=..., text=..., metadata=...), score)``. Searches are
+    hybrid (MaxSim fused with BM25, a score in [0, 1]) unless ``search_kwargs={"hybrid": False}``;
+    then the score is the MaxSim sum, or with ``normalize_scores=True`` the MaxSim score divided by the query's
     token count (the mean best cosine of a query token: about 0..1, and comparable across
     queries, so ``SimilarityPostprocessor(similarity_cutoff=...)`` means the same for a
     one-word query and a long one). ``filters`` (LlamaIndex ``MetadataFilters`` or a colcade
