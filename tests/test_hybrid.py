@@ -162,3 +162,12 @@ def test_text_queries_are_hybrid_by_default_and_vectors_alone_are_not():
     encoded = index.encoder.encode_query("zymurgy")
     assert "lexical" not in [s.name for s in index.search(encoded, k=2).stats]
     assert [s.name for s in index.search(encoded, k=2, text="zymurgy").stats][-1] == "fusion"
+
+
+def test_an_empty_text_query_gets_the_query_message_and_ties_go_to_maxsim(index):
+    with pytest.raises(InvalidInputError, match="non-empty string"):
+        index.search("   ")
+    beer = vectors(3)
+    hits = index.search(EncodedQuery(dense=pool(beer), tokens=beer), k=5, hybrid=1.0, text="violin")
+    rest = hits[1:]  # no lexical match: all 0, ordered by MaxSim (the beer passage's own tokens first)
+    assert hits[0].id == "violin" and rest[0].id == "beer" and all(h.score == 0 for h in rest)

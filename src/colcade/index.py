@@ -440,7 +440,9 @@ class LateIndex:
         ``exhaustive=True`` is MaxSim alone; ``False`` is MaxSim alone always. The lexical index's best
         ``n_lexical`` (default ``max(100, 10k)`` when hybrid) join the candidates in stage 1;
         ``n_lexical`` alone adds them without fusing. ``text``: the words to match when ``query``
-        is an ``EncodedQuery``.
+        is an ``EncodedQuery`` (given with a text query, it is what the lexical side matches).
+        A fused score is relative to the query's candidates (the best is near 1 even for a poor
+        match): for absolute thresholds use ``hybrid=False`` and ``normalized_score``.
         The result's ``stats`` give each stage's counts and milliseconds.
         """
         if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k <= 0:
@@ -458,9 +460,9 @@ class LateIndex:
             raise InvalidInputError(f"n_lexical must be a non-negative integer, but got {n_lexical!r}")
         if fused and n_lexical == 0:
             raise InvalidInputError("hybrid search needs lexical candidates: n_lexical must be at least 1")
+        encoded = self._encode_query(query)  # an empty or malformed query is refused here first
         if n_lexical and not (words and words.strip()):
             raise InvalidInputError("lexical candidates need the query's words: pass text= with an EncodedQuery")
-        encoded = self._encode_query(query)
         where = filters.to_sql(filter) if filter is not None else None
         for _ in range(5):
             t0 = time.perf_counter()

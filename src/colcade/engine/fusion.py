@@ -88,5 +88,5 @@ def fuse(
             best = float(bm25_found.max())
             lex_side[idx] = bm25_found / best if best > 0 else 1.0
         fused = weight * lex_side + (1.0 - weight) * _unit(np.asarray(maxsim, np.float64))
-    order = np.lexsort((positions, -fused))
+    order = np.lexsort((positions, -np.asarray(maxsim), -fused))  # ties: the better MaxSim first
     return positions[order], fused[order].astype(np.float32)
