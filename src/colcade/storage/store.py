@@ -117,28 +117,29 @@ class State:
     def n_live(self) -> int:
         return int(np.count_nonzero(self.live))
 
-    def aligned_positions(
-        self, keys: np.ndarray, scores: np.ndarray, allowed: np.ndarray | None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Positions of those ``keys`` this state holds live (and ``allowed`` lets through), with
-        their ``scores`` kept beside them."""
+    def _held(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each key's position (where it would be) and whether this state holds it live."""
         keys = np.asarray(keys, np.int64)
         pos = np.searchsorted(self.keys, keys)
         ok = pos < len(self.keys)
         ok[ok] = self.keys[pos[ok]] == keys[ok]
         ok[ok] = self.live[pos[ok]]
+        return pos, ok
+
+    def aligned_positions(
+        self, keys: np.ndarray, scores: np.ndarray, allowed: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Positions of those ``keys`` this state holds live (and ``allowed`` lets through), with
+        their ``scores`` kept beside them."""
+        pos, ok = self._held(keys)
         if allowed is not None:
             ok[ok] = np.isin(pos[ok], allowed)
         return pos[ok], np.asarray(scores)[ok]
 
     def positions_of(self, keys: np.ndarray) -> np.ndarray:
         """Positions of those ``keys`` this state holds live (newer or deleted ones are dropped)."""
-        keys = np.asarray(keys, np.int64)
-        pos = np.searchsorted(self.keys, keys)
-        inside = pos < len(self.keys)
-        pos = pos[inside]
-        pos = pos[self.keys[pos] == keys[inside]]
-        return np.asarray(pos[self.live[pos]])
+        pos, ok = self._held(keys)
+        return np.asarray(pos[ok])
 
     def locate(self, positions: np.ndarray) -> Iterable[tuple[Segment, np.ndarray, np.ndarray]]:
         """Split positions by segment: (segment, local indices, indices into ``positions``)."""
