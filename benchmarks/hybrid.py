@@ -9,6 +9,7 @@ as users search (fusion normalizes over the candidates a k=10 search reranks).
 
     python benchmarks/hybrid.py
     python benchmarks/hybrid.py --quick      # cranfield only, 50 queries, train split skipped
+    python benchmarks/hybrid.py --latency    # p50 of a text query, hybrid against MaxSim alone
 """
 
 from __future__ import annotations
@@ -16,7 +17,10 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+import time
 from pathlib import Path
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from embeddings import COLLECTIONS, DATA, load  # noqa: E402
@@ -56,12 +60,48 @@ def runs(index: LateIndex, queries: dict[str, tuple[EncodedQuery, str]], k: int 
     return out
 
 
+def latency(encoder: MiniLMEncoder, out: Path) -> None:
+    """p50/p95 of text queries (encoding included), hybrid against MaxSim alone, interleaved."""
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in COLLECTIONS:
+            collection, _, _ = load(name, encoder)
+            index = build(name, encoder, Path(tmp))
+            index._encoder = encoder  # text queries: the real encoder on the cached vectors' index
+            times: dict[bool, list[float]] = {True: [], False: []}
+            for text in list(collection.queries.values())[:200]:
+                for hybrid in (True, False):
+                    t0 = time.perf_counter()
+                    index.search(text, k=10, hybrid=hybrid)
+                    times[hybrid].append((time.perf_counter() - t0) * 1e3)
+            h, m = (np.array(times[True]), np.array(times[False]))
+            rows.append(
+                [
+                    name,
+                    f"{np.median(m):.1f} / {np.percentile(m, 95):.1f}",
+                    f"{np.median(h):.1f} / {np.percentile(h, 95):.1f}",
+                    f"{np.median(h) / np.median(m):.2f}x",
+                ]
+            )
+            print(rows[-1], flush=True)
+            index.close()
+    body = (
+        "### Hybrid search latency\n\n200 text queries a collection (query encoding included), one thread "
+        "a query, default widths, compressed storage; hybrid and MaxSim alone interleaved.\n\n"
+        + table(["collection", "MaxSim alone p50 / p95 ms", "hybrid p50 / p95 ms", "hybrid / MaxSim (p50)"], rows)
+    )
+    write_section("hybrid-latency", body, out)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--latency", action="store_true")
     parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
     args = parser.parse_args()
     encoder = MiniLMEncoder()
+    if args.latency:
+        return latency(encoder, args.out)
     sections = []
     with tempfile.TemporaryDirectory() as tmp:
         if not args.quick:  # the choice: SciFact's train queries
