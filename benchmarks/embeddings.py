@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from colcade.app.eval import Collection, load_beir
+from colcade.encoders.base import fingerprint_of, sha256_file
 from colcade.encoders.default import MiniLMEncoder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,14 +80,20 @@ def _embed(encoder: MiniLMEncoder, ids: list[str], texts: list[str], label: str)
     return Embedded(ids, np.concatenate(vectors), np.concatenate(token_ids), offsets, dense)
 
 
-def load(name: str, encoder: MiniLMEncoder | None = None) -> tuple[Collection, Embedded, Embedded]:
-    """(collection, passages, queries), encoding and caching on first use."""
-    collection = load_beir(DATA / name)
+def cache_key(encoder: MiniLMEncoder) -> str:
+    """The model's identity without its token-selection options: the cache holds every token."""
+    return fingerprint_of(encoder.name, sha256_file(encoder.weights), encoder.max_length)
+
+
+def load(name: str, encoder: MiniLMEncoder | None = None, split: str = "test") -> tuple[Collection, Embedded, Embedded]:
+    """(collection, passages, queries judged in ``split``), encoding and caching on first use."""
+    collection = load_beir(DATA / name, split=split)
     encoder = encoder or MiniLMEncoder()
     CACHE.mkdir(exist_ok=True)
+    key = cache_key(encoder)
     parts = []
-    for part in ("corpus", "queries"):
-        path = CACHE / f"{name}.{part}.{encoder.fingerprint}.npz"
+    for part in ("corpus", "queries" if split == "test" else f"queries-{split}"):
+        path = CACHE / f"{name}.{part}.{key}.npz"
         if path.exists():
             z = np.load(path, allow_pickle=False)
             parts.append(Embedded(list(z["ids"]), z["vectors"], z["token_ids"], z["offsets"], z["dense"]))

@@ -86,14 +86,15 @@ def test_matches_the_fp32_torch_model_when_installed(encoder):
     assert (np.sum(got.dense * dense_ref, axis=1) >= 0.998).all()
 
 
-def test_token_selection_drops_special_tokens_and_punctuation(encoder):
-    assert encoder.encode_query("Hello, world!").tokens.shape == (2, 384)
-    assert MiniLMEncoder(keep_special=True).encode_query("Hello, world!").tokens.shape == (4, 384)
-    assert MiniLMEncoder(keep_special=True, keep_punctuation=True).encode_query("Hello, world!").tokens.shape == (
-        6,
-        384,
-    )
-    only_punctuation = encoder.encode_query("?!")
+def test_token_selection_keeps_every_token_by_default_and_drops_on_request(encoder):
+    full = encoder.encode_query("Hello, world!").tokens
+    assert full.shape == (6, 384)  # [CLS] hello , world ! [SEP]
+    no_special = MiniLMEncoder(keep_special=False).encode_query("Hello, world!").tokens
+    assert no_special.shape == (4, 384)
+    np.testing.assert_allclose(no_special, full[1:-1], atol=1e-5)  # the same vectors, fewer of them
+    bare = MiniLMEncoder(keep_special=False, keep_punctuation=False)
+    np.testing.assert_allclose(bare.encode_query("Hello, world!").tokens, full[[1, 3]], atol=1e-5)
+    only_punctuation = bare.encode_query("?!")
     assert len(only_punctuation.tokens) > 0  # falls back to every real token rather than none
 
 
@@ -112,7 +113,7 @@ def test_long_text_is_truncated_with_one_warning(encoder):
     long_text = " ".join(["retrieval"] * 600)
     with pytest.warns(UserWarning, match="1 of 2 texts were longer than 256 tokens"):
         out = encoder.encode_documents([long_text, "short text"])
-    assert len(out.tokens[0]) == 254  # 256 minus [CLS] and [SEP]
+    assert len(out.tokens[0]) == 256  # [CLS], 254 words, [SEP]
     assert encoder.count_tokens(long_text) == 602
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -127,7 +128,7 @@ def test_empty_text(encoder, bad):
 
 def test_fingerprint_depends_on_options(encoder):
     assert encoder.fingerprint == MiniLMEncoder().fingerprint
-    assert encoder.fingerprint != MiniLMEncoder(keep_special=True).fingerprint
+    assert encoder.fingerprint != MiniLMEncoder(keep_special=False).fingerprint
     assert encoder.fingerprint != MiniLMEncoder(max_length=128).fingerprint
     with pytest.raises(InvalidInputError, match="max_length"):
         MiniLMEncoder(max_length=1000)
@@ -143,7 +144,7 @@ def test_index_with_the_default_encoder_reopens_without_arguments(tmp_path):
     assert reopened.encoder.name == "all-MiniLM-L6-v2"
     assert reopened.search("renewable energy", k=1)[0].id == "sun"
     with pytest.raises(EncoderMismatchError, match="all-MiniLM-L6-v2"):
-        LateIndex.open(tmp_path / "idx", encoder=MiniLMEncoder(keep_special=True))
+        LateIndex.open(tmp_path / "idx", encoder=MiniLMEncoder(keep_special=False))
 
 
 def test_missing_weights_package_says_what_to_install(monkeypatch):
@@ -166,3 +167,17 @@ def test_search_process_never_imports_torch(tmp_path):
         [sys.executable, "-c", code], capture_output=True, text=True, env={"HF_HUB_OFFLINE": "1", "PATH": ""}
     )
     assert proc.returncode == 0, proc.stderr
+
+
+def test_an_index_built_with_other_token_options_reopens_with_them(tmp_path):
+    # Indexes built before every token was kept by default record keep_special/keep_punctuation
+    # False in their manifest: they reopen with those options, not today's default.
+    bare = MiniLMEncoder(keep_special=False, keep_punctuation=False)
+    index = LateIndex.create(tmp_path / "idx", encoder=bare)
+    index.add(["The violin has four strings.", "Solar panels turn sunlight into electricity."], ids=["v", "s"])
+    index.close()
+    reopened = LateIndex.open(tmp_path / "idx")
+    assert reopened.encoder.fingerprint == bare.fingerprint != default_encoder().fingerprint
+    assert reopened.encoder._run is default_encoder()._run  # the model session is shared all the same
+    assert reopened.encoder.encode_query("Hello, world!").tokens.shape == (2, 384)
+    assert reopened.search("string instrument", k=1)[0].id == "v"

