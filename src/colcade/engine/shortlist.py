@@ -1,9 +1,13 @@
-"""Stage 1: the dense shortlist, one vector per passage in FAISS (inner product).
+"""Stage 1: the dense shortlist, one vector per passage, scored by inner product.
 
-Exact (``IndexFlatIP``) up to ``ivf_above`` passages; above it an inverted file
-(``IndexIVFFlat``, about 4 sqrt(n) lists) whose probe count is sized from the shortlist
-length, which keeps it well under a millisecond at 100k passages. A filtered search scores
-exactly the allowed passages instead (a restricted IVF probe can come back short).
+Up to ``ivf_above`` passages it is exact (FAISS ``IndexFlatIP``, which holds a float32 copy of
+the vectors: at most ``ivf_above`` of them). Above, an inverted file (``partition.py``): about
+4 sqrt(n) k-means lists, whose probe count is sized from the shortlist length, scoring the probed
+lists' passages straight from the segments' (memory-mapped) dense vectors. Nothing is copied,
+and the centroids and each segment's list assignments are saved beside the index, so opening a
+large index reads them instead of training (the old FAISS IVF retrained on every open).
+A filtered search scores exactly the allowed passages instead (a restricted probe can come
+back short).
 """
 
 from __future__ import annotations
@@ -12,10 +16,17 @@ import math
 import mmap
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import faiss
 import numpy as np
+
+from colcade.engine.partition import Partition, list_count, write_array
+from colcade.errors import CorruptIndexError
+
+IVF_ABOVE = 50_000  # passages: exact up to here, an inverted file above
 
 
 class _Rows:
@@ -58,17 +69,58 @@ def _mapped(array: Any) -> bool:
     return False
 
 
-class DenseShortlist:
-    """FAISS over the dense vectors, addressed by store position."""
+@dataclass(frozen=True)
+class _Inverted:
+    """Positions grouped by list: list ``l`` holds ``order[starts[l]:starts[l + 1]]`` (ascending)."""
 
-    def __init__(self, dense_dim: int, ivf_above: int = 50_000) -> None:
+    partition: Partition
+    lists: tuple[np.ndarray, ...]  # per segment: the list of each of its passages
+    order: np.ndarray
+    starts: np.ndarray
+
+    @classmethod
+    def of(cls, partition: Partition, lists: Sequence[np.ndarray]) -> _Inverted:
+        assign = np.concatenate(lists) if lists else np.zeros(0, np.int32)
+        order = np.argsort(assign, kind="stable")
+        starts = np.zeros(partition.nlist + 1, np.int64)
+        np.cumsum(np.bincount(assign, minlength=partition.nlist), out=starts[1:])
+        return cls(partition, tuple(lists), order, starts)
+
+    def probe(self, query: np.ndarray, n: int, n_total: int) -> np.ndarray:
+        """Positions in the lists probed for a shortlist of ``n`` (about 4n passages' worth, >= 8 lists)."""
+        nlist = self.partition.nlist
+        nprobe = min(nlist, max(8, math.ceil(nlist * 4 * n / max(1, n_total))))
+        chosen = self.partition.probe(query, nprobe)
+        return np.concatenate([self.order[self.starts[c] : self.starts[c + 1]] for c in chosen])
+
+    def nbytes(self) -> int:
+        mapped = sum(a.nbytes for a in self.lists if not _mapped(a))
+        return self.partition.centroids.nbytes + self.order.nbytes + self.starts.nbytes + mapped
+
+
+class DenseShortlist:
+    """The dense vectors of an index's segments, addressed by store position.
+
+    ``partitions`` and ``segments`` are the index's folders for saved partitions and segments
+    (None in memory: partitions and list assignments are then computed and kept in RAM).
+    """
+
+    def __init__(
+        self,
+        dense_dim: int,
+        ivf_above: int = IVF_ABOVE,
+        partitions: Path | None = None,
+        segments: Path | None = None,
+    ) -> None:
         self.dense_dim = dense_dim
         self.ivf_above = ivf_above
+        self.partitions, self.segments = partitions, segments
         self.rows = _Rows(dense_dim)
-        self.index: faiss.Index = faiss.IndexFlatIP(dense_dim)
-        self.trained_on = 0
+        self.flat: faiss.Index | None = faiss.IndexFlatIP(dense_dim)
+        self.inverted: _Inverted | None = None
         self.names: list[str] = []  # the segments whose vectors it holds, in position order
         self._wanted: list[Any] = []  # the segments it is to hold (``names`` is a prefix of theirs)
+        self._held: list[Any] = []
         self._sync = threading.Lock()
         # FAISS may reallocate its storage on add: a search must not run meanwhile. Stage 1
         # is short, so only it is serialized; the kernels run in parallel.
@@ -78,16 +130,13 @@ class DenseShortlist:
     def kind(self) -> str:
         """``"flat"`` or ``"ivf"``: what the shortlist is once it holds every segment asked for."""
         self._catch_up()
-        return self._kind()
-
-    def _kind(self) -> str:
-        return "ivf" if isinstance(self.index, faiss.IndexIVFFlat) else "flat"
+        return "ivf" if self.inverted is not None else "flat"
 
     def covering(self, segments: Sequence[Any]) -> DenseShortlist:
         """A shortlist holding ``segments`` by position: this one, when they extend (or are a
         prefix of) the segments it is asked to hold (older states keep working: positions never
-        move), else a new one. Vectors go into FAISS on the next search, not here: a process
-        that only writes (``colcade index``) never pays for a copy of them.
+        move), else a new one. Vectors are taken in on the next search, not here: a process
+        that only writes (``colcade index``) never pays for them.
         """
         names = [s.name for s in segments]
         with self._sync:
@@ -96,59 +145,91 @@ class DenseShortlist:
                 if len(names) > len(wanted):
                     self._wanted = list(segments)
                 return self
-        fresh = DenseShortlist(self.dense_dim, self.ivf_above)
+        fresh = DenseShortlist(self.dense_dim, self.ivf_above, self.partitions, self.segments)
         return fresh.covering(segments)
 
     def _catch_up(self) -> None:
-        """Add the vectors of segments asked for but not yet in FAISS."""
+        """Take in the segments asked for but not yet held."""
         if len(self.names) == len(self._wanted):  # the usual case on a search: no lock to take
             return
         with self._sync:
-            for seg in self._wanted[len(self.names) :]:
-                self.add(np.asarray(seg.dense))
-                self.names.append(seg.name)
+            new = self._wanted[len(self.names) :]
+            if new:
+                self._add(new)
+                self.names.extend(s.name for s in new)
 
-    def rebuild(self, dense: np.ndarray) -> None:
-        self._rebuild(_Rows(self.dense_dim, [np.ascontiguousarray(dense, np.float32)]))
-
-    def _rebuild(self, rows: _Rows) -> None:
-        index = self._new_index(rows)
-        for part in rows.parts:  # FAISS copies each part in; the parts themselves stay where they are
-            index.add(np.ascontiguousarray(part, np.float32))
-        with self.lock:
-            self.rows, self.index = rows, index
-
-    def add(self, dense: np.ndarray) -> None:
-        rows = self.rows.plus(np.asarray(dense))  # as stored (float16 when compressed, mapped): no copy
-        n = len(rows)
-        # Switch to IVF (or retrain it) when the corpus has outgrown the current index.
-        wants_ivf = n > self.ivf_above
-        if wants_ivf != (self._kind() == "ivf") or (wants_ivf and n > 4 * self.trained_on):
-            self._rebuild(rows)
-        else:
-            with self.lock:
-                self.index.add(np.ascontiguousarray(dense, np.float32))
-                self.rows = rows
-
-    def _new_index(self, rows: _Rows) -> faiss.Index:
+    def _add(self, segments: Sequence[Any]) -> None:
+        rows = self.rows
+        for seg in segments:
+            rows = rows.plus(np.asarray(seg.dense))  # as stored (float16 when compressed, mapped): no copy
+        held = [*self._held, *segments]
         n = len(rows)
         if n <= self.ivf_above:
-            return faiss.IndexFlatIP(self.dense_dim)
-        nlist = int(4 * math.sqrt(n))
-        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(self.dense_dim), self.dense_dim, nlist, faiss.METRIC_INNER_PRODUCT)
+            flat = self.flat if self.flat is not None else faiss.IndexFlatIP(self.dense_dim)
+            with self.lock:
+                for seg in segments if flat is self.flat else held:
+                    flat.add(np.ascontiguousarray(seg.dense, np.float32))
+                self.rows, self.flat, self.inverted, self._held = rows, flat, None, held
+            return
+        inverted = self.inverted
+        if inverted is None or n > 4 * inverted.partition.trained_on:  # a partition for this size
+            partition = self._partition_for(rows)
+            lists = [self._lists(seg, partition) for seg in held]
+        else:
+            partition = inverted.partition
+            lists = [*inverted.lists, *(self._lists(seg, partition) for seg in segments)]
+        inverted = _Inverted.of(partition, lists)
+        with self.lock:
+            self.rows, self.flat, self.inverted, self._held = rows, None, inverted, held
+
+    def _partition_for(self, rows: _Rows) -> Partition:
+        """A saved partition trained at >= a quarter of this size (the largest), else a new one, saved."""
+        n = len(rows)
+        if self.partitions is not None:
+            saved = {name: t for name, t in Partition.saved(self.partitions).items() if 4 * t >= n}
+            for name in sorted(saved, key=lambda name: -saved[name]):
+                try:
+                    partition = Partition.load(self.partitions, name)
+                except (FileNotFoundError, CorruptIndexError):
+                    continue
+                if partition.dim == self.dense_dim:
+                    return partition
         rng = np.random.default_rng(0)
-        sample = rows.take(np.sort(rng.choice(n, size=min(n, 64 * nlist), replace=False)))
-        index.train(sample)
-        self.trained_on = n
-        return index
+        sample = rows.take(np.sort(rng.choice(n, size=min(n, 40 * list_count(n)), replace=False)))
+        partition = Partition.train(sample, n)
+        if self.partitions is not None:
+            try:
+                partition.save(self.partitions)
+            except OSError:  # a read-only index: the partition serves this process all the same
+                pass
+        return partition
+
+    def _lists(self, seg: Any, partition: Partition) -> np.ndarray:
+        """Each passage's list in ``seg``: read from beside the segment, else assigned and saved there."""
+        path = None if self.segments is None else self.segments / seg.name / f"lists-{partition.name}.npy"
+        if path is not None:
+            try:
+                saved: np.ndarray = np.load(path, mmap_mode="r", allow_pickle=False)
+                if saved.shape == (seg.n,) and saved.dtype == np.int32:
+                    if not len(saved) or (int(saved.min()) >= 0 and int(saved.max()) < partition.nlist):
+                        return saved
+            except (OSError, ValueError):
+                pass  # missing or damaged: assign again
+        lists = partition.assign(seg.dense)
+        if path is not None:
+            try:
+                write_array(path, lists)
+            except OSError:  # read-only, or the segment was compacted away meanwhile
+                pass
+        return lists
 
     def nbytes(self) -> int:
-        """Memory held: FAISS's copy of the vectors (plus IVF lists' ids), and any in-RAM parts."""
+        """Memory held: the flat index's copy of the vectors, or the inverted file's arrays."""
         self._catch_up()
-        index_bytes = self.index.ntotal * self.dense_dim * 4
-        if isinstance(self.index, faiss.IndexIVFFlat):
-            index_bytes += self.index.ntotal * 8 + self.index.nlist * self.dense_dim * 4
-        return self.rows.nbytes() + index_bytes
+        held = self.flat.ntotal * self.dense_dim * 4 if self.flat is not None else 0
+        if self.inverted is not None:
+            held += self.inverted.nbytes()
+        return self.rows.nbytes() + held
 
     def search(self, query: np.ndarray, n: int, live: np.ndarray, allowed: np.ndarray | None = None) -> np.ndarray:
         """Sorted positions of the ``n`` best live passages, among ``allowed`` when given.
@@ -159,20 +240,21 @@ class DenseShortlist:
         query = np.ascontiguousarray(query, np.float32).reshape(1, -1)
         self._catch_up()
         with self.lock:
-            rows, index = self.rows, self.index
-            if allowed is not None:
-                if len(allowed) <= n:
-                    return allowed
-                scores = rows.take(allowed) @ query[0]
-                top = np.argpartition(-scores, n - 1)[:n]
-                return np.sort(allowed[top])
-            params = None
-            if isinstance(index, faiss.IndexIVFFlat):
-                nprobe = max(8, math.ceil(index.nlist * 4 * n / max(1, len(rows))))
-                params = faiss.SearchParametersIVF(nprobe=min(nprobe, index.nlist))  # type: ignore[call-arg]
-            # Deleted passages stay in FAISS until compaction: fetch that many more, drop them.
-            n_dead = len(live) - int(np.count_nonzero(live))
-            _, found = index.search(query, min(n + n_dead, len(rows)), params=params)
-        found = found[0]
-        found = found[(found >= 0) & (found < len(live))]  # newer than the reader's snapshot
-        return np.sort(found[live[found]][:n])
+            rows, flat, inverted = self.rows, self.flat, self.inverted
+            if allowed is None and flat is not None:
+                # Deleted passages stay in FAISS until compaction: fetch that many more, drop them.
+                n_dead = len(live) - int(np.count_nonzero(live))
+                _, found = flat.search(query, min(n + n_dead, len(rows)))
+                found = found[0]
+                found = found[(found >= 0) & (found < len(live))]  # newer than the reader's snapshot
+                return np.sort(found[live[found]][:n])
+        if allowed is None:
+            assert inverted is not None
+            allowed = inverted.probe(query[0], n, len(rows))
+            allowed = allowed[allowed < len(live)]
+            allowed = allowed[live[allowed]]
+        if len(allowed) <= n:
+            return np.sort(allowed)
+        scores = rows.take(allowed) @ query[0]
+        top = np.argpartition(-scores, n - 1)[:n]
+        return np.sort(allowed[top])

@@ -40,7 +40,9 @@ from typing import Any
 
 import numpy as np
 
+from colcade.engine import shortlist as dense_shortlist
 from colcade.engine.codec import MAX_CENTROIDS, ResidualCodec
+from colcade.engine.partition import Partition
 from colcade.engine.shortlist import DenseShortlist
 from colcade.errors import (
     CorruptIndexError,
@@ -61,6 +63,7 @@ VERSION = 1
 MANIFEST = "manifest.json"
 DATABASE = "docs.sqlite"
 CODECS = "codecs"
+PARTITIONS = "partitions"  # the dense shortlist's saved inverted files (engine/partition.py)
 SEGMENTS = "segments"
 STAGING = "staging"
 _CHUNK = 500  # SQLite caps the number of parameters in one statement
@@ -224,7 +227,7 @@ class Store:
         path: Path | None,
         encoder_info: dict[str, Any],
         lock_timeout: float,
-        ivf_above: int,
+        ivf_above: int | None,
         storage: dict[str, Any] | None = None,
     ) -> None:
         self.path = path
@@ -235,7 +238,7 @@ class Store:
         self._codec_guard = threading.Lock()
         self.dim = int(encoder_info["dim"])
         self.dense_dim = int(encoder_info["dense_dim"])
-        self.ivf_above = ivf_above
+        self.ivf_above = dense_shortlist.IVF_ABOVE if ivf_above is None else ivf_above  # read at open: tests lower it
         self.write_lock = WriteLock(path, lock_timeout)
         self._busy_timeout = min(float(lock_timeout), 86_400.0)
         self._publish = threading.Lock()
@@ -249,7 +252,12 @@ class Store:
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._wguard: Any = threading.RLock() if path is None else nullcontext()
-        self.state = State.of(-1, [], np.zeros(0, np.int64), DenseShortlist(self.dense_dim, ivf_above))
+        self.state = State.of(-1, [], np.zeros(0, np.int64), self._new_shortlist())
+
+    def _new_shortlist(self) -> DenseShortlist:
+        if self.path is None:
+            return DenseShortlist(self.dense_dim, self.ivf_above)
+        return DenseShortlist(self.dense_dim, self.ivf_above, self.path / PARTITIONS, self.path / SEGMENTS)
 
     # ------------------------------------------------------------------ opening
     @classmethod
@@ -258,7 +266,7 @@ class Store:
         path: Path | None,
         encoder_info: dict[str, Any],
         lock_timeout: float = DEFAULT_TIMEOUT,
-        ivf_above: int = 50_000,
+        ivf_above: int | None = None,
         storage: str = "compressed",
         nbits: int = 2,
     ) -> Store:
@@ -301,7 +309,7 @@ class Store:
         return cls.open(path, lock_timeout, ivf_above)
 
     @classmethod
-    def open(cls, path: Path, lock_timeout: float = DEFAULT_TIMEOUT, ivf_above: int = 50_000) -> Store:
+    def open(cls, path: Path, lock_timeout: float = DEFAULT_TIMEOUT, ivf_above: int | None = None) -> Store:
         manifest = read_manifest(path)
         db_file = path / DATABASE
         if not db_file.is_file():
@@ -817,7 +825,7 @@ class Store:
                             db.execute("INSERT INTO segments(name) VALUES (?)", (segment.name,))
                         db.execute("UPDATE meta SET value = value + 1 WHERE name = 'generation'")
                     segments = [segment] if segment is not None else []
-                    fresh = DenseShortlist(self.dense_dim, self.ivf_above).covering(segments)
+                    fresh = self._new_shortlist().covering(segments)
                     self._set_state(State.of(state.generation + 1, segments, np.zeros(0, np.int64), fresh))
             except BaseException:
                 if writer is not None:
@@ -847,6 +855,7 @@ class Store:
             if folder.name not in keep:
                 shutil.rmtree(folder, ignore_errors=True)
         self._remove_unused_codecs(keep)
+        self._remove_old_partitions()
         staging = self.path / STAGING
         if not staging.is_dir():
             return
@@ -879,6 +888,17 @@ class Store:
         for entry in folder.iterdir():
             if entry.name not in used and time.time() - entry.stat().st_mtime > 86_400:
                 shutil.rmtree(entry, ignore_errors=True)
+
+    def _remove_old_partitions(self) -> None:
+        """Saved partitions other than the one readers now choose (the largest), and half-written
+        files, a day after they were written (a reader may be loading one)."""
+        assert self.path is not None
+        folder = self.path / PARTITIONS
+        saved = Partition.saved(folder)
+        newest = max(saved, key=lambda name: saved[name], default=None)
+        for entry in folder.iterdir() if folder.is_dir() else []:
+            if entry.stem != newest and time.time() - entry.stat().st_mtime > 86_400:
+                entry.unlink(missing_ok=True)
 
     def close(self) -> None:
         """Close the connections once operations in flight have ended; later calls raise IndexClosedError."""
