@@ -256,3 +256,28 @@ def test_a_write_that_reuses_a_codec_marks_it_in_use(tmp_path) -> None:
     os.utime(codec, (0, 0))  # saved long ago: unnamed, compaction would take it
     index.add(ids=["b0", "b1"], tokens=passages(2, 64, seed=8))  # reuses it (chosen outside the lock)
     assert codec.stat().st_mtime > 1e9  # so a compaction meanwhile leaves it for this write's commit
+
+
+@pytest.mark.parametrize("where", ["disk", "memory"])
+def test_compaction_copies_codes_under_one_codec_bit_for_bit(tmp_path, where) -> None:
+    # Decoding and coding again could move a token to another centroid; copying cannot.
+    first, second = passages(N, 64, seed=11), passages(N // 2, 64, seed=12)
+    enc = PrecomputedEncoder(dim=64)
+    index = _index(tmp_path) if where == "disk" else LateIndex.in_memory(encoder=enc)
+    index.add(ids=[f"a{i}" for i in range(N)], tokens=first)
+    index.add(ids=[f"b{i}" for i in range(len(second))], tokens=second)  # reuses the first write's codec
+    segments = index._store.state.segments
+    assert len(segments) == 2 and segments[0].codec.name == segments[1].codec.name
+    index.delete([f"a{i}" for i in range(0, N, 3)])
+    q = EncodedQuery(dense=second[4].mean(0), tokens=second[4][:6])
+    before = [(h.id, h.score) for h in index.search(q, k=20, exhaustive=True)]
+    old = {f"b{i}": segments[1].passage_tokens(i) for i in range(len(second))}
+    old.update({f"a{i}": segments[0].passage_tokens(i) for i in range(N)})
+    index.compact()
+    (segment,) = index._store.state.segments
+    assert segment.codec.name == segments[0].codec.name
+    assert segment.n == N - len(range(0, N, 3)) + len(second)
+    ids = [f"a{i}" for i in range(N) if i % 3] + [f"b{i}" for i in range(len(second))]
+    for i in (0, 1, segment.n // 2, segment.n - 1):
+        np.testing.assert_array_equal(segment.passage_tokens(i), old[ids[i]])
+    assert [(h.id, h.score) for h in index.search(q, k=20, exhaustive=True)] == before

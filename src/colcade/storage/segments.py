@@ -198,8 +198,9 @@ class SegmentWriter:
         self._n_tokens = 0
         self._parts: dict[str, list[np.ndarray]] = {a: [] for a in _STREAMED}
         self._files: dict[str, BinaryIO] = {}
-        self.codec: ResidualCodec | None = None  # set by compress()
+        self.codec: ResidualCodec | None = None  # set by compress() or append_coded()
         self._compressed: dict[str, np.ndarray] = {}  # in memory: the compressed arrays
+        self._coded: dict[str, Any] = {}  # append_coded's streams: open files, or lists in memory
         if folder is not None:
             try:
                 folder.mkdir(parents=True, exist_ok=True)
@@ -263,6 +264,68 @@ class SegmentWriter:
                 raise storage_error(exc, f"writing a segment in {self.folder}") from exc
         self.lengths.extend(len(t) for t in tokens)
         self._n_tokens += len(stacked)
+
+    def append_coded(
+        self, codec: ResidualCodec, lengths: Sequence[int], codes: np.ndarray, residuals: np.ndarray, dense: np.ndarray
+    ) -> None:
+        """Add passages already coded with ``codec`` (compaction): their codes are copied, never
+        decoded and coded again, which is faster and cannot drift. A writer takes coded passages
+        or float ones (``append``), not both."""
+        if not self._coded:
+            if self._n_tokens:
+                raise ValueError("this writer already holds float vectors")
+            self.codec = codec
+            if self.folder is None:
+                self._coded = {"codes": [], "residuals": [], "dense": []}
+            else:
+                try:
+                    self._coded = {
+                        "codes": open(self.folder / "codes.npy", "wb"),
+                        "residuals": open(self.folder / "residuals.npy", "wb"),
+                        "dense": open(self.folder / "dense16.npy", "wb"),
+                    }
+                    for f in self._coded.values():
+                        f.write(b"\0" * _HEADER)  # placeholder header, written over by finish
+                except OSError as exc:
+                    self.abort()
+                    raise storage_error(exc, f"writing a segment in {self.folder}") from exc
+        elif self.codec is None or codec.name != self.codec.name:
+            raise ValueError("a writer's coded passages must share one codec")
+        arrays: dict[str, np.ndarray] = {
+            "codes": np.ascontiguousarray(codes, np.uint16),
+            "residuals": np.ascontiguousarray(residuals, np.uint8),
+            "dense": np.ascontiguousarray(dense, np.float16),
+        }
+        for array_name, array in arrays.items():
+            if self.folder is None:
+                self._coded[array_name].append(array)
+                continue
+            try:
+                self._coded[array_name].write(array.tobytes())
+            except OSError as exc:
+                self.abort()
+                raise storage_error(exc, f"writing a segment in {self.folder}") from exc
+        self.lengths.extend(int(x) for x in lengths)
+        self._n_tokens += len(codes)
+
+    def _finish_coded(self) -> None:
+        """Give append_coded's streams their final shapes (files: the header; memory: one array)."""
+        assert self.codec is not None
+        shapes: dict[str, tuple[np.dtype[Any], tuple[int, ...]]] = {
+            "codes": (np.dtype(np.uint16), (self._n_tokens,)),
+            "residuals": (np.dtype(np.uint8), (self._n_tokens, self.codec.nbytes)),
+            "dense": (np.dtype(np.float16), (self.n, self.dense_dim)),
+        }
+        if self.folder is None:
+            self._compressed = {
+                name: np.concatenate(parts) if parts else np.zeros(shapes[name][1], shapes[name][0])
+                for name, parts in self._coded.items()
+            }
+            return
+        for array_name, f in self._coded.items():
+            f.seek(0)
+            f.write(_npy_header(*shapes[array_name]))
+            f.close()
 
     def note(self, material: bytes) -> None:
         """Fold one appended passage's identity (ids, text, given vectors) into the digest."""
@@ -352,6 +415,12 @@ class SegmentWriter:
         Returns the segment (in memory, or mapped from its final place).
         """
         name = name or f"seg-{uuid.uuid4().hex[:12]}"
+        if self._coded:
+            try:
+                self._finish_coded()
+            except OSError as exc:
+                self.abort()
+                raise storage_error(exc, f"writing segment {name}") from exc
         keys = np.ascontiguousarray(keys, np.int64)
         offsets = np.zeros(self.n + 1, np.int64)
         np.cumsum(self.lengths, out=offsets[1:])
@@ -415,11 +484,11 @@ class SegmentWriter:
 
     def abort(self) -> None:
         """Drop everything written (a failed or abandoned write)."""
-        for f in self._files.values():
+        for f in [*self._files.values(), *(f for f in self._coded.values() if not isinstance(f, list))]:
             try:
                 f.close()
             except OSError:
                 pass
-        self._files = {}
+        self._files, self._coded = {}, {}
         if self.folder is not None:
             shutil.rmtree(self.folder, ignore_errors=True)

@@ -155,6 +155,30 @@ class State:
                 yield self.segments[s], positions[group] - self.bases[s], group
 
 
+def _recode(state: State, positions: np.ndarray, writer: SegmentWriter, batch: int, dense_dim: int) -> None:
+    """Append the passages at ``positions`` to ``writer`` as float vectors (decoded when compressed)."""
+    for start in range(0, len(positions), batch):  # memory bounded by one batch
+        chunk = positions[start : start + batch]
+        tokens: list[np.ndarray] = [None] * len(chunk)  # type: ignore[list-item]
+        dense = np.empty((len(chunk), dense_dim), np.float32)
+        for seg, local, idx in state.locate(chunk):
+            for i, j in zip(local, idx):
+                tokens[j] = seg.passage_tokens(i)
+            dense[idx] = seg.dense[local]
+        writer.append(tokens, dense)
+
+
+def _copy_coded(state: State, positions: np.ndarray, writer: SegmentWriter, batch: int) -> None:
+    """Append the passages at ``positions`` to ``writer`` with their codes as stored (one codec)."""
+    for start in range(0, len(positions), batch):
+        # Positions ascend, so segments come in order and each one's passages ascend within it.
+        for seg, local, _ in state.locate(positions[start : start + batch]):
+            assert seg.codec is not None and seg.codes is not None and seg.residuals is not None
+            lo, hi = seg.offsets[local], seg.offsets[local + 1]
+            rows = np.repeat(hi - np.cumsum(hi - lo), hi - lo) + np.arange(int((hi - lo).sum()))
+            writer.append_coded(seg.codec, hi - lo, seg.codes[rows], seg.residuals[rows], seg.dense[local])
+
+
 def _to_json(metadata: dict[str, Any], id_: str) -> str:
     try:
         return json.dumps(metadata, ensure_ascii=False, allow_nan=False)
@@ -795,18 +819,14 @@ class Store:
             uncompressed = self.storage["kind"] == "compressed" and any(s.codec is None for s in state.segments)
             if len(state.segments) > 1 or state.n_live < len(state.live) or uncompressed:
                 writer = self.writer()
-                for start in range(0, len(live_pos), batch):  # memory bounded by one batch
-                    chunk = live_pos[start : start + batch]
-                    tokens: list[np.ndarray] = [None] * len(chunk)  # type: ignore[list-item]
-                    dense = np.empty((len(chunk), self.dense_dim), np.float32)
-                    for seg, local, idx in state.locate(chunk):
-                        for i, j in zip(local, idx):
-                            tokens[j] = seg.passage_tokens(i)
-                        dense[idx] = seg.dense[local]
-                    writer.append(tokens, dense)
-                codec = self.codec_for(writer)
-                if codec is not None:
-                    writer.compress(codec)
+                codecs = {s.codec.name for s in state.segments if s.codec is not None}
+                if len(codecs) == 1 and not uncompressed and not self.refit_due(state):
+                    _copy_coded(state, live_pos, writer, batch)  # one codec already: copy its codes
+                else:
+                    _recode(state, live_pos, writer, batch, self.dense_dim)
+                    codec = self.codec_for(writer)
+                    if codec is not None:
+                        writer.compress(codec)
             segment = None
             try:
                 if writer is not None:
