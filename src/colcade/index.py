@@ -421,6 +421,7 @@ class LateIndex:
         *,
         n_shortlist: int | None = None,
         n_prefilter: int | None = None,
+        n_cells: int | None = None,
         exhaustive: bool = False,
         hybrid: bool | str | float | None = None,
         n_lexical: int | None = None,
@@ -431,7 +432,9 @@ class LateIndex:
         ``query`` is text (encoded with the index's encoder) or an ``EncodedQuery``.
         ``filter`` restricts the search to passages whose metadata match (see
         ``colcade.engine.filters``) before any ranking. ``n_shortlist`` and ``n_prefilter`` override
-        the stage widths; ``exhaustive=True`` scores every passage (exact MaxSim).
+        the stage widths; ``n_cells`` how many centroids each query token takes token-level
+        candidates from, in a compressed index whose dense shortlist is in use (default 1; 0: none);
+        ``exhaustive=True`` scores every passage (exact MaxSim).
 
         ``hybrid`` fuses MaxSim with BM25 from the index's lexical index: ``True`` (a convex mix,
         ``fusion.DEFAULT_WEIGHT`` on the lexical side), ``"rrf"`` (reciprocal-rank fusion) or a
@@ -473,7 +476,7 @@ class LateIndex:
                     keys, bm25 = self._store.lexical(db, fusion.query_terms(words or ""), n_lexical, where)
                     lexical = (*state.aligned_positions(keys, bm25, allowed), (time.perf_counter() - t0) * 1e3)
             hits = self._search_state(
-                state, encoded, int(k), allowed, n_shortlist, n_prefilter, exhaustive, lexical, fused, weight
+                state, encoded, int(k), allowed, (n_shortlist, n_prefilter, n_cells), exhaustive, lexical, fused, weight
             )
             if hits is not None:
                 return hits
@@ -485,8 +488,7 @@ class LateIndex:
         encoded: EncodedQuery,
         k: int,
         allowed: np.ndarray | None,
-        n_shortlist: int | None,
-        n_prefilter: int | None,
+        widths_asked: tuple[int | None, int | None, int | None],
         exhaustive: bool,
         lexical: tuple[np.ndarray, np.ndarray, float] | None = None,
         fused: bool = False,
@@ -499,7 +501,10 @@ class LateIndex:
         """
         n_allowed = state.n_live if allowed is None else len(allowed)
         compressed = any(s.codec is not None for s in state.segments)
-        widths = cascade.plan(n_allowed, k, n_shortlist, n_prefilter, exhaustive, compressed=compressed)
+        n_shortlist, n_prefilter, n_cells = widths_asked
+        widths = cascade.plan(
+            n_allowed, k, n_shortlist, n_prefilter, exhaustive, compressed=compressed, n_cells=n_cells
+        )
         lex_pos = lexical[0] if lexical is not None else None
         # Fusion ranks every reranked candidate, so the cascade hands them all back.
         positions, scores, stats = cascade.run(

@@ -1,8 +1,10 @@
 """The three stages of a search as one plan: shortlist -> prefilter -> rerank.
 
-1. shortlist: the dense FAISS shortlist (``shortlist.py``), or every allowed passage when the
-   corpus (after filtering) is small enough to scan its bits outright, which is exact where
-   the dense vector is the weak link;
+1. shortlist: every allowed passage when the corpus (after filtering) is small enough to scan
+   outright, which is exact where the dense vector is the weak link; else the dense shortlist
+   (``shortlist.py``), joined in compressed indexes by token-level candidates: the passages
+   holding a token coded to one of each query token's best ``n_cells`` centroids
+   (``postings.py``, PLAID's candidate generation);
 2. prefilter: a cheap MaxSim keeps the ``n_prefilter`` best: over each token's centroid alone
    for compressed segments (PLAID's centroid interaction), over sign bits (inverted Hamming)
    for float16 ones;
@@ -23,7 +25,9 @@ from typing import Any
 import numpy as np
 
 from colcade.encoders.base import EncodedQuery
+from colcade.engine.codec import ResidualCodec
 from colcade.engine.kernels import binarize, maxsim, maxsim_codes, maxsim_hamming, maxsim_residual
+from colcade.engine.postings import Postings
 from colcade.engine.shortlist import DenseShortlist
 from colcade.errors import InvalidInputError
 from colcade.results import StageStats
@@ -31,6 +35,7 @@ from colcade.storage.segments import Segment
 from colcade.storage.store import State
 
 FULL_SCAN_BELOW = 8192  # passages: scanning all their bits costs ~5 ms at ~1.5 M passages/s
+N_CELLS = 1  # centroids a query token contributes candidates from (chosen on SciFact's train queries)
 
 
 @dataclass(frozen=True)
@@ -39,6 +44,7 @@ class Widths:
 
     n_shortlist: int
     n_prefilter: int
+    n_cells: int = 0
 
 
 def plan(
@@ -49,6 +55,7 @@ def plan(
     exhaustive: bool = False,
     full_scan_below: int = FULL_SCAN_BELOW,
     compressed: bool = False,
+    n_cells: int | None = None,
 ) -> Widths:
     """Stage widths for a corpus of ``n_allowed`` passages (after filtering).
 
@@ -56,18 +63,23 @@ def plan(
     sign bits, so it keeps twice as many: on SciFact's train queries, keeping 100 lost 0.0017
     nDCG@10 against exhaustive MaxSim over the same codes, keeping 200 lost none (fidelity 0.998).
 
+    Token-level candidates (``n_cells``, compressed indexes only) join the dense shortlist when
+    there is one; 0 turns them off.
+
     >>> plan(1_000, 10)
-    Widths(n_shortlist=1000, n_prefilter=100)
+    Widths(n_shortlist=1000, n_prefilter=100, n_cells=0)
     >>> plan(100_000, 10)
-    Widths(n_shortlist=2048, n_prefilter=100)
+    Widths(n_shortlist=2048, n_prefilter=100, n_cells=0)
     >>> plan(100_000, 10, compressed=True)
-    Widths(n_shortlist=2048, n_prefilter=200)
+    Widths(n_shortlist=2048, n_prefilter=200, n_cells=1)
     >>> plan(100_000, 10, exhaustive=True)
-    Widths(n_shortlist=100000, n_prefilter=100000)
+    Widths(n_shortlist=100000, n_prefilter=100000, n_cells=0)
     """
     for name, value in (("n_shortlist", n_shortlist), ("n_prefilter", n_prefilter)):
         if value is not None and (not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value <= 0):
             raise InvalidInputError(f"{name} must be a positive integer, but got {value!r}")
+    if n_cells is not None and (not isinstance(n_cells, (int, np.integer)) or isinstance(n_cells, bool) or n_cells < 0):
+        raise InvalidInputError(f"n_cells must be a non-negative integer, but got {n_cells!r}")
     if exhaustive:
         return Widths(n_allowed, n_allowed)
     if n_shortlist is None:
@@ -75,7 +87,8 @@ def plan(
     n_shortlist = min(int(n_shortlist), n_allowed)
     if n_prefilter is None:
         n_prefilter = max(200, 20 * k) if compressed else max(100, 10 * k)
-    return Widths(n_shortlist, min(int(n_prefilter), n_shortlist))
+    cells = (N_CELLS if n_cells is None else int(n_cells)) if compressed and n_shortlist < n_allowed else 0
+    return Widths(n_shortlist, min(int(n_prefilter), n_shortlist), cells)
 
 
 def _top(positions: np.ndarray, scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -109,19 +122,59 @@ class _Prefilter:
         self._bits: np.ndarray | None = None
         self._tables: dict[str, np.ndarray] = {}  # codec name -> centroid-query scores [k, nq]
 
+    def table(self, codec: ResidualCodec) -> np.ndarray:
+        """Every centroid's score against every query token, [k, nq] (once per codec)."""
+        table = self._tables.get(codec.name)
+        if table is None:
+            table = self._tables[codec.name] = np.ascontiguousarray(codec.centroids @ self.q.T)
+        return table
+
     def __call__(self, seg: Segment, local: np.ndarray) -> np.ndarray:
         if seg.codec is not None:
             assert seg.codes is not None
-            table = self._tables.get(seg.codec.name)
-            if table is None:
-                table = self._tables[seg.codec.name] = np.ascontiguousarray(seg.codec.centroids @ self.q.T)
-            return maxsim_codes(table, seg.codes, seg.offsets, local)
+            return maxsim_codes(self.table(seg.codec), seg.codes, seg.offsets, local)
         if self.mixed:
             return _float(seg, local, self.q)
         if self._bits is None:
             self._bits = binarize(self.q)
         assert seg.bits is not None
         return maxsim_hamming(self._bits, seg.bits, seg.offsets, local, self.q.shape[1]).astype(np.float32)
+
+
+def _token_candidates(
+    state: State, prefilter: _Prefilter, n_cells: int, budget: int, allowed: np.ndarray | None
+) -> np.ndarray:
+    """Positions of live (allowed) passages holding a token coded to one of each query token's
+    ``n_cells`` best centroids, about ``budget`` of them at most.
+
+    Rarest centroids first, and a centroid whose passages would overflow the budget is passed
+    over: those are the ones every passage has ([CLS], "the", "."), which say nothing about
+    relevance and would make stage 1 a full scan.
+    """
+    found = []
+    groups: dict[str, list[tuple[Postings, int]]] = {}
+    codecs: dict[str, ResidualCodec] = {}
+    for seg, base in zip(state.segments, state.bases):
+        if seg.codec is not None and seg.postings is not None:
+            groups.setdefault(seg.codec.name, []).append((seg.postings, int(base)))
+            codecs[seg.codec.name] = seg.codec
+    for name, group in groups.items():
+        table = prefilter.table(codecs[name])
+        cells = np.unique(np.argpartition(-table, min(n_cells, len(table)) - 1, axis=0)[:n_cells])
+        sizes = np.zeros(len(cells), np.int64)
+        for postings, _ in group:
+            sizes += postings.starts[cells + 1] - postings.starts[cells]
+        taken = 0
+        for i in np.argsort(sizes, kind="stable"):
+            if taken + sizes[i] > budget:
+                continue
+            taken += int(sizes[i])
+            found += [base + postings.passages_of(cells[i : i + 1]) for postings, base in group]
+    if not found:
+        return np.zeros(0, np.int64)
+    positions: np.ndarray = np.unique(np.concatenate(found))
+    positions = positions[state.live[positions]]
+    return positions if allowed is None else positions[np.isin(positions, allowed, assume_unique=True)]
 
 
 def _float(seg: Segment, local: np.ndarray, q: np.ndarray) -> np.ndarray:
@@ -152,19 +205,22 @@ def run(
     n_allowed = state.n_live if allowed is None else len(allowed)
 
     t0 = time.perf_counter()
+    q = np.ascontiguousarray(query.tokens, np.float32)
+    mixed = any(s.codec is not None for s in state.segments) and any(s.codec is None for s in state.segments)
+    prefilter = _Prefilter(q, mixed)
     if widths.n_shortlist >= n_allowed:
         cand = np.flatnonzero(state.live) if allowed is None else allowed
     else:
         cand = shortlist.search(query.dense, widths.n_shortlist, state.live, allowed)
+        if widths.n_cells:
+            cand = np.union1d(cand, _token_candidates(state, prefilter, widths.n_cells, widths.n_shortlist, allowed))
         if lexical is not None and len(lexical):
             cand = np.union1d(cand, lexical)
     t1 = time.perf_counter()
     stats.append(StageStats("shortlist", n_allowed, len(cand), (t1 - t0) * 1e3))
 
-    q = np.ascontiguousarray(query.tokens, np.float32)
     if widths.n_prefilter < len(cand):
-        mixed = any(s.codec is not None for s in state.segments) and any(s.codec is None for s in state.segments)
-        cand, _ = _top(cand, _score(state, cand, _Prefilter(q, mixed)), widths.n_prefilter)
+        cand, _ = _top(cand, _score(state, cand, prefilter), widths.n_prefilter)
         if lexical is not None and len(lexical):
             cand = np.union1d(cand, lexical)
     t2 = time.perf_counter()

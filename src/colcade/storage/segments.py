@@ -26,6 +26,7 @@ batch (``checkpoint``) and picked up again after a crash (``SegmentWriter.resume
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
 import json
 import os
@@ -40,6 +41,7 @@ import numpy as np
 
 from colcade.engine.codec import ResidualCodec
 from colcade.engine.kernels import binarize
+from colcade.engine.postings import Postings
 from colcade.errors import CorruptIndexError, StorageError
 
 FLOAT16_MAX = float(np.finfo(np.float16).max)
@@ -94,6 +96,7 @@ class Segment:
     codes: np.ndarray | None = None
     residuals: np.ndarray | None = None
     codec: ResidualCodec | None = None
+    folder: Path | None = None  # where it lives on disk (None: in memory)
 
     @property
     def n(self) -> int:
@@ -102,6 +105,14 @@ class Segment:
     @property
     def n_tokens(self) -> int:
         return int(self.offsets[-1]) if len(self.offsets) else 0
+
+    @functools.cached_property
+    def postings(self) -> Postings | None:
+        """Each centroid's passages (compressed segments; built on first use, saved beside them)."""
+        if self.codec is None:
+            return None
+        assert self.codes is not None
+        return Postings.of(self.folder, self.codes, self.offsets, self.codec.k)
 
     def passage_tokens(self, i: int) -> np.ndarray:
         """Passage ``i``'s token vectors as stored (decoded when compressed), float32."""
@@ -131,7 +142,7 @@ class Segment:
             if codecs is None:
                 raise CorruptIndexError(f"segment {folder / name} is compressed but no codec store was given")
             arrays.update(tokens=None, bits=None, codec=codecs((folder / name / _CODEC).read_text().strip()))
-        seg = cls(name, **arrays)
+        seg = cls(name, **arrays, folder=folder / name)
         bad = seg.problems(dim, dense_dim)
         if bad:
             raise CorruptIndexError(
