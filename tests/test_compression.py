@@ -281,3 +281,19 @@ def test_compaction_copies_codes_under_one_codec_bit_for_bit(tmp_path, where) ->
     for i in (0, 1, segment.n // 2, segment.n - 1):
         np.testing.assert_array_equal(segment.passage_tokens(i), old[ids[i]])
     assert [(h.id, h.score) for h in index.search(q, k=20, exhaustive=True)] == before
+
+
+def test_a_codec_only_deleted_passages_used_does_not_force_coding_again(tmp_path) -> None:
+    index = _index(tmp_path)
+    index.add(ids=[f"a{i}" for i in range(N)], tokens=passages(N, 64, seed=31))
+    big = passages(4 * N + 200, 64, seed=32)  # fits its own codec
+    index.add(ids=[f"b{i}" for i in range(len(big))], tokens=big)
+    first, second = index._store.state.segments
+    assert first.codec.name != second.codec.name
+    index.delete([f"a{i}" for i in range(N)])  # the first codec now codes nothing live
+    before = {i: second.passage_tokens(i) for i in (0, 5, len(big) - 1)}
+    index.compact()
+    (segment,) = index._store.state.segments
+    assert segment.codec.name == second.codec.name
+    for i, vectors in before.items():
+        np.testing.assert_array_equal(segment.passage_tokens(i), vectors)  # copied, not coded again

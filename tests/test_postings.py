@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from test_compression import N, passages
@@ -48,23 +50,25 @@ def test_token_candidates_respect_filters_and_deletions(hidden):
     assert "p7" not in [h.id for h in index.search(query, k=5, **narrow)]
 
 
-def test_postings_are_each_centroids_passages_saved_once_and_rebuilt_when_damaged(hidden):
+def test_postings_are_each_centroids_passages_written_with_the_segment_and_rebuilt_when_damaged(hidden):
     index, query, folder = hidden
-    index.search(query, k=5, n_shortlist=20)
     (seg,) = index._store.state.segments
+    files = folder / "segments" / seg.name
+    assert (files / "postings.npy").is_file()  # the writer built them: no reader has to
     codes, offsets = np.asarray(seg.codes), np.asarray(seg.offsets)
     owner = np.repeat(np.arange(seg.n), np.diff(offsets))
     for c in np.unique(codes)[:50]:
         want = np.unique(owner[codes == c])
         np.testing.assert_array_equal(seg.postings.passages_of(np.array([c])), want)
-    files = folder / "segments" / seg.name
-    saved = Postings.of(files, codes, offsets, seg.codec.k)  # read back from the saved files
-    assert isinstance(saved.passages, np.memmap) or saved.passages.base is not None
-    np.testing.assert_array_equal(saved.passages, seg.postings.passages)
-    (files / "postings-starts.npy").write_bytes(b"garbage")
-    rebuilt = Postings.of(files, codes, offsets, seg.codec.k)
-    np.testing.assert_array_equal(rebuilt.starts, seg.postings.starts)
-    assert np.load(files / "postings-starts.npy").shape == (seg.codec.k + 1,)  # written again
+    built = Postings.build(codes, offsets, seg.codec.k)
+    for damage in (b"", b"garbage", np.lib.format.magic(1, 0) + b"\x10\x00{}"):
+        bad = files / "bad.tmp"
+        bad.write_bytes(damage)
+        os.replace(bad, files / "postings-starts.npy")  # a new file: readers mapping the old one keep it
+        rebuilt = Postings.of(files, codes, offsets, seg.codec.k)
+        np.testing.assert_array_equal(rebuilt.starts, built.starts)
+        np.testing.assert_array_equal(rebuilt.passages, built.passages)
+        assert np.load(files / "postings-starts.npy").shape == (seg.codec.k + 1,)  # written again
 
 
 def test_n_cells_is_checked(hidden):

@@ -154,7 +154,7 @@ def test_freed_keys_are_never_reused_during_a_search(path):
     writer.add(**passages(["new"], 0, 0))
     assert int(writer._store.refresh().keys[-1]) > old_key
     q = query("c")
-    stale = searcher._search_state(state, q, 3, None, None, None, False)
+    stale = searcher._search_state(state, q, 3, None, (None, None, None), False)
     assert stale is None, "a search on the stale state must retry, not return the deleted passage's row"
     hits = searcher.search(q, k=4)  # retries on the new state
     assert {h.id for h in hits} == {"a", "b", "new"}

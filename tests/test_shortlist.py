@@ -123,3 +123,47 @@ def test_the_inverted_file_does_not_copy_the_dense_vectors(tmp_path, small_ivf):
     shortlist = index._store.refresh().shortlist
     assert shortlist.kind == "ivf"
     assert shortlist.nbytes() < 3000 * DIM * 4 / 2
+
+
+def test_deleted_neighbours_do_not_starve_the_inverted_file(tmp_path, small_ivf):
+    # The probe widens until it finds n live passages: deleting everything near a query
+    # (without compacting) must not leave a search with fewer than k hits.
+    tokens, queries = clustered_corpus(3000, DIM, seed=11)
+    index = LateIndex.create(tmp_path / "idx", encoder=PrecomputedEncoder(dim=DIM), storage="float16")
+    index.add(ids=[f"d{i}" for i in range(3000)], tokens=tokens)
+    q = query_of(queries[0])
+    near = _ids(index.search(q, k=1500, exhaustive=True))
+    index.delete(near)
+    hits = index.search(q, k=10, n_shortlist=100, n_prefilter=100)
+    assert len(hits) == 10 and not set(_ids(hits)) & set(near)
+
+
+def test_a_partition_fitted_to_content_that_has_gone_is_trained_again(tmp_path, small_ivf, counting):
+    old, _ = clustered_corpus(5000, DIM, seed=12)
+    index = LateIndex.create(tmp_path / "idx", encoder=PrecomputedEncoder(dim=DIM), storage="float16")
+    index.add(ids=[f"o{i}" for i in range(5000)], tokens=old)
+    assert index.stats().shortlist == "ivf"
+    index.delete([f"o{i}" for i in range(5000)])
+    index.compact()
+    shift = np.random.default_rng(0).standard_normal(DIM).astype(np.float32)
+    shift /= np.linalg.norm(shift)
+    new = [(t + 1.2 * shift) / np.linalg.norm(t + 1.2 * shift, axis=1, keepdims=True) for t in old[:3000]]
+    index.add(ids=[f"n{i}" for i in range(3000)], tokens=new)  # other content, 3,000 >= 5,000 / 4
+    shortlist = index._store.refresh().shortlist
+    assert shortlist.kind == "ivf" and shortlist.inverted.fits()
+    assert counting["train"] == 2
+    assert [p.name.split("-")[0] for p in (tmp_path / "idx" / "partitions").iterdir()] == ["p3000"]  # stale one gone
+
+
+def test_an_empty_lists_file_is_assigned_again(tmp_path, small_ivf):
+    tokens, queries = clustered_corpus(2000, DIM, seed=14)
+    index = LateIndex.create(tmp_path / "idx", encoder=PrecomputedEncoder(dim=DIM), storage="float16")
+    index.add(ids=[f"d{i}" for i in range(2000)], tokens=tokens)
+    assert index.stats().shortlist == "ivf"
+    index.close()
+    (lists,) = (tmp_path / "idx" / "segments").glob("*/lists-*.npy")
+    lists.write_bytes(b"")
+    (partition,) = (tmp_path / "idx" / "partitions").iterdir()
+    np.save(partition, np.zeros(5, np.float32))  # valid .npy, wrong shape
+    reopened = LateIndex.open(tmp_path / "idx")
+    assert reopened.search(query_of(tokens[9]), k=1, n_shortlist=300)[0].id == "d9"

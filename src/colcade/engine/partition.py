@@ -102,14 +102,13 @@ class Partition:
     @classmethod
     def load(cls, folder: Path, name: str) -> Partition:
         path = folder / f"{name}.npy"
+        match = _NAME.match(path.name)
         try:
-            centroids = np.load(path, allow_pickle=False)
+            partition = cls(np.load(path, allow_pickle=False), int(match.group(1)) if match else 0)
         except FileNotFoundError:
             raise
-        except Exception as exc:
+        except Exception as exc:  # EOFError, ValueError, a wrong shape: all mean a damaged file
             raise CorruptIndexError(f"cannot read {path}: {exc}; delete it (it is rebuilt on the next search)") from exc
-        match = _NAME.match(path.name)
-        partition = cls(centroids, int(match.group(1)) if match else 0)
         if partition.name != name:
             raise CorruptIndexError(f"{path} does not match its name; delete it (it is rebuilt on the next search)")
         return partition

@@ -36,22 +36,26 @@ class Postings:
         return cls(starts, (pairs % max(n, 1)).astype(np.int32))
 
     @classmethod
-    def of(cls, folder: Path | None, codes: np.ndarray, offsets: np.ndarray, k: int) -> Postings:
-        """A segment's postings: read from ``folder`` when whole, else built (and saved there)."""
-        if folder is not None:
+    def of(cls, folder: Path | None, codes: np.ndarray, offsets: np.ndarray, k: int, strict: bool = False) -> Postings:
+        """A segment's postings: read from ``folder`` when whole, else built (and saved there).
+
+        ``strict``: a failure to save raises (a writer building them); else it is ignored (a reader).
+        """
+        if folder is not None and not strict:
             try:
                 passages, starts = (np.load(folder / f, mmap_mode="r", allow_pickle=False) for f in _FILES)
                 if _whole(starts, passages, k, len(offsets) - 1):
                     return cls(starts, passages)
-            except (OSError, ValueError):
-                pass  # missing or damaged: build again
+            except Exception:  # missing, or damaged (EOFError, ValueError...): build again
+                pass
         postings = cls.build(codes, offsets, k)
         if folder is not None:
             try:  # whoever builds them builds the same arrays, so two builds never mix badly
                 write_array(folder / _FILES[0], postings.passages)
                 write_array(folder / _FILES[1], postings.starts)
             except OSError:  # read-only, or compacted away meanwhile: this process keeps them in memory
-                pass
+                if strict:
+                    raise
         return postings
 
     def passages_of(self, cells: np.ndarray) -> np.ndarray:

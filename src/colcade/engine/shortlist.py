@@ -86,12 +86,33 @@ class _Inverted:
         np.cumsum(np.bincount(assign, minlength=partition.nlist), out=starts[1:])
         return cls(partition, tuple(lists), order, starts)
 
-    def probe(self, query: np.ndarray, n: int, n_total: int) -> np.ndarray:
-        """Positions in the lists probed for a shortlist of ``n`` (about 4n passages' worth, >= 8 lists)."""
+    def probe(self, query: np.ndarray, n: int, live: np.ndarray) -> np.ndarray:
+        """Live positions in the lists probed for a shortlist of ``n``: about 4n live passages'
+        worth of lists (at least 8), and twice as many lists again while fewer than ``n`` turn up
+        (deleted passages stay in their lists until compaction)."""
         nlist = self.partition.nlist
-        nprobe = min(nlist, max(8, math.ceil(nlist * 4 * n / max(1, n_total))))
-        chosen = self.partition.probe(query, nprobe)
-        return np.concatenate([self.order[self.starts[c] : self.starts[c + 1]] for c in chosen])
+        n_live = max(1, int(np.count_nonzero(live)))
+        nprobe = min(nlist, max(8, math.ceil(nlist * 4 * n / n_live)))
+        while True:
+            chosen = self.partition.probe(query, nprobe)
+            found: np.ndarray = np.concatenate([self.order[self.starts[c] : self.starts[c + 1]] for c in chosen])
+            found = found[found < len(live)]  # newer than the reader's snapshot
+            found = found[live[found]]
+            if len(found) >= n or nprobe >= nlist:
+                return found
+            nprobe = min(nlist, 2 * nprobe)
+
+    def fits(self) -> bool:
+        """Whether the partition still fits the vectors. One trained on other content (an index
+        emptied and filled again) leaves most lists empty and a few huge, and a probe would score
+        most of the index. Measured as the size of the list an average passage falls in, against
+        even lists: 1.5-1.7x for a fresh partition of clustered vectors; refused past 4x."""
+        sizes = np.diff(self.starts).astype(np.float64)
+        n = float(sizes.sum())
+        if not n:
+            return True
+        uneven = float((sizes**2).sum()) / n / (n / len(sizes))
+        return bool(np.count_nonzero(sizes) >= len(sizes) // 2 and uneven <= 4.0)
 
     def nbytes(self) -> int:
         mapped = sum(a.nbytes for a in self.lists if not _mapped(a))
@@ -179,18 +200,26 @@ class DenseShortlist:
             partition = inverted.partition
             lists = [*inverted.lists, *(self._lists(seg, partition) for seg in segments)]
         inverted = _Inverted.of(partition, lists)
+        if not inverted.fits():  # trained on content that has since gone: train on this content
+            self._forget(partition)
+            partition = self._partition_for(rows, fresh=True)
+            inverted = _Inverted.of(partition, [self._lists(seg, partition) for seg in held])
         with self.lock:
             self.rows, self.flat, self.inverted, self._held = rows, None, inverted, held
 
-    def _partition_for(self, rows: _Rows) -> Partition:
-        """A saved partition trained at >= a quarter of this size (the largest), else a new one, saved."""
+    def _partition_for(self, rows: _Rows, fresh: bool = False) -> Partition:
+        """A saved partition trained at >= a quarter of this size (the largest), else (or when
+        ``fresh``) a new one, saved."""
         n = len(rows)
-        if self.partitions is not None:
+        if self.partitions is not None and not fresh:
             saved = {name: t for name, t in Partition.saved(self.partitions).items() if 4 * t >= n}
             for name in sorted(saved, key=lambda name: -saved[name]):
                 try:
                     partition = Partition.load(self.partitions, name)
-                except (FileNotFoundError, CorruptIndexError):
+                except FileNotFoundError:
+                    continue
+                except CorruptIndexError:  # damaged: drop it, or every open would try it first
+                    self._forget(name)
                     continue
                 if partition.dim == self.dense_dim:
                     return partition
@@ -204,6 +233,15 @@ class DenseShortlist:
                 pass
         return partition
 
+    def _forget(self, partition: Partition | str) -> None:
+        """Remove a saved partition that must not be chosen again (damaged, or fitted to other content)."""
+        if self.partitions is not None:
+            name = partition if isinstance(partition, str) else partition.name
+            try:
+                (self.partitions / f"{name}.npy").unlink(missing_ok=True)
+            except OSError:  # read-only: this process trains its own all the same
+                pass
+
     def _lists(self, seg: Any, partition: Partition) -> np.ndarray:
         """Each passage's list in ``seg``: read from beside the segment, else assigned and saved there."""
         path = None if self.segments is None else self.segments / seg.name / f"lists-{partition.name}.npy"
@@ -213,8 +251,8 @@ class DenseShortlist:
                 if saved.shape == (seg.n,) and saved.dtype == np.int32:
                     if not len(saved) or (int(saved.min()) >= 0 and int(saved.max()) < partition.nlist):
                         return saved
-            except (OSError, ValueError):
-                pass  # missing or damaged: assign again
+            except Exception:  # missing, or damaged (EOFError, ValueError...): assign again
+                pass
         lists = partition.assign(seg.dense)
         if path is not None:
             try:
@@ -250,9 +288,7 @@ class DenseShortlist:
                 return np.sort(found[live[found]][:n])
         if allowed is None:
             assert inverted is not None
-            allowed = inverted.probe(query[0], n, len(rows))
-            allowed = allowed[allowed < len(live)]
-            allowed = allowed[live[allowed]]
+            allowed = inverted.probe(query[0], n, live)
         if len(allowed) <= n:
             return np.sort(allowed)
         scores = rows.take(allowed) @ query[0]

@@ -212,6 +212,7 @@ class SegmentWriter:
         self.codec: ResidualCodec | None = None  # set by compress() or append_coded()
         self._compressed: dict[str, np.ndarray] = {}  # in memory: the compressed arrays
         self._coded: dict[str, Any] = {}  # append_coded's streams: open files, or lists in memory
+        self._sealed = False
         if folder is not None:
             try:
                 folder.mkdir(parents=True, exist_ok=True)
@@ -319,9 +320,13 @@ class SegmentWriter:
         self.lengths.extend(int(x) for x in lengths)
         self._n_tokens += len(codes)
 
-    def _finish_coded(self) -> None:
-        """Give append_coded's streams their final shapes (files: the header; memory: one array)."""
+    def seal(self) -> None:
+        """Give append_coded's streams their final shapes (files: the header, and the postings
+        built; memory: one array). ``finish`` seals if this was not called."""
         assert self.codec is not None
+        if self._sealed:
+            return
+        self._sealed = True
         shapes: dict[str, tuple[np.dtype[Any], tuple[int, ...]]] = {
             "codes": (np.dtype(np.uint16), (self._n_tokens,)),
             "residuals": (np.dtype(np.uint8), (self._n_tokens, self.codec.nbytes)),
@@ -333,10 +338,23 @@ class SegmentWriter:
                 for name, parts in self._coded.items()
             }
             return
-        for array_name, f in self._coded.items():
-            f.seek(0)
-            f.write(_npy_header(*shapes[array_name]))
-            f.close()
+        try:
+            for array_name, f in self._coded.items():
+                f.seek(0)
+                f.write(_npy_header(*shapes[array_name]))
+                f.close()
+            self._write_postings()
+        except OSError as exc:
+            self.abort()
+            raise storage_error(exc, f"writing a segment in {self.folder}") from exc
+
+    def _write_postings(self) -> None:
+        """Build the segment's posting lists now, while writing, so no reader has to on its first search."""
+        assert self.folder is not None and self.codec is not None
+        codes = np.load(self.folder / "codes.npy", mmap_mode="r")
+        offsets = np.zeros(self.n + 1, np.int64)
+        np.cumsum(self.lengths, out=offsets[1:])
+        Postings.of(self.folder, codes, offsets, self.codec.k, strict=True)
 
     def note(self, material: bytes) -> None:
         """Fold one appended passage's identity (ids, text, given vectors) into the digest."""
@@ -408,9 +426,10 @@ class SegmentWriter:
             with open(self.folder / "dense16.npy", "wb") as fd:
                 fd.write(_npy_header(np.dtype(np.float16), (self.n, self.dense_dim)))
                 fd.write(np.asarray(dense, np.float16).tobytes())
+            self.codec = codec
+            self._write_postings()
         except OSError as exc:
             raise storage_error(exc, f"writing a segment in {self.folder}") from exc
-        self.codec = codec
 
     def staged_dense(self) -> np.ndarray:
         if self.folder is None:
@@ -427,11 +446,7 @@ class SegmentWriter:
         """
         name = name or f"seg-{uuid.uuid4().hex[:12]}"
         if self._coded:
-            try:
-                self._finish_coded()
-            except OSError as exc:
-                self.abort()
-                raise storage_error(exc, f"writing segment {name}") from exc
+            self.seal()
         keys = np.ascontiguousarray(keys, np.int64)
         offsets = np.zeros(self.n + 1, np.int64)
         np.cumsum(self.lengths, out=offsets[1:])

@@ -144,6 +144,10 @@ class State:
         pos, ok = self._held(keys)
         return np.asarray(pos[ok])
 
+    def holding(self) -> list[Segment]:
+        """The segments that hold live passages."""
+        return [s for s, a, b in zip(self.segments, self.bases, self.bases[1:]) if self.live[a:b].any()]
+
     def locate(self, positions: np.ndarray) -> Iterable[tuple[Segment, np.ndarray, np.ndarray]]:
         """Split positions by segment: (segment, local indices, indices into ``positions``)."""
         which = np.searchsorted(self.bases, positions, side="right") - 1
@@ -674,10 +678,11 @@ class Store:
         codecs fitted to under a quarter of the index (and to fewer than ``TRAINED_ENOUGH`` tokens)."""
         if self.storage["kind"] != "compressed":
             return False
-        total = sum(s.n_tokens for s in state.segments)
-        if any(s.codec is None for s in state.segments) and total >= MIN_TRAIN:
+        holding = state.holding()
+        total = sum(s.n_tokens for s in holding)
+        if any(s.codec is None for s in holding) and total >= MIN_TRAIN:
             return True
-        fitted = max((s.codec.trained_on for s in state.segments if s.codec is not None), default=0)
+        fitted = max((s.codec.trained_on for s in holding if s.codec is not None), default=0)
         return bool(fitted) and fitted < TRAINED_ENOUGH and 4 * fitted < total
 
     # ------------------------------------------------------------------ writing
@@ -816,20 +821,22 @@ class Store:
             state = self._snapshot_locked()  # no other colcade writer can commit while we hold the lock
             live_pos = np.flatnonzero(state.live)
             writer = None
-            uncompressed = self.storage["kind"] == "compressed" and any(s.codec is None for s in state.segments)
+            holding = state.holding()  # a codec only deleted passages used is not a second one
+            uncompressed = self.storage["kind"] == "compressed" and any(s.codec is None for s in holding)
             if len(state.segments) > 1 or state.n_live < len(state.live) or uncompressed:
                 writer = self.writer()
-                codecs = {s.codec.name for s in state.segments if s.codec is not None}
-                if len(codecs) == 1 and not uncompressed and not self.refit_due(state):
-                    _copy_coded(state, live_pos, writer, batch)  # one codec already: copy its codes
-                else:
-                    _recode(state, live_pos, writer, batch, self.dense_dim)
-                    codec = self.codec_for(writer)
-                    if codec is not None:
-                        writer.compress(codec)
             segment = None
             try:
                 if writer is not None:
+                    codecs = {s.codec.name for s in holding if s.codec is not None}
+                    if len(codecs) == 1 and not uncompressed and not self.refit_due(state):
+                        _copy_coded(state, live_pos, writer, batch)  # one codec already: copy its codes
+                        writer.seal()
+                    else:
+                        _recode(state, live_pos, writer, batch, self.dense_dim)
+                        codec = self.codec_for(writer)
+                        if codec is not None:
+                            writer.compress(codec)
                     with self._transaction() as db:
                         if self._meta(db)[0] != state.generation:
                             raise IndexLockedError(
@@ -916,9 +923,16 @@ class Store:
         folder = self.path / PARTITIONS
         saved = Partition.saved(folder)
         newest = max(saved, key=lambda name: saved[name], default=None)
-        for entry in folder.iterdir() if folder.is_dir() else []:
-            if entry.stem != newest and time.time() - entry.stat().st_mtime > 86_400:
-                entry.unlink(missing_ok=True)
+        try:
+            entries = list(folder.iterdir())
+        except OSError:  # none yet, or not ours to list
+            return
+        for entry in entries:
+            try:
+                if entry.stem != newest and entry.is_file() and time.time() - entry.stat().st_mtime > 86_400:
+                    entry.unlink()
+            except OSError:  # gone meanwhile, or not ours to remove: derived data, left alone
+                continue
 
     def close(self) -> None:
         """Close the connections once operations in flight have ended; later calls raise IndexClosedError."""
