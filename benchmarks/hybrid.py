@@ -3,9 +3,11 @@
 The weight of the convex fusion is chosen on SciFact's *train* queries (the only shared
 collection with a train split), then every variant is reported unchanged on every collection's
 test queries: BM25 alone (the lexical index's order), MaxSim alone (the default cascade),
-convex fusion at each weight, and reciprocal-rank fusion. Default encoder, compressed storage
-(the default), cached vectors (``embeddings.py``), passages' texts from the collections; k=10,
-as users search (fusion normalizes over the candidates a k=10 search reranks).
+convex fusion at each weight, and reciprocal-rank fusion; the dense vector alone (FAISS, exact)
+for reference. Default encoder, compressed storage (the default), cached vectors
+(``embeddings.py``), passages' texts from the collections. nDCG@10 from k=10 searches, as users
+search (fusion normalizes over the candidates a k=10 search reranks); Recall@100 from k=100
+searches of the same variant.
 
     python benchmarks/hybrid.py
     python benchmarks/hybrid.py --quick      # cranfield only, 50 queries, train split skipped
@@ -20,6 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import faiss
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -27,7 +30,7 @@ from embeddings import COLLECTIONS, DATA, load  # noqa: E402
 from report import ROOT, table, write_section  # noqa: E402
 
 from colcade import EncodedQuery, LateIndex, PrecomputedEncoder  # noqa: E402
-from colcade.app.eval import load_beir, ndcg  # noqa: E402
+from colcade.app.eval import load_beir, ndcg, recall  # noqa: E402
 from colcade.encoders.default import MiniLMEncoder  # noqa: E402
 from colcade.engine.fusion import DEFAULT_WEIGHT  # noqa: E402
 
@@ -58,6 +61,13 @@ def runs(index: LateIndex, queries: dict[str, tuple[EncodedQuery, str]], k: int 
             qid: [h.id for h in index.search(q, k=k, hybrid=hybrid, text=text)] for qid, (q, text) in queries.items()
         }
     return out
+
+
+def dense_run(passages, queries: dict[str, tuple[EncodedQuery, str]], k: int) -> dict[str, list[str]]:
+    flat = faiss.IndexFlatIP(passages.dense.shape[1])
+    flat.add(passages.dense)
+    _, found = flat.search(np.stack([q.dense for q, _ in queries.values()]), k)
+    return {qid: [passages.ids[j] for j in row if j >= 0] for qid, row in zip(queries, found)}
 
 
 def latency(encoder: MiniLMEncoder, out: Path) -> None:
@@ -109,6 +119,7 @@ def main() -> None:
             train = load_beir(DATA / "scifact", split="train")
             queries = {q: (encoder.encode_query(t), t) for q, t in train.queries.items()}
             found = runs(index, queries)
+            found["dense alone"] = dense_run(load("scifact", encoder)[1], queries, 10)
             rows = [[v, f"{ndcg(r, train.qrels):.4f}"] for v, r in found.items()]
             index.close()
             sections.append(
@@ -118,7 +129,7 @@ def main() -> None:
             print(sections[-1], flush=True)
         rows, sizes = [], []
         for name in ["cranfield"] if args.quick else COLLECTIONS:
-            collection, _, queries_emb = load(name, encoder)
+            collection, passages, queries_emb = load(name, encoder)
             index = build(name, encoder, Path(tmp) / "test")
             tokens = queries_emb.tokens(encoder._keep)
             n = 50 if args.quick else len(queries_emb.ids)
@@ -131,14 +142,17 @@ def main() -> None:
             }
             qrels = {q: collection.qrels[q] for q in queries}
             found = runs(index, queries)
+            found["dense alone"] = dense_run(passages, queries, 10)
+            deep = runs(index, queries, k=100)
+            deep["dense alone"] = dense_run(passages, queries, 100)
             with index._store.reading() as (_, db):  # the lexical index's own tables, on disk
                 size = db.execute("SELECT sum(pgsize) FROM dbstat WHERE name LIKE 'lexical%'").fetchone()[0]
             sizes.append([name, f"{size / 2**20:.1f} MiB", f"{size / len(collection.corpus):,.0f} B"])
             for variant, run in found.items():
-                rows.append([name, variant, f"{ndcg(run, qrels):.4f}"])
+                rows.append([name, variant, f"{ndcg(run, qrels):.4f}", f"{recall(deep[variant], qrels):.4f}"])
                 print(rows[-1], flush=True)
             index.close()
-        header = ["collection", "variant", "nDCG@10"]
+        header = ["collection", "variant", "nDCG@10", "Recall@100"]
         sections.append("**Test queries, every collection**\n\n" + table(header, rows))
         sections.append(
             "**The lexical index on disk** (FTS5 tables in docs.sqlite)\n\n"
