@@ -133,6 +133,12 @@ def run_measure(path: Path, src: Path | None) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def baseline_label(src: Path) -> str:
+    """The baseline's commit, when its src/ folder is in a git checkout."""
+    proc = subprocess.run(["git", "-C", str(src), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    return f"baseline ({proc.stdout.strip()})" if proc.returncode == 0 else "baseline"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="60k passages (CI)")
@@ -147,13 +153,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory(dir=ROOT / "benchmarks" / ".cache") as tmp:
         path = Path(tmp) / "index"
         built = build(path, n)
-        runs = [("this checkout", None)] + ([("baseline", args.baseline)] if args.baseline else [])
+        runs = [("this checkout", None)] + ([(baseline_label(args.baseline), args.baseline)] if args.baseline else [])
         rows = []
         for label, src in runs * 2:  # twice, interleaved: the second open of each is from a warm page cache
             r = run_measure(path, src)
             rows.append(
                 [
-                    f"{label} ({'cold' if len(rows) < len(runs) else 'warm'} cache)",
+                    f"{label}, {'first' if len(rows) < len(runs) else 'second'} run",
                     f"{r['open_s']:.2f}",
                     f"{r['first_s']:.2f}",
                     f"{r['stage_ms']:.2f}",
