@@ -106,3 +106,37 @@ def test_unreachable_model_says_what_to_do(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(EncoderUnavailableError, match="not a local folder"):
         ColBERTEncoder("colbert-ir/colbertv2.0-not-here")
+
+
+def test_a_bfloat16_checkpoint_loads_and_matches_its_reference(tmp_path, checkpoint):
+    # Recent checkpoints ship bf16 weights; they used to be skipped, so the projection looked
+    # missing ("not a ColBERT checkpoint").
+    bf16 = tmp_path / "bf16"
+    shutil.copytree(checkpoint, bf16)
+    weights = {k: np.asarray(v) for k, v in read_safetensors(checkpoint / "model.safetensors").items()}
+    write_safetensors(bf16 / "model.safetensors", weights, bfloat16=True)
+    assert (bf16 / "model.safetensors").stat().st_size < 0.6 * (checkpoint / "model.safetensors").stat().st_size
+    texts = ["Late interaction, in short: one vector per token!"]
+    got = ColBERTEncoder(bf16).encode_documents(texts).tokens[0]
+    ref = reference(bf16, texts, is_query=False)[0]  # the same bf16-rounded weights, in numpy
+    assert got.shape == ref.shape and (np.sum(got * ref, axis=1) >= 0.999).all()
+    full = ColBERTEncoder(checkpoint).encode_documents(texts).tokens[0]
+    assert (np.sum(got * full, axis=1) >= 0.99).all()  # and close to the float32 weights'
+
+
+def test_a_checkpoint_in_an_unreadable_dtype_is_named(tmp_path, checkpoint):
+    import json as json_
+    import struct
+
+    odd = tmp_path / "f8"
+    shutil.copytree(checkpoint, odd)
+    path = odd / "model.safetensors"
+    raw = path.read_bytes()
+    size = struct.unpack("<Q", raw[:8])[0]
+    header = json_.loads(raw[8 : 8 + size])
+    header["linear.weight"]["dtype"] = "F8_E4M3"
+    head = json_.dumps(header).encode()
+    head += b" " * (-len(head) % 8)
+    path.write_bytes(struct.pack("<Q", len(head)) + head + raw[8 + size :])
+    with pytest.raises(EncoderUnavailableError, match="'linear.weight' is F8_E4M3"):
+        ColBERTEncoder(odd)

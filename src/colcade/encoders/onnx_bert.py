@@ -25,17 +25,45 @@ from colcade.errors import EncoderUnavailableError
 
 # onnx and onnxruntime are core dependencies, imported where used: `import colcade` stays quick.
 
-_DTYPES = {"F32": np.float32, "F16": np.float16, "I64": np.int64}
+_DTYPES: dict[str, Any] = {
+    "F64": np.float64,
+    "F32": np.float32,
+    "F16": np.float16,
+    "BF16": np.uint16,  # read as raw bits, widened to float32 below (numpy has no bfloat16)
+    "I64": np.int64,
+    "I32": np.int32,
+    "I16": np.int16,
+    "I8": np.int8,
+    "U8": np.uint8,
+    "BOOL": np.bool_,
+}
 
 
-def write_safetensors(path: Path, tensors: dict[str, np.ndarray]) -> None:
-    """Write tensors in the safetensors layout (for tests and for converted checkpoints)."""
+def to_bfloat16(array: np.ndarray) -> np.ndarray:
+    """float32 values as bfloat16 bits (uint16), rounded to nearest even, as torch rounds."""
+    bits = np.ascontiguousarray(array, np.float32).view(np.uint32)
+    rounded = bits + 0x7FFF + ((bits >> 16) & 1)
+    return (rounded >> 16).astype(np.uint16)
+
+
+def from_bfloat16(bits: np.ndarray) -> np.ndarray:
+    """bfloat16 bits (uint16) as float32 values (exact: bfloat16 is float32's top half)."""
+    return (np.asarray(bits, np.uint32) << 16).view(np.float32)
+
+
+def write_safetensors(path: Path, tensors: dict[str, np.ndarray], bfloat16: bool = False) -> None:
+    """Write tensors in the safetensors layout (for tests and for converted checkpoints);
+    ``bfloat16`` stores float32 tensors as BF16, as many recent checkpoints ship."""
     names = {np.dtype(np.float32): "F32", np.dtype(np.float16): "F16", np.dtype(np.int64): "I64"}
     header, blobs, offset = {}, [], 0
     for name, array in tensors.items():
+        array = np.asarray(array)
+        dtype = names[array.dtype]
+        if bfloat16 and dtype == "F32":
+            array, dtype = to_bfloat16(array), "BF16"
         data = np.ascontiguousarray(array).tobytes()
         header[name] = {
-            "dtype": names[np.asarray(array).dtype],
+            "dtype": dtype,
             "shape": list(np.shape(array)),
             "data_offsets": [offset, offset + len(data)],
         }
@@ -48,17 +76,25 @@ def write_safetensors(path: Path, tensors: dict[str, np.ndarray]) -> None:
 
 
 def read_safetensors(path: Path) -> dict[str, np.ndarray]:
-    """Tensors of a .safetensors file, memory-mapped (the format is a JSON header and raw data)."""
+    """Tensors of a .safetensors file (the format is a JSON header and raw data): memory-mapped,
+    except BF16 ones, widened to float32 (numpy has no bfloat16). A dtype numpy cannot hold
+    (the float8 kinds) is an EncoderUnavailableError naming the tensor."""
     with open(path, "rb") as f:
         size = struct.unpack("<Q", f.read(8))[0]
         header = json.loads(f.read(size))
     data = np.memmap(path, dtype=np.uint8, mode="r", offset=8 + size)
     tensors = {}
     for name, info in header.items():
-        if name == "__metadata__" or info["dtype"] not in _DTYPES:
+        if name == "__metadata__":
             continue
+        if info["dtype"] not in _DTYPES:
+            raise EncoderUnavailableError(
+                f"{path}: tensor {name!r} is {info['dtype']}, which colcade cannot read "
+                f"({', '.join(_DTYPES)} are supported); convert the checkpoint to float32, float16 or bfloat16"
+            )
         start, end = info["data_offsets"]
-        tensors[name] = np.frombuffer(data[start:end], dtype=_DTYPES[info["dtype"]]).reshape(info["shape"])
+        array = np.frombuffer(data[start:end], dtype=_DTYPES[info["dtype"]]).reshape(info["shape"])
+        tensors[name] = from_bfloat16(array) if info["dtype"] == "BF16" else array
     return tensors
 
 
