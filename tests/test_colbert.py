@@ -140,3 +140,26 @@ def test_a_checkpoint_in_an_unreadable_dtype_is_named(tmp_path, checkpoint):
     path.write_bytes(struct.pack("<Q", len(head)) + head + raw[8 + size :])
     with pytest.raises(EncoderUnavailableError, match="'linear.weight' is F8_E4M3"):
         ColBERTEncoder(odd)
+
+
+def test_an_unsupported_architecture_is_refused_before_any_index_is_written(tmp_path, checkpoint):
+    modern = tmp_path / "modern"
+    shutil.copytree(checkpoint, modern)
+    config = json.loads((modern / "config.json").read_text())
+    (modern / "config.json").write_text(json.dumps({**config, "model_type": "modernbert"}))
+    with pytest.raises(EncoderUnavailableError, match="'modernbert' model"):
+        LateIndex.create(tmp_path / "idx", encoder=ColBERTEncoder(modern))
+    assert not (tmp_path / "idx").exists()  # refused when the encoder is made, not at the first encode
+    rotary = tmp_path / "rotary"
+    shutil.copytree(checkpoint, rotary)
+    (rotary / "config.json").write_text(json.dumps({**config, "position_embedding_type": "rotary"}))
+    with pytest.raises(EncoderUnavailableError, match="absolute positions"):
+        ColBERTEncoder(rotary)
+    partial = tmp_path / "partial"
+    shutil.copytree(checkpoint, partial)
+    weights = read_safetensors(checkpoint / "model.safetensors")
+    write_safetensors(
+        partial / "model.safetensors", {k: np.asarray(v) for k, v in weights.items() if "layer.3." not in k}
+    )
+    with pytest.raises(EncoderUnavailableError, match="lacks 16 of the BERT weights"):
+        ColBERTEncoder(partial)

@@ -30,7 +30,7 @@ from colcade.encoders.base import (
     sha256_file,
     warn_truncated,
 )
-from colcade.encoders.onnx_bert import LazySession, build_bert, read_safetensors
+from colcade.encoders.onnx_bert import LazySession, build_bert, check_bert, read_safetensors
 from colcade.errors import EncoderUnavailableError, InvalidInputError
 from colcade.optional import require
 
@@ -127,6 +127,7 @@ class ColBERTEncoder:
             raise EncoderUnavailableError(
                 f"{self.path} is not a ColBERT checkpoint: it has no 'linear.weight' projection"
             )
+        check_bert(weights, bert_config, self.path)  # now, not at the first encode
         self._projection = np.asarray(weights["linear.weight"], np.float32)
         self._weights = weights
         self._bert_config = bert_config

@@ -132,6 +132,45 @@ def read_quantized_onnx(path: Path) -> dict[str, np.ndarray]:
     return {n[len(prefix) :]: a for n, a in weights.items()}
 
 
+_LAYER = (
+    [f"attention.self.{n}.{p}" for n in ("query", "key", "value") for p in ("weight", "bias")]
+    + [f"{n}.{p}" for n in ("attention.output.dense", "intermediate.dense", "output.dense") for p in ("weight", "bias")]
+    + [f"{n}.{p}" for n in ("attention.output.LayerNorm", "output.LayerNorm") for p in ("weight", "bias")]
+)
+_EMBEDDINGS = [
+    "embeddings.word_embeddings.weight",
+    "embeddings.position_embeddings.weight",
+    "embeddings.token_type_embeddings.weight",
+    "embeddings.LayerNorm.weight",
+    "embeddings.LayerNorm.bias",
+]
+
+
+def check_bert(weights: dict[str, np.ndarray], config: dict[str, Any], where: Any) -> None:
+    """What ``build_bert`` needs, checked up front (so an encoder is refused when it is made, before
+    an index folder is written): a BERT configuration it can run, and every weight it reads."""
+    kind = config.get("model_type", "bert")
+    if kind != "bert":
+        raise EncoderUnavailableError(
+            f"{where} is a {kind!r} model; colcade's onnxruntime builder runs BERT only "
+            "(ModernBERT and XLM-RoBERTa backbones are not supported yet)"
+        )
+    if config.get("position_embedding_type", "absolute") != "absolute" or config.get("hidden_act", "gelu") != "gelu":
+        raise EncoderUnavailableError(f"{where}: only BERT models with absolute positions and GELU are supported")
+    missing_config = [k for k in ("hidden_size", "num_attention_heads", "num_hidden_layers") if k not in config]
+    if missing_config:
+        raise EncoderUnavailableError(f"{where}: config.json lacks {', '.join(missing_config)}")
+    prefix = "bert." if "bert.embeddings.word_embeddings.weight" in weights else ""
+    wanted = _EMBEDDINGS + [f"encoder.layer.{i}.{n}" for i in range(config["num_hidden_layers"]) for n in _LAYER]
+    missing = [prefix + n for n in wanted if prefix + n not in weights]
+    if missing:
+        shown = ", ".join(repr(m) for m in missing[:3])
+        raise EncoderUnavailableError(
+            f"{where} lacks {len(missing)} of the BERT weights colcade needs ({shown}...): not a BERT checkpoint, "
+            "or one saved under other names"
+        )
+
+
 def build_bert(weights: dict[str, np.ndarray], config: dict[str, Any], projection: np.ndarray | None = None) -> bytes:
     """Serialized ONNX model: (input_ids, attention_mask) int64 [b, l] -> hidden float32 [b, l, h].
 
