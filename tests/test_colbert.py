@@ -163,3 +163,126 @@ def test_an_unsupported_architecture_is_refused_before_any_index_is_written(tmp_
     )
     with pytest.raises(EncoderUnavailableError, match="lacks 16 of the BERT weights"):
         ColBERTEncoder(partial)
+
+
+@pytest.fixture(scope="module")
+def pylate_folder(tmp_path_factory):
+    """A checkpoint in PyLate's layout, built by hand: BERT weights at the root without a prefix,
+    "[Q] " / "[D] " added to the vocabulary, the projection (with a bias) in 1_Dense/, and the
+    settings in config_sentence_transformers.json."""
+    from tokenizers import Tokenizer
+
+    path = tmp_path_factory.mktemp("pylate-mini")
+    weights = {k: np.asarray(v) for k, v in read_weights(weights_file()).items()}
+    tok = Tokenizer.from_file(str(FILES / "tokenizer.json"))
+    tok.add_tokens(["[Q] ", "[D] "])
+    tok.save(str(path / "tokenizer.json"))
+    rng = np.random.default_rng(1)
+    grown = tok.get_vocab_size() - len(weights["embeddings.word_embeddings.weight"])
+    extra = rng.standard_normal((grown, 384)).astype(np.float32) * 0.02
+    weights["embeddings.word_embeddings.weight"] = np.concatenate([weights["embeddings.word_embeddings.weight"], extra])
+    write_safetensors(path / "model.safetensors", weights)
+    config = json.loads((FILES / "config.json").read_text())
+    (path / "config.json").write_text(json.dumps({**config, "vocab_size": tok.get_vocab_size()}))
+    (path / "1_Dense").mkdir()
+    dense = {
+        "linear.weight": rng.standard_normal((DIM, 384)).astype(np.float32) / 20,
+        "linear.bias": rng.standard_normal(DIM).astype(np.float32) / 10,
+    }
+    write_safetensors(path / "1_Dense" / "model.safetensors", dense)
+    (path / "1_Dense" / "config.json").write_text(
+        json.dumps(
+            {
+                "in_features": 384,
+                "out_features": DIM,
+                "bias": True,
+                "activation_function": "torch.nn.modules.linear.Identity",
+            }
+        )
+    )
+    (path / "modules.json").write_text(
+        json.dumps(
+            [
+                {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+                {"idx": 1, "name": "1", "path": "1_Dense", "type": "pylate.models.Dense.Dense"},
+            ]
+        )
+    )
+    settings = {
+        "query_prefix": "[Q] ",
+        "document_prefix": "[D] ",
+        "query_length": 24,
+        "document_length": 40,
+        "attend_to_expansion_tokens": False,
+        "do_query_expansion": True,
+        "skiplist_words": list("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"),
+    }
+    (path / "config_sentence_transformers.json").write_text(json.dumps(settings))
+    return path
+
+
+def pylate_reference(path, text, is_query):
+    """PyLate's conventions in numpy: [CLS] [Q]/[D] text [SEP]; queries padded with [MASK] to
+    query_length (not attended to, all kept); documents without skiplist tokens; affine projection."""
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(path / "tokenizer.json"))
+    tok.no_padding()  # the shipped tokenizer.json pads to 128
+    tok.no_truncation()
+    weights = read_safetensors(path / "model.safetensors")
+    dense = read_safetensors(path / "1_Dense" / "model.safetensors")
+    config = json.loads((path / "config.json").read_text())
+    marker = tok.token_to_id("[Q] " if is_query else "[D] ")
+    body = tok.encode(text, add_special_tokens=False).ids[: (24 if is_query else 40) - 3]
+    ids = [101, marker, *body, 102]
+    mask = [1] * len(ids)
+    if is_query:
+        mask += [0] * (24 - len(ids))
+        ids += [103] * (24 - len(ids))
+    hidden = bert_hidden(weights, config, ids, mask) @ np.asarray(dense["linear.weight"], np.float64).T
+    hidden += np.asarray(dense["linear.bias"], np.float64)
+    hidden /= np.linalg.norm(hidden, axis=1, keepdims=True)
+    skip = {tok.token_to_id(c) for c in "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"}
+    return hidden if is_query else hidden[[i not in skip for i in ids]]
+
+
+def test_a_pylate_checkpoint_loads_with_its_own_settings(pylate_folder):
+    encoder = ColBERTEncoder(pylate_folder)
+    assert encoder.layout == "pylate" and encoder.dim == DIM
+    assert (encoder.query_maxlen, encoder.doc_maxlen) == (24, 40)
+    query = encoder.encode_query("what is late interaction?")
+    ref = pylate_reference(pylate_folder, "what is late interaction?", is_query=True)
+    assert query.tokens.shape == ref.shape == (24, DIM)
+    assert (np.sum(query.tokens * ref, axis=1) >= 0.999).all()
+    text = "Late interaction, in short: one vector per token!"
+    doc = encoder.encode_documents([text]).tokens[0]
+    ref = pylate_reference(pylate_folder, text, is_query=False)
+    assert doc.shape == ref.shape and (np.sum(doc * ref, axis=1) >= 0.999).all()
+    assert encoder.token_strings("what?", is_query=True)[:2] == ["[CLS]", "[Q]"]
+
+
+def test_a_pylate_checkpoint_matches_pylate_itself_where_installed(tmp_path):
+    # PyLate (and torch) are not colcade dependencies: this runs where they are installed.
+    models = pytest.importorskip("pylate.models")
+    transformers = pytest.importorskip("transformers")
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    base = tmp_path / "base"
+    vocab = json.loads((FILES / "tokenizer.json").read_text())["model"]["vocab"]
+    config = transformers.BertConfig(
+        vocab_size=len(vocab), hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128
+    )
+    transformers.BertModel(config).save_pretrained(base)
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        if (FILES / name).exists():
+            shutil.copy(FILES / name, base / name)
+    model = models.ColBERT(model_name_or_path=str(base), embedding_size=32, device="cpu")
+    model.save(str(tmp_path / "pylate"))
+    ours = ColBERTEncoder(tmp_path / "pylate")
+    texts = ["Late interaction, in short: one vector per token!", "what is late interaction?"]
+    for text in texts:
+        for is_query in (True, False):
+            theirs = np.asarray(model.encode([text], is_query=is_query)[0])
+            mine = ours.encode_query(text).tokens if is_query else ours.encode_documents([text]).tokens[0]
+            assert mine.shape == theirs.shape
+            assert (np.sum(mine * theirs, axis=1) >= 0.999).all()

@@ -1,15 +1,19 @@
 """ColBERT checkpoints (colbert-ir/colbertv2.0, answerai-colbert-small-v1, RAGatouille-trained
-models) without colbert-ai or torch: the BERT encoder and ColBERT's linear projection run as
-one ONNX graph on onnxruntime (``onnx_bert.py``).
+models, BERT-based PyLate models) without colbert-ai or torch: the BERT encoder and ColBERT's
+linear projection run as one ONNX graph on onnxruntime (``onnx_bert.py``).
 
-ColBERT's conventions, as colbert-ai applies them: a ``[Q]`` / ``[D]`` marker after ``[CLS]``;
-queries padded with ``[MASK]`` to ``query_maxlen`` (query augmentation: the mask positions
-are query vectors too); document punctuation tokens dropped; every vector L2-normalized.
+ColBERT's conventions, as colbert-ai and PyLate apply them: a ``[Q]`` / ``[D]`` marker after
+``[CLS]``; queries padded with ``[MASK]`` to ``query_maxlen`` (query augmentation: the mask
+positions are query vectors too); document punctuation tokens dropped; every vector
+L2-normalized. Two layouts: colbert-ai's (``linear.weight`` beside the BERT weights,
+``artifact.metadata``) and PyLate's (a sentence-transformers folder: the projection in
+``1_Dense/``, markers, lengths, expansion and skiplist in ``config_sentence_transformers.json``).
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import string
 from collections.abc import Sequence
@@ -30,7 +34,7 @@ from colcade.encoders.base import (
     sha256_file,
     warn_truncated,
 )
-from colcade.encoders.onnx_bert import LazySession, build_bert, check_bert, read_safetensors
+from colcade.encoders.onnx_bert import LazySession, build_bert, check_bert, modern_names, read_safetensors
 from colcade.errors import EncoderUnavailableError, InvalidInputError
 from colcade.optional import require
 
@@ -42,7 +46,46 @@ _FILES = [
     "tokenizer.json",
     "vocab.txt",
     "tokenizer_config.json",
+    "modules.json",
+    "config_sentence_transformers.json",
+    "*_Dense/*",
 ]
+
+
+def _pylate(path: Path) -> dict[str, Any] | None:
+    """A PyLate (sentence-transformers) folder's projection and settings; None for another layout.
+
+    The Dense modules after the transformer compose into one affine map (``weight``, ``bias``);
+    an activation other than identity, or a residual, is refused by name.
+    """
+    if not (path / "modules.json").is_file():
+        return None
+    modules = json.loads((path / "modules.json").read_text())
+    weight: np.ndarray | None = None
+    bias: np.ndarray | None = None
+    for module in modules:
+        if "Dense" not in module.get("type", ""):
+            continue
+        folder = path / module["path"]
+        config = json.loads((folder / "config.json").read_text())
+        activation = str(config.get("activation_function", "torch.nn.modules.linear.Identity"))
+        if not activation.endswith("Identity") or config.get("use_residual"):
+            raise EncoderUnavailableError(
+                f"{folder}: a projection with activation {activation!r}"
+                f"{' and a residual' if config.get('use_residual') else ''} is not supported (identity only)"
+            )
+        tensors = read_safetensors(folder / "model.safetensors")
+        w = np.asarray(tensors["linear.weight"], np.float64)
+        b = np.asarray(tensors["linear.bias"], np.float64) if "linear.bias" in tensors else np.zeros(len(w))
+        if weight is None or bias is None:
+            weight, bias = w, b
+        else:
+            weight, bias = w @ weight, w @ bias + b
+    if weight is None or bias is None:
+        return None
+    st_path = path / "config_sentence_transformers.json"
+    settings = json.loads(st_path.read_text()) if st_path.is_file() else {}
+    return {"weight": weight.astype(np.float32), "bias": bias.astype(np.float32), "settings": settings}
 
 
 def resolve(model: str | Path) -> Path:
@@ -123,18 +166,38 @@ class ColBERTEncoder:
         meta_path = self.path / "artifact.metadata"
         meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
         weights, self._weights_file = _weights(self.path)
-        if "linear.weight" not in weights:
+        weights = modern_names(weights)
+        pylate = _pylate(self.path)
+        if pylate is None and "linear.weight" not in weights:
             raise EncoderUnavailableError(
-                f"{self.path} is not a ColBERT checkpoint: it has no 'linear.weight' projection"
+                f"{self.path} is not a ColBERT checkpoint: it has no 'linear.weight' projection "
+                "(colbert-ai's layout) and no Dense module in modules.json (PyLate's)"
             )
         check_bert(weights, bert_config, self.path)  # now, not at the first encode
-        self._projection = np.asarray(weights["linear.weight"], np.float32)
+        if pylate is not None:
+            self._projection, self._projection_bias = pylate["weight"], pylate["bias"]
+            settings = pylate["settings"]
+            meta = {
+                "query_maxlen": settings.get("query_length"),
+                "doc_maxlen": settings.get("document_length"),
+                "attend_to_mask_tokens": settings.get("attend_to_expansion_tokens", False),
+                "query_token_id": settings.get("query_prefix", "[Q] "),
+                "doc_token_id": settings.get("document_prefix", "[D] "),
+            }
+            meta = {k: v for k, v in meta.items() if v is not None}
+            self.layout = "pylate"
+        else:
+            self._projection = np.asarray(weights["linear.weight"], np.float32)
+            self._projection_bias = None
+            settings = {}
+            self.layout = "colbert-ai"
         self._weights = weights
         self._bert_config = bert_config
         self.name = str(model)
         self.dim = self.dense_dim = int(self._projection.shape[0])
         self.query_maxlen = int(query_maxlen or meta.get("query_maxlen", 32))
         self.doc_maxlen = int(doc_maxlen or meta.get("doc_maxlen", 180))
+        self.expand_queries = bool(settings.get("do_query_expansion", True))
         limit = bert_config.get("max_position_embeddings", 512)
         for what, value in (("query_maxlen", self.query_maxlen), ("doc_maxlen", self.doc_maxlen)):
             if not 4 <= value <= limit:
@@ -145,24 +208,38 @@ class ColBERTEncoder:
 
         self.tokenizer = _tokenizer(self.path)
         ids = {t: self.tokenizer.token_to_id(t) for t in ("[CLS]", "[SEP]", "[MASK]", "[PAD]")}
-        q_marker = self.tokenizer.token_to_id(meta.get("query_token_id", "[unused0]"))
-        d_marker = self.tokenizer.token_to_id(meta.get("doc_token_id", "[unused1]"))
-        if None in ids.values() or q_marker is None or d_marker is None:
-            raise EncoderUnavailableError(
-                f"the tokenizer of {self.path} lacks BERT's special tokens or ColBERT's markers"
-            )
+        markers = {}
+        for side, default in (("query_token_id", "[unused0]"), ("doc_token_id", "[unused1]")):
+            token = meta.get(side, default)
+            # PyLate's empty prefix means no marker; a prefix it added to the vocabulary may
+            # keep its trailing space ("[Q] ") in the tokenizer's added tokens, or not.
+            markers[side] = None if token == "" else self.tokenizer.token_to_id(token)
+            if token and markers[side] is None:
+                markers[side] = self.tokenizer.token_to_id(token.strip())
+            if token and markers[side] is None:
+                raise EncoderUnavailableError(f"the tokenizer of {self.path} lacks the marker {token!r}")
+        if None in ids.values():
+            raise EncoderUnavailableError(f"the tokenizer of {self.path} lacks BERT's special tokens")
         self._cls, self._sep, self._mask, self._pad = ids["[CLS]"], ids["[SEP]"], ids["[MASK]"], ids["[PAD]"]
-        self._q_marker, self._d_marker = q_marker, d_marker
-        self._skip = {i for c in string.punctuation for i in self.tokenizer.encode(c, add_special_tokens=False).ids[:1]}
-        self._run = LazySession(lambda: build_bert(self._weights, self._bert_config, self._projection), threads)
+        self._q_marker, self._d_marker = markers["query_token_id"], markers["doc_token_id"]
+        skiplist = settings.get("skiplist_words", list(string.punctuation))
+        self._skip = {i for w in skiplist for i in self.tokenizer.encode(w, add_special_tokens=False).ids[:1]}
+        self._run = LazySession(
+            lambda: build_bert(self._weights, self._bert_config, self._projection, self._projection_bias), threads
+        )
 
     @functools.cached_property
     def fingerprint(self) -> str:
-        return fingerprint_of("colbert", sha256_file(self._weights_file), self.query_maxlen, self.doc_maxlen)
+        projection = hashlib.sha256(self._projection.tobytes()).hexdigest()
+        return fingerprint_of(
+            "colbert", sha256_file(self._weights_file), self.query_maxlen, self.doc_maxlen, projection, self.layout
+        )
 
-    def _ids(self, text: str, marker: int, maxlen: int) -> tuple[list[int], bool]:
+    def _ids(self, text: str, marker: int | None, maxlen: int) -> tuple[list[int], bool]:
         body = self.tokenizer.encode(text, add_special_tokens=False).ids
-        return [self._cls, marker, *body[: maxlen - 3], self._sep], len(body) > maxlen - 3
+        room = maxlen - (3 if marker is not None else 2)
+        head = [self._cls] if marker is None else [self._cls, marker]
+        return [*head, *body[:room], self._sep], len(body) > room
 
     def encode_documents(self, texts: Sequence[str]) -> Encoded:
         """Document vectors: ``[D]``-marked, punctuation dropped, truncated at ``doc_maxlen``."""
@@ -188,7 +265,8 @@ class ColBERTEncoder:
             raise InvalidInputError("the query is empty; give it content")
         row, _ = self._ids(text, self._q_marker, self.query_maxlen)
         real = len(row)
-        ids = np.array([row + [self._mask] * (self.query_maxlen - real)], np.int64)
+        expansion = self.query_maxlen - real if self.expand_queries else 0
+        ids = np.array([row + [self._mask] * expansion], np.int64)
         mask = (
             np.ones_like(ids) if self.attend_to_mask_tokens else (np.arange(ids.shape[1]) < real).astype(np.int64)[None]
         )
@@ -200,11 +278,11 @@ class ColBERTEncoder:
         """The tokens behind each row of this text's token vectors (for explanations)."""
         marker = self._q_marker if is_query else self._d_marker
         ids, _ = self._ids(text, marker, self.query_maxlen if is_query else self.doc_maxlen)
-        if is_query:
+        if is_query and self.expand_queries:
             ids = ids + [self._mask] * (self.query_maxlen - len(ids))
         else:
             ids = [i for i in ids if i not in self._skip]
-        names = {self._q_marker: "[Q]", self._d_marker: "[D]"}
+        names = {m: n for m, n in ((self._q_marker, "[Q]"), (self._d_marker, "[D]")) if m is not None}
         return [names.get(i) or self.tokenizer.id_to_token(i) for i in ids]
 
     def count_tokens(self, text: str) -> int:

@@ -146,6 +146,19 @@ _EMBEDDINGS = [
 ]
 
 
+def modern_names(weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """LayerNorm parameters under today's names: older BERT checkpoints (and some exports) save
+    them as ``gamma`` / ``beta``, which transformers still reads."""
+    renamed = {}
+    for name, array in weights.items():
+        if name.endswith("LayerNorm.gamma"):
+            name = name[: -len("gamma")] + "weight"
+        elif name.endswith("LayerNorm.beta"):
+            name = name[: -len("beta")] + "bias"
+        renamed[name] = array
+    return renamed
+
+
 def check_bert(weights: dict[str, np.ndarray], config: dict[str, Any], where: Any) -> None:
     """What ``build_bert`` needs, checked up front (so an encoder is refused when it is made, before
     an index folder is written): a BERT configuration it can run, and every weight it reads."""
@@ -171,11 +184,16 @@ def check_bert(weights: dict[str, np.ndarray], config: dict[str, Any], where: An
         )
 
 
-def build_bert(weights: dict[str, np.ndarray], config: dict[str, Any], projection: np.ndarray | None = None) -> bytes:
+def build_bert(
+    weights: dict[str, np.ndarray],
+    config: dict[str, Any],
+    projection: np.ndarray | None = None,
+    projection_bias: np.ndarray | None = None,
+) -> bytes:
     """Serialized ONNX model: (input_ids, attention_mask) int64 [b, l] -> hidden float32 [b, l, h].
 
-    ``projection`` ([out, hidden], as ColBERT's bias-free ``linear``) maps the last hidden state
-    to ``out`` dimensions inside the graph.
+    ``projection`` ([out, hidden], as ColBERT's ``linear``; ``projection_bias`` [out] where it has
+    one, as PyLate's Dense may) maps the last hidden state to ``out`` dimensions inside the graph.
     """
     import onnx
     from onnx import TensorProto, helper, numpy_helper
@@ -271,6 +289,8 @@ def build_bert(weights: dict[str, np.ndarray], config: dict[str, Any], projectio
         x = layer_norm(op("Add", [x, linear(gelu, p + "output.dense")]), p + "output.LayerNorm")
     if projection is not None:
         x = op("MatMul", [x, const("projection", np.ascontiguousarray(np.asarray(projection, np.float32).T))])
+        if projection_bias is not None and np.any(projection_bias):
+            x = op("Add", [x, const("projection_bias", np.asarray(projection_bias, np.float32))])
         hidden = projection.shape[0]
     nodes.append(helper.make_node("Identity", [x], ["hidden"]))
 
