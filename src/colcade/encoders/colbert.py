@@ -230,10 +230,10 @@ class ColBERTEncoder:
 
     @functools.cached_property
     def fingerprint(self) -> str:
-        projection = hashlib.sha256(self._projection.tobytes()).hexdigest()
-        return fingerprint_of(
-            "colbert", sha256_file(self._weights_file), self.query_maxlen, self.doc_maxlen, projection, self.layout
-        )
+        parts: list[Any] = ["colbert", sha256_file(self._weights_file), self.query_maxlen, self.doc_maxlen]
+        if self.layout == "pylate":  # its projection lives in another file than the weights hashed above
+            parts.append(hashlib.sha256(self._projection.tobytes()).hexdigest())
+        return fingerprint_of(*parts)  # colbert-ai layout: as before, so existing indexes reopen
 
     def _ids(self, text: str, marker: int | None, maxlen: int) -> tuple[list[int], bool]:
         body = self.tokenizer.encode(text, add_special_tokens=False).ids
