@@ -286,3 +286,27 @@ def test_a_pylate_checkpoint_matches_pylate_itself_where_installed(tmp_path):
             mine = ours.encode_query(text).tokens if is_query else ours.encode_documents([text]).tokens[0]
             assert mine.shape == theirs.shape
             assert (np.sum(mine * theirs, axis=1) >= 0.999).all()
+
+
+def test_pylate_settings_are_part_of_the_fingerprint_and_explanations_line_up(tmp_path, pylate_folder):
+    plain = ColBERTEncoder(pylate_folder)
+    other = tmp_path / "no-expansion"
+    shutil.copytree(pylate_folder, other)
+    settings = json.loads((other / "config_sentence_transformers.json").read_text())
+    (other / "config_sentence_transformers.json").write_text(json.dumps({**settings, "do_query_expansion": False}))
+    changed = ColBERTEncoder(other)
+    assert changed.fingerprint != plain.fingerprint  # an index built with one is refused with the other
+    query = "what, exactly, is late interaction?"
+    rows = changed.encode_query(query).tokens
+    assert len(rows) == len(changed.token_strings(query, is_query=True)) < 24  # no expansion, punctuation kept
+    assert len(plain.encode_query(query).tokens) == 24
+
+
+def test_a_single_vector_sentence_transformers_model_is_named(tmp_path, pylate_folder):
+    pooled = tmp_path / "pooled"
+    shutil.copytree(pylate_folder, pooled)
+    modules = json.loads((pooled / "modules.json").read_text())
+    modules.insert(1, {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"})
+    (pooled / "modules.json").write_text(json.dumps(modules))
+    with pytest.raises(EncoderUnavailableError, match="single-vector sentence-transformers model"):
+        ColBERTEncoder(pooled)

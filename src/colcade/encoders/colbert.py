@@ -61,6 +61,10 @@ def _pylate(path: Path) -> dict[str, Any] | None:
     if not (path / "modules.json").is_file():
         return None
     modules = json.loads((path / "modules.json").read_text())
+    if any("Pooling" in m.get("type", "") for m in modules):
+        raise EncoderUnavailableError(
+            f"{path} is a single-vector sentence-transformers model (it pools its tokens), not a ColBERT one"
+        )
     weight: np.ndarray | None = None
     bias: np.ndarray | None = None
     for module in modules:
@@ -74,7 +78,9 @@ def _pylate(path: Path) -> dict[str, Any] | None:
                 f"{folder}: a projection with activation {activation!r}"
                 f"{' and a residual' if config.get('use_residual') else ''} is not supported (identity only)"
             )
-        tensors = read_safetensors(folder / "model.safetensors")
+        tensors, _ = _weights(folder)
+        if "linear.weight" not in tensors:
+            raise EncoderUnavailableError(f"{folder} holds no 'linear.weight': not a Dense projection colcade can read")
         w = np.asarray(tensors["linear.weight"], np.float64)
         b = np.asarray(tensors["linear.bias"], np.float64) if "linear.bias" in tensors else np.zeros(len(w))
         if weight is None or bias is None:
@@ -167,7 +173,9 @@ class ColBERTEncoder:
         meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
         weights, self._weights_file = _weights(self.path)
         weights = modern_names(weights)
-        pylate = _pylate(self.path)
+        # colbert-ai's layout first: a folder that holds both (a converted checkpoint) reads as it
+        # always did, with the same fingerprint.
+        pylate = None if "linear.weight" in weights else _pylate(self.path)
         if pylate is None and "linear.weight" not in weights:
             raise EncoderUnavailableError(
                 f"{self.path} is not a ColBERT checkpoint: it has no 'linear.weight' projection "
@@ -222,8 +230,24 @@ class ColBERTEncoder:
             raise EncoderUnavailableError(f"the tokenizer of {self.path} lacks BERT's special tokens")
         self._cls, self._sep, self._mask, self._pad = ids["[CLS]"], ids["[SEP]"], ids["[MASK]"], ids["[PAD]"]
         self._q_marker, self._d_marker = markers["query_token_id"], markers["doc_token_id"]
-        skiplist = settings.get("skiplist_words", list(string.punctuation))
-        self._skip = {i for w in skiplist for i in self.tokenizer.encode(w, add_special_tokens=False).ids[:1]}
+        if self.layout == "pylate":  # as PyLate maps its skiplist: whole vocabulary entries, else [UNK]
+            unk = self.tokenizer.token_to_id("[UNK]")
+            lookup = (self.tokenizer.token_to_id(w) for w in settings.get("skiplist_words", list(string.punctuation)))
+            self._skip = {unk if i is None else i for i in lookup} - {None}
+        else:
+            self._skip = {
+                i for c in string.punctuation for i in self.tokenizer.encode(c, add_special_tokens=False).ids[:1]
+            }
+        used = (
+            "query_prefix",
+            "document_prefix",
+            "query_length",
+            "document_length",
+            "do_query_expansion",
+            "attend_to_expansion_tokens",
+            "skiplist_words",
+        )
+        self._settings = {k: settings.get(k) for k in used}  # what changes vectors, for the fingerprint
         self._run = LazySession(
             lambda: build_bert(self._weights, self._bert_config, self._projection, self._projection_bias), threads
         )
@@ -231,8 +255,9 @@ class ColBERTEncoder:
     @functools.cached_property
     def fingerprint(self) -> str:
         parts: list[Any] = ["colbert", sha256_file(self._weights_file), self.query_maxlen, self.doc_maxlen]
-        if self.layout == "pylate":  # its projection lives in another file than the weights hashed above
-            parts.append(hashlib.sha256(self._projection.tobytes()).hexdigest())
+        if self.layout == "pylate":  # its projection and settings live outside the weights hashed above
+            projection = self._projection.tobytes() + np.asarray(self._projection_bias).tobytes()
+            parts += [hashlib.sha256(projection).hexdigest(), self._settings]
         return fingerprint_of(*parts)  # colbert-ai layout: as before, so existing indexes reopen
 
     def _ids(self, text: str, marker: int | None, maxlen: int) -> tuple[list[int], bool]:
@@ -280,11 +305,11 @@ class ColBERTEncoder:
         ids, _ = self._ids(text, marker, self.query_maxlen if is_query else self.doc_maxlen)
         if is_query and self.expand_queries:
             ids = ids + [self._mask] * (self.query_maxlen - len(ids))
-        else:
+        elif not is_query:  # documents drop their skiplist; queries keep every token
             ids = [i for i in ids if i not in self._skip]
         names = {m: n for m, n in ((self._q_marker, "[Q]"), (self._d_marker, "[D]")) if m is not None}
         return [names.get(i) or self.tokenizer.id_to_token(i) for i in ids]
 
     def count_tokens(self, text: str) -> int:
         """Tokens a document takes, markers and special tokens included (before truncation)."""
-        return len(self.tokenizer.encode(text, add_special_tokens=False).ids) + 3
+        return len(self.tokenizer.encode(text, add_special_tokens=False).ids) + (3 if self._d_marker is not None else 2)
