@@ -29,6 +29,8 @@ def test_own_vectors_example_finds_its_page():
         ("encoder.py", "squad2_dev_passages", ["passages/s", "query p50", "fp32 torch reference"]),
         ("quality.py", "cranfield", ["| cranfield |", "fidelity@10", "tokens stored"]),
         ("compression.py", "cranfield", ["| cranfield | compressed |", "fidelity to float exact", "whole folder"]),
+        ("candidates.py", "cranfield", ["| cranfield | 1,000 | B = N (default) |", "exhaustive top-10 held"]),
+        ("hybrid.py", "cranfield", ["| cranfield | convex 0.2 |", "Recall@100", "lexical index"]),
         # the peers table, the kernel table, and the row of a peer that could not run
         ("ingest.py", "scifact", ["Ingest memory", "peak RSS", "| 0.2 MB |"]),
         (
