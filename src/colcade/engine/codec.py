@@ -46,6 +46,23 @@ def centroid_count(n_tokens: int) -> int:
     return int(max(1, min(k, MAX_CENTROIDS, 2 ** int(math.log2(max(1, n_tokens))))))
 
 
+def spherical_kmeans(sample: np.ndarray, k: int, per_centroid: int, seed: int = 0) -> np.ndarray:
+    """``k`` unit centroids fitted to (at most ``per_centroid`` points each of) ``sample``, 10
+    iterations: codecs and the shortlist's lists need even, cheap clusters, not optimal ones."""
+    kmeans = faiss.Kmeans(
+        sample.shape[1],
+        k,
+        niter=10,
+        spherical=True,
+        seed=seed,
+        max_points_per_centroid=per_centroid,
+        min_points_per_centroid=1,
+    )
+    kmeans.train(np.ascontiguousarray(sample, np.float32))
+    assert kmeans.centroids is not None
+    return np.asarray(kmeans.centroids, np.float32)
+
+
 class ResidualCodec:
     """Centroids, residual bucket cutoffs and bucket weights; immutable once trained."""
 
@@ -91,20 +108,9 @@ class ResidualCodec:
         n = len(sample) if n_tokens is None else n_tokens
         unit = _unit_length(sample)
         k = centroid_count(min(n, len(sample)))
-        kmeans = faiss.Kmeans(
-            sample.shape[1],
-            k,
-            niter=10,
-            spherical=True,
-            seed=seed,
-            max_points_per_centroid=16,
-            min_points_per_centroid=1,
-        )
-        kmeans.train(sample)
-        assert kmeans.centroids is not None
         # Stored as float16 (half the codec's size); rounded first, so residuals are measured
         # from the centroids as they will be read back.
-        centroids = np.asarray(kmeans.centroids, np.float16).astype(np.float32)
+        centroids = spherical_kmeans(sample, k, per_centroid=16, seed=seed).astype(np.float16).astype(np.float32)
         codec = cls(
             centroids, np.zeros((sample.shape[1], 2**nbits - 1)), np.zeros((sample.shape[1], 2**nbits)), nbits, n
         )

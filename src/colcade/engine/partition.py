@@ -15,12 +15,13 @@ import hashlib
 import math
 import os
 import re
-import uuid
 from pathlib import Path
 
 import faiss
 import numpy as np
 
+from colcade.engine.codec import spherical_kmeans
+from colcade.engine.derived import write_array
 from colcade.errors import CorruptIndexError
 
 _NAME = re.compile(r"^p(\d+)-([0-9a-f]{16})\.npy$")
@@ -55,18 +56,7 @@ class Partition:
         k = min(list_count(n), len(sample))
         # 10 iterations on at most 40 points a list: IVF lists need to be roughly even, not
         # optimal, and this keeps training to seconds at a million passages.
-        kmeans = faiss.Kmeans(
-            sample.shape[1],
-            k,
-            niter=10,
-            spherical=True,
-            seed=seed,
-            max_points_per_centroid=40,
-            min_points_per_centroid=1,
-        )
-        kmeans.train(sample)
-        assert kmeans.centroids is not None
-        return cls(kmeans.centroids, n)
+        return cls(spherical_kmeans(sample, k, per_centroid=40, seed=seed), n)
 
     def assign(self, vectors: np.ndarray) -> np.ndarray:
         """The list of each vector (its best centroid by inner product), int32, block by block."""
@@ -112,16 +102,3 @@ class Partition:
         if partition.name != name:
             raise CorruptIndexError(f"{path} does not match its name; delete it (it is rebuilt on the next search)")
         return partition
-
-
-def write_array(path: Path, array: np.ndarray) -> None:
-    """Save ``array`` at ``path`` atomically: readers see the whole file or none."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            np.save(f, array, allow_pickle=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)

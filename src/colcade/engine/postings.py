@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from colcade.engine.partition import write_array
+from colcade.engine.derived import derived
 
 _FILES = ("postings.npy", "postings-starts.npy")
 
@@ -37,26 +37,17 @@ class Postings:
 
     @classmethod
     def of(cls, folder: Path | None, codes: np.ndarray, offsets: np.ndarray, k: int, strict: bool = False) -> Postings:
-        """A segment's postings: read from ``folder`` when whole, else built (and saved there).
+        """A segment's postings: read from ``folder`` when whole, else built (and saved there;
+        ``strict``, for the writer that builds them: a failure to save raises)."""
+        n = len(offsets) - 1
 
-        ``strict``: a failure to save raises (a writer building them); else it is ignored (a reader).
-        """
-        if folder is not None and not strict:
-            try:
-                passages, starts = (np.load(folder / f, mmap_mode="r", allow_pickle=False) for f in _FILES)
-                if _whole(starts, passages, k, len(offsets) - 1):
-                    return cls(starts, passages)
-            except Exception:  # missing, or damaged (EOFError, ValueError...): build again
-                pass
-        postings = cls.build(codes, offsets, k)
-        if folder is not None:
-            try:  # whoever builds them builds the same arrays, so two builds never mix badly
-                write_array(folder / _FILES[0], postings.passages)
-                write_array(folder / _FILES[1], postings.starts)
-            except OSError:  # read-only, or compacted away meanwhile: this process keeps them in memory
-                if strict:
-                    raise
-        return postings
+        def build() -> tuple[np.ndarray, ...]:
+            built = cls.build(codes, offsets, k)
+            return built.passages, built.starts
+
+        paths = None if folder is None else [folder / f for f in _FILES]
+        passages, starts = derived(paths, lambda p, s: _whole(s, p, k, n), build, strict)
+        return cls(starts, passages)
 
     def passages_of(self, cells: np.ndarray) -> np.ndarray:
         """Local ids of the passages under any of ``cells`` (with repeats)."""

@@ -23,7 +23,8 @@ from typing import Any
 import faiss
 import numpy as np
 
-from colcade.engine.partition import Partition, list_count, write_array
+from colcade.engine.derived import derived
+from colcade.engine.partition import Partition, list_count
 from colcade.errors import CorruptIndexError
 
 IVF_ABOVE = 50_000  # passages: exact up to here, an inverted file above
@@ -186,11 +187,12 @@ class DenseShortlist:
         held = [*self._held, *segments]
         n = len(rows)
         if n <= self.ivf_above:
-            flat = self.flat if self.flat is not None else faiss.IndexFlatIP(self.dense_dim)
+            # A shortlist only grows (compaction makes a new one), so below the threshold it is flat.
+            assert self.flat is not None
             with self.lock:
-                for seg in segments if flat is self.flat else held:
-                    flat.add(np.ascontiguousarray(seg.dense, np.float32))
-                self.rows, self.flat, self.inverted, self._held = rows, flat, None, held
+                for seg in segments:
+                    self.flat.add(np.ascontiguousarray(seg.dense, np.float32))
+                self.rows, self._held = rows, held
             return
         inverted = self.inverted
         if inverted is None or n > 4 * inverted.partition.trained_on:  # a partition for this size
@@ -244,21 +246,14 @@ class DenseShortlist:
 
     def _lists(self, seg: Any, partition: Partition) -> np.ndarray:
         """Each passage's list in ``seg``: read from beside the segment, else assigned and saved there."""
-        path = None if self.segments is None else self.segments / seg.name / f"lists-{partition.name}.npy"
-        if path is not None:
-            try:
-                saved: np.ndarray = np.load(path, mmap_mode="r", allow_pickle=False)
-                if saved.shape == (seg.n,) and saved.dtype == np.int32:
-                    if not len(saved) or (int(saved.min()) >= 0 and int(saved.max()) < partition.nlist):
-                        return saved
-            except Exception:  # missing, or damaged (EOFError, ValueError...): assign again
-                pass
-        lists = partition.assign(seg.dense)
-        if path is not None:
-            try:
-                write_array(path, lists)
-            except OSError:  # read-only, or the segment was compacted away meanwhile
-                pass
+
+        def whole(lists: np.ndarray) -> bool:
+            if lists.shape != (seg.n,) or lists.dtype != np.int32:
+                return False
+            return not len(lists) or (int(lists.min()) >= 0 and int(lists.max()) < partition.nlist)
+
+        path = None if self.segments is None else [self.segments / seg.name / f"lists-{partition.name}.npy"]
+        (lists,) = derived(path, whole, lambda: (partition.assign(seg.dense),))
         return lists
 
     def nbytes(self) -> int:
