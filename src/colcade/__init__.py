@@ -5,6 +5,7 @@
 
 from colcade.encoders import Encoded, EncodedQuery, Encoder, PrecomputedEncoder
 from colcade.errors import (
+    BackendUnavailableError,
     ColcadeError,
     CorruptIndexError,
     DuplicateIdError,
@@ -25,6 +26,7 @@ from colcade.results import Hit, Hits, IndexStats, StageStats
 __version__ = "0.1.0"
 
 __all__ = [
+    "BackendUnavailableError",
     "ColcadeError",
     "CorruptIndexError",
     "DuplicateIdError",

@@ -58,5 +58,9 @@ class StorageError(ColcadeError, OSError):
     """A write that the disk refused (full, read-only, size limit); nothing was committed."""
 
 
+class BackendUnavailableError(ColcadeError, ConnectionError):
+    """A remote engine (a Qdrant server) that cannot be reached, or a local one held by another process."""
+
+
 class MissingDependencyError(ColcadeError, ImportError):
     """An optional package a feature needs is not installed; the message has the pip line."""

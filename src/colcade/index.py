@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import os
 import time
-import uuid
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -26,11 +25,21 @@ from colcade.errors import (
     InvalidInputError,
     UnknownIdError,
 )
-from colcade.results import Hit, Hits, IndexStats, StageStats
+from colcade.inputs import (
+    check_ids,
+    check_metadatas,
+    check_texts,
+    check_unicode,
+    count_passages,
+    id_list,
+    passage_bytes,
+    storable,
+)
+from colcade.results import Hit, Hits, IndexStats, Passages, StageStats
 from colcade.storage import memory
 from colcade.storage.locking import DEFAULT_TIMEOUT
-from colcade.storage.segments import FLOAT16_MAX, SegmentWriter
-from colcade.storage.store import State, Store, _to_json
+from colcade.storage.segments import SegmentWriter
+from colcade.storage.store import State, Store
 
 PathLike = str | os.PathLike[str]
 
@@ -287,12 +296,12 @@ class LateIndex:
         remove: tuple[str, list[Any]] | None = None,
         checkpoint: str | None = None,
     ) -> list[str]:
-        n = _count(texts, tokens)
-        ids = _check_ids(ids, n)
-        texts_out = _check_texts(texts, n, required=tokens is None, ids=ids)
+        n = count_passages(texts, tokens)
+        ids = check_ids(ids, n)
+        texts_out = check_texts(texts, n, required=tokens is None, ids=ids)
         # An upsert without metadatas keeps each replaced passage's own (read at commit, under the lock).
         keep_metadata = upsert and remove is None and metadatas is None
-        metadatas = _check_metadatas(metadatas, n, ids)
+        metadatas = check_metadatas(metadatas, n, ids)
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size <= 0:
             raise InvalidInputError(f"batch_size must be a positive integer, but got {batch_size!r}")
         if n == 0 and remove is None:
@@ -300,7 +309,7 @@ class LateIndex:
         if not upsert:  # fail before encoding; the commit checks again under the write lock
             self._refuse_existing(ids)
         dense_all = check_dense(dense, n, self._store.dense_dim, "dense vectors") if dense is not None else None
-        material = functools.partial(_passage_bytes, ids, texts_out, tokens, dense_all)
+        material = functools.partial(passage_bytes, ids, texts_out, tokens, dense_all)
         writer = self._open_writer(checkpoint, material, n)
         long_work = 256 if tokens is None else 20_000  # encoding is slow; writing given vectors is not
         disable = (n < long_work) if show_progress is None else not show_progress
@@ -365,7 +374,7 @@ class LateIndex:
                 part_tokens, part_dense = self._encode(texts[start:stop], batch_size)
             else:
                 part_tokens, part_dense = list(tokens[start:stop]), None
-            part_tokens = [_storable(t, self._store.dim, ids[start + i]) for i, t in enumerate(part_tokens)]
+            part_tokens = [storable(t, self._store.dim, ids[start + i]) for i, t in enumerate(part_tokens)]
             if dense is not None:
                 part_dense = dense[start:stop]
             elif part_dense is None:
@@ -401,7 +410,7 @@ class LateIndex:
     def delete(self, ids: Sequence[str], *, missing_ok: bool = False) -> int:
         """Delete passages by id; returns how many. Unknown ids are an error and nothing is
         deleted, unless ``missing_ok`` (then they are skipped)."""
-        ids = _id_list(ids, "delete")
+        ids = id_list(ids, "delete")
         return self._store.delete(ids, missing_ok) if ids else 0
 
     def compact(self) -> None:
@@ -565,7 +574,7 @@ class LateIndex:
             return EncodedQuery(dense=dense, tokens=tokens)
         if not isinstance(query, str) or not query.strip():
             raise InvalidInputError(f"query must be a non-empty string or an EncodedQuery, but got {query!r}")
-        _check_unicode(query, "the query")
+        check_unicode(query, "the query")
         encoded = self._encoder.encode_query(query)
         return self._encode_query(encoded)
 
@@ -602,10 +611,51 @@ class LateIndex:
         with self._store.reading() as (_, db):
             return set(db.execute(f"SELECT DISTINCT {columns} FROM docs WHERE live = 1 AND {where}", paths + params))
 
+    def passages(self, batch_size: int = 256, filter: dict[str, Any] | None = None) -> Iterator[Passages]:
+        """Every live passage (matching ``filter``) with its stored vectors, ``batch_size`` at a time,
+        in insertion order: for copying an index elsewhere (``QdrantIndex.copy_from``).
+
+        All batches come from the state committed when the iteration starts; token vectors are
+        as stored (decoded when compressed). A passage deleted and compacted away meanwhile is
+        left out. Memory holds one batch.
+
+        >>> import numpy as np
+        >>> from colcade import LateIndex, PrecomputedEncoder
+        >>> index = LateIndex.in_memory(encoder=PrecomputedEncoder(dim=2), storage="float16")
+        >>> _ = index.add(["a"], ids=["p"], tokens=[np.array([[1.0, 0.0]])])
+        >>> batch = next(index.passages())
+        >>> batch.ids, batch.tokens[0].tolist()
+        (['p'], [[1.0, 0.0]])
+        """
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size <= 0:
+            raise InvalidInputError(f"batch_size must be a positive integer, but got {batch_size!r}")
+        where = filters.to_sql(filter) if filter is not None else None
+        with self._store.reading() as (state, db):
+            positions = state.positions_of(self._store.keys_where(db, *where)) if where else np.flatnonzero(state.live)
+        for start in range(0, len(positions), batch_size):
+            chunk = positions[start : start + batch_size]
+            tokens: list[np.ndarray] = [None] * len(chunk)  # type: ignore[list-item]
+            dense = np.empty((len(chunk), self._store.dense_dim), np.float32)
+            for seg, local, idx in state.locate(chunk):
+                for i, j in zip(local, idx):
+                    tokens[j] = seg.passage_tokens(int(i))
+                dense[idx] = seg.dense[local]
+            keys = state.keys[chunk].tolist()
+            with self._store.reading() as (_, db):
+                rows = self._store.rows(db, keys)
+            kept = [j for j, key in enumerate(keys) if key in rows]
+            yield Passages(
+                ids=[rows[keys[j]][0] for j in kept],
+                texts=[rows[keys[j]][1] for j in kept],
+                metadatas=[rows[keys[j]][2] for j in kept],
+                tokens=[tokens[j] for j in kept],
+                dense=dense[kept],
+            )
+
     def get(self, ids: Sequence[str], *, missing_ok: bool = False) -> list[dict[str, Any]]:
         """Stored text and metadata of passages by id (``{"id", "text", "metadata"}``), in the
         order asked. Unknown ids are an error, unless ``missing_ok`` (then they are left out)."""
-        ids = _id_list(ids, "get")
+        ids = id_list(ids, "get")
         with self._store.reading() as (_, db):
             found = self._store.live_keys_for_ids(db, ids)
             missing = [i for i in ids if i not in found]
@@ -635,132 +685,3 @@ class LateIndex:
                 "refit_due": store.refit_due(state),
             },
         )
-
-
-def _count(texts: Sequence[str] | None, tokens: Sequence[np.ndarray] | None) -> int:
-    if texts is None and tokens is None:
-        raise InvalidInputError("give texts to encode, or precomputed tokens= (one [t, dim] matrix per passage)")
-    if isinstance(texts, str):
-        raise InvalidInputError("texts must be a list of strings, not one string: wrap it as [text]")
-    if texts is not None and tokens is not None and len(texts) != len(tokens):
-        raise InvalidInputError(f"got {len(texts)} texts but {len(tokens)} token matrices")
-    if texts is not None:
-        return len(texts)
-    assert tokens is not None
-    return len(tokens)
-
-
-def _check_unicode(text: str, what: str) -> None:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise InvalidInputError(
-            f"{what} is not valid Unicode ({exc.reason} at position {exc.start}); "
-            "decode the source with errors='replace' or drop the character"
-        ) from None
-
-
-def _passage_bytes(ids: list[str], texts: list[str], tokens: Any, dense: np.ndarray | None, i: int) -> bytes:
-    """What identifies passage ``i`` of a write, for checking a checkpoint before resuming it."""
-    parts = [ids[i].encode(), texts[i].encode()]
-    if tokens is not None:
-        parts.append(np.ascontiguousarray(tokens[i], np.float32).tobytes())
-    if dense is not None:
-        parts.append(dense[i].tobytes())
-    return b"\0".join(len(p).to_bytes(8, "little") + p for p in parts)
-
-
-def _check_json_strings(value: Any, where: str) -> None:
-    """Metadata keys must be strings, and no string may hold a NUL (SQLite's JSON stops at it)."""
-    if isinstance(value, str):
-        if "\0" in value:
-            raise InvalidInputError(f"{where} holds a NUL character, which filters cannot match; remove it")
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise InvalidInputError(f"{where} has the key {key!r}; metadata keys must be strings")
-            _check_json_strings(key, where)
-            _check_json_strings(item, where)
-    elif isinstance(value, (list, tuple)):
-        for item in value:
-            _check_json_strings(item, where)
-
-
-def _storable(tokens: Any, dim: int, id_: str) -> np.ndarray:
-    """Token vectors checked for the float16 they are stored in (past +-65504 they would be inf)."""
-    array = check_tokens(tokens, dim, f"token vectors of passage {id_!r}")
-    peak = float(np.abs(array).max())
-    if peak > FLOAT16_MAX:
-        raise InvalidInputError(
-            f"token vectors of passage {id_!r} reach {peak:.4g}, beyond float16's range "
-            f"(+-{FLOAT16_MAX:.0f}) in which the index stores them; L2-normalize or scale them"
-        )
-    return array
-
-
-def _id_list(ids: Any, verb: str) -> list[str]:
-    if ids is None or isinstance(ids, (str, bytes, dict)) or not hasattr(ids, "__iter__"):
-        raise InvalidInputError(
-            f"{verb} takes a list of ids, but got {ids!r}" + (": wrap it as [id]" if isinstance(ids, str) else "")
-        )
-    out: list[str] = list(ids)
-    for i in out:
-        if not isinstance(i, str) or not i:
-            raise InvalidInputError(f"ids must be non-empty strings, but got {i!r}")
-        _check_unicode(i, f"id {i!r}")
-    return out
-
-
-def _check_texts(texts: Sequence[str] | None, n: int, required: bool, ids: list[str]) -> list[str]:
-    if texts is None:
-        return [""] * n
-    out = []
-    for i, text in enumerate(texts):
-        which = f"text {i} (id {ids[i]!r})"
-        if not isinstance(text, str):
-            raise InvalidInputError(f"{which} must be a string, but got {type(text).__name__}")
-        if required and not text.strip():
-            raise InvalidInputError(f"{which} is empty or whitespace only; remove it or give it content")
-        _check_unicode(text, which)
-        out.append(text)
-    return out
-
-
-def _check_ids(ids: Sequence[str] | None, n: int) -> list[str]:
-    if ids is None:
-        return [uuid.uuid4().hex for _ in range(n)]
-    if isinstance(ids, str):
-        raise InvalidInputError("ids must be a list of strings, not one string: wrap it as [id]")
-    ids = list(ids)
-    if len(ids) != n:
-        raise InvalidInputError(f"got {len(ids)} ids for {n} passages")
-    for i in ids:
-        if not isinstance(i, str) or not i:
-            raise InvalidInputError(f"ids must be non-empty strings, but got {i!r}")
-        _check_unicode(i, f"id {i!r}")
-    if len(set(ids)) != len(ids):
-        seen, dupes = set(), []
-        for i in ids:
-            if i in seen:
-                dupes.append(i)
-            seen.add(i)
-        raise DuplicateIdError(f"ids repeat within one call: {', '.join(repr(i) for i in dupes[:5])}")
-    return ids
-
-
-def _check_metadatas(metadatas: Sequence[dict[str, Any]] | None, n: int, ids: list[str]) -> list[dict[str, Any]]:
-    if metadatas is None:
-        return [{} for _ in range(n)]
-    if isinstance(metadatas, dict):
-        raise InvalidInputError(
-            "metadatas must be a list of dicts, one per passage, not one dict: wrap it as [metadata]"
-        )
-    metadatas = list(metadatas)
-    if len(metadatas) != n:
-        raise InvalidInputError(f"got {len(metadatas)} metadatas for {n} passages")
-    for i, m in enumerate(metadatas):
-        if not isinstance(m, dict):
-            raise InvalidInputError(f"metadata {i} must be a dict, but got {type(m).__name__}")
-        _check_json_strings(m, f"metadata of {ids[i]!r}")
-        _check_unicode(_to_json(m, ids[i]), f"metadata of {ids[i]!r}")  # fails here, not after encoding
-    return metadatas

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 
 @dataclass(frozen=True)
 class Hit:
@@ -67,3 +69,18 @@ class IndexStats:
     bytes_on_disk: int
     shortlist: str
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Passages:
+    """A batch of stored passages with their vectors (``LateIndex.passages``): ``tokens`` float32
+    ``[t_i, dim]`` a passage, ``dense`` float32 ``[n, dense_dim]``."""
+
+    ids: list[str]
+    texts: list[str]
+    metadatas: list[dict[str, Any]]
+    tokens: list[np.ndarray]
+    dense: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.ids)

@@ -183,7 +183,7 @@ def _copy_coded(state: State, positions: np.ndarray, writer: SegmentWriter, batc
             writer.append_coded(seg.codec, hi - lo, seg.codes[rows], seg.residuals[rows], seg.dense[local])
 
 
-def _to_json(metadata: dict[str, Any], id_: str) -> str:
+def to_json(metadata: dict[str, Any], id_: str) -> str:
     try:
         return json.dumps(metadata, ensure_ascii=False, allow_nan=False)
     except (TypeError, ValueError) as exc:
@@ -778,7 +778,7 @@ class Store:
                 db.executemany(
                     "INSERT INTO docs(key, id, text, metadata) VALUES (?, ?, ?, ?)",
                     (
-                        (k, i, t, kept[i] if i in kept else _to_json(m, i))
+                        (k, i, t, kept[i] if i in kept else to_json(m, i))
                         for k, i, t, m in zip(keys.tolist(), ids, texts, metadatas)
                     ),
                 )
