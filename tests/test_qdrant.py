@@ -5,6 +5,8 @@ and the request objects are checked as a server would receive them (REST JSON an
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from conftest import clustered_corpus, exhaustive_maxsim, query_of, word_encoder
@@ -25,6 +27,7 @@ from qdrant_client import QdrantClient, models  # noqa: E402
 from qdrant_client.conversions.conversion import RestToGrpc  # noqa: E402
 
 from colcade.encoders import describe, pool  # noqa: E402
+from colcade.locations import qdrant_parts  # noqa: E402
 from colcade.qdrant import QdrantIndex  # noqa: E402
 from colcade.qdrant import requests as qrequests  # noqa: E402
 from colcade.qdrant.filters import to_qdrant  # noqa: E402
@@ -243,3 +246,62 @@ def test_langchain_and_llamaindex_retrievers_run_on_qdrant():
     nodes = llama.retrieve("qdrant shards")
     assert nodes[0].node.node_id == "c" and nodes[0].node.metadata["source"] == "c.md"
     assert lc.delete(["a"]) == 1 and "a" not in [d.id for d in lc.invoke("late interaction")]
+
+
+def test_locations():
+    assert qdrant_parts("qdrant://db.internal:6333/docs") == ("http://db.internal:6333", "docs")
+    assert qdrant_parts("qdrant-local:docs") == (".", "docs")
+    for bad in ("qdrant://host:6333", "qdrant://host/a/b", "qdrant-local:", "qdrant:///docs"):
+        with pytest.raises(InvalidInputError, match="names no collection"):
+            qdrant_parts(bad)
+
+
+def test_command_line_on_qdrant(tmp_path, capsys):
+    from colcade.app.cli import main
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.md").write_text("Qdrant shards a collection across the nodes of a cluster.")
+    (docs / "b.md").write_text("Photosynthesis turns sunlight into sugar.")
+    folder, dest = str(tmp_path / "idx"), f"qdrant-local:{tmp_path / 'qd'}/docs"
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        code = main(list(argv))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    assert run("index", str(docs), "--index", folder)[0] == 0
+    code, out, _ = run("export-qdrant", folder, dest)
+    assert code == 0 and "2 passages copied" in out
+    assert "0 passages copied" in run("export-qdrant", folder, dest)[1]  # resumable: nothing left to copy
+    code, out, _ = run("search", dest, "how does a cluster split data", "-k", "1", "--json")
+    hit = json.loads(out)["hits"][0]
+    assert code == 0 and hit["metadata"]["source"].endswith("a.md") and "shards" in hit["text"]
+    code, out, _ = run("search", dest, "sunlight", "--filter", f"source={docs / 'b.md'}", "--json")
+    assert [h["metadata"]["source"] for h in json.loads(out)["hits"]] == [str(docs / "b.md")]
+    code, out, _ = run("info", dest, "--json")
+    assert json.loads(out)["documents"] == 2 and json.loads(out)["backend"] == "qdrant"
+    code, _, err = run("index", str(docs), "--index", dest)
+    assert code == 1 and "export-qdrant" in err
+    code, _, err = run("compact", dest)
+    assert code == 1 and "nothing to compact" in err
+    code, _, err = run("search", dest, "x", "--hybrid")
+    assert code == 1 and "lexical index" in err
+    code, _, err = run("export-qdrant", folder, str(tmp_path / "plain"))
+    assert code == 1 and "Qdrant location" in err
+
+
+def test_ragatouille_facade_reads_a_qdrant_collection(tmp_path):
+    from colcade.compat.ragatouille import RAGPretrainedModel
+
+    rag = RAGPretrainedModel.from_pretrained(index_root=tmp_path)
+    rag.index(
+        ["The violin has four strings.", "Solar panels make electricity."], document_ids=["v", "s"], index_name="x"
+    )
+    with QdrantIndex.create(str(tmp_path / "qd"), "docs", rag.encoder) as target:
+        target.copy_from(rag.model_index)
+    on_qdrant = RAGPretrainedModel.from_index(f"qdrant-local:{tmp_path / 'qd'}/docs")
+    assert on_qdrant.search("which instrument has strings", k=1)[0]["document_id"] == "v"
+    on_qdrant.delete_from_index(["s"])
+    assert len(on_qdrant.model_index) == 1
+    on_qdrant.model_index.close()

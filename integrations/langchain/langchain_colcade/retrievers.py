@@ -15,6 +15,7 @@ from pydantic import ConfigDict, Field
 
 from colcade import LateIndex
 from colcade.encoders import Encoder
+from colcade.locations import open_index
 
 
 class ColcadeRetriever(BaseRetriever):
@@ -77,12 +78,11 @@ class ColcadeRetriever(BaseRetriever):
         )
 
     @classmethod
-    def from_index(
-        cls, index: LateIndex | str | Path, encoder: Encoder | None = None, **kwargs: Any
-    ) -> ColcadeRetriever:
-        """Wrap an index, or open the one saved at a path."""
+    def from_index(cls, index: Any, encoder: Encoder | None = None, **kwargs: Any) -> ColcadeRetriever:
+        """Wrap an index, or open the one at a path or a Qdrant location (``qdrant://HOST:PORT/NAME``,
+        ``qdrant-local:FOLDER/NAME``; see ``colcade.locations``)."""
         if isinstance(index, (str, Path)):
-            index = LateIndex.open(index, encoder=encoder)
+            index = open_index(index, encoder=encoder)
         return cls(index=index, **kwargs)
 
     # ------------------------------------------------------------------ retrieval

@@ -1,4 +1,7 @@
-"""The ``colcade`` command: index, search, ask, explain, eval, info, demo.
+"""The ``colcade`` command: index, search, ask, explain, eval, info, compact, export-qdrant, demo.
+
+``search``, ``ask``, ``explain`` and ``info`` take an index folder or a Qdrant collection
+(``qdrant://HOST:PORT/NAME``, ``qdrants://HOST/NAME``, ``qdrant-local:FOLDER/NAME``).
 
 Errors are one line on stderr (exit status 1); ``--verbose`` shows the traceback.
 """
@@ -27,14 +30,29 @@ def _encoder(spec: str | None):
     return from_spec(spec)
 
 
+_OPENED: list[Any] = []  # indexes this command opened, closed when it ends
+
+
 def _open(path: str):
+    """A LateIndex folder, or a Qdrant collection (``qdrant://HOST:PORT/NAME``, ``qdrant-local:FOLDER/NAME``)."""
     from colcade.errors import IndexNotFoundError
-    from colcade.index import LateIndex
+    from colcade.locations import is_qdrant, open_index
 
     try:
-        return LateIndex.open(path)
-    except IndexNotFoundError:
-        raise IndexNotFoundError(f"no index at {path}: make one with `colcade index FILES... --index {path}`") from None
+        index = open_index(path)
+    except IndexNotFoundError as exc:
+        if is_qdrant(path):
+            raise
+        raise IndexNotFoundError(f"no index at {path}: make one with `colcade index FILES... --index {path}`") from exc
+    _OPENED.append(index)
+    return index
+
+
+def _local_only(location: str, why: str) -> None:
+    from colcade.locations import is_qdrant
+
+    if is_qdrant(location):
+        raise InvalidInputError(why)
 
 
 def _filter(pairs: Sequence[str] | None) -> dict[str, Any] | None:
@@ -85,6 +103,11 @@ def cmd_index(args: argparse.Namespace) -> int:
     from colcade.app.documents import find_files
     from colcade.app.ingest import ingest
 
+    _local_only(
+        args.index,
+        "colcade index writes an index folder; to search the files on Qdrant, index them into a folder and copy "
+        f"it across with `colcade export-qdrant FOLDER {args.index}` (it skips what is already there)",
+    )
     path = Path(args.index)
     find_files([Path(p) for p in args.paths])  # a typo fails here, before an empty index is made
     index = _open_or_create(path, args.encoder)
@@ -255,6 +278,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_info(args: argparse.Namespace) -> int:
     index = _open(args.index)
     stats = index.stats()
+    if stats.extra.get("backend") == "qdrant":
+        info = {"documents": stats.documents, "encoder": stats.encoder, **stats.extra}
+        if args.json:
+            print(json.dumps(info, indent=2, default=str))
+            return 0
+        enc = stats.encoder
+        print(
+            f"Qdrant collection {stats.extra['collection']!r} at {stats.extra['where']}\n"
+            f"  documents  {stats.documents:,} ({stats.segments} Qdrant segment(s), status {stats.extra['status']})\n"
+            f"  encoder    {enc['name']} ({enc.get('kind')}, {enc['dim']} dims, fingerprint {enc['fingerprint']})"
+        )
+        return 0
     info = {
         "path": str(index.path),
         "documents": stats.documents,
@@ -285,6 +320,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_compact(args: argparse.Namespace) -> int:
+    _local_only(args.index, "nothing to compact: Qdrant's optimizer removes deleted points on its own")
     index = _open(args.index)
     before = index.stats()
     started = time.perf_counter()
@@ -294,6 +330,35 @@ def cmd_compact(args: argparse.Namespace) -> int:
         f"{index.path}: {before.segments} segment(s) -> {after.segments}, {before.deleted:,} deleted passages dropped, "
         f"{before.bytes_on_disk / 2**20:.1f} -> {after.bytes_on_disk / 2**20:.1f} MiB "
         f"in {time.perf_counter() - started:.1f} s"
+    )
+    return 0
+
+
+def cmd_export_qdrant(args: argparse.Namespace) -> int:
+    from colcade.index import LateIndex
+    from colcade.locations import is_qdrant, qdrant_parts
+
+    if not is_qdrant(args.destination):
+        raise InvalidInputError(
+            f"the destination must be a Qdrant location (qdrant://HOST:PORT/NAME, qdrants://HOST/NAME or "
+            f"qdrant-local:FOLDER/NAME), not {args.destination!r}"
+        )
+    require("qdrant_client", '"colcade[qdrant]"', "colcade export-qdrant")
+    from colcade.qdrant import QdrantIndex
+
+    source = _open(args.index)
+    if not isinstance(source, LateIndex):
+        raise InvalidInputError(f"the index to copy must be a colcade index folder, not {args.index!r}")
+    where, collection = qdrant_parts(args.destination)
+    target = QdrantIndex.open_or_create(
+        where, collection, source.encoder, shard_number=args.shards, replication_factor=args.replication_factor
+    )
+    _OPENED.append(target)
+    started = time.perf_counter()
+    written = target.copy_from(source, batch_size=args.batch_size, show_progress=True)
+    print(
+        f"{written:,} passages copied in {time.perf_counter() - started:.1f} s ({len(source) - written:,} were "
+        f"already there); {args.destination} holds {len(target):,}"
     )
     return 0
 
@@ -369,6 +434,14 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("index")
     s.set_defaults(run=cmd_compact)
 
+    s = sub.add_parser("export-qdrant", help="copy an index into a Qdrant collection (resumable)")
+    s.add_argument("index", help="the index folder to copy")
+    s.add_argument("destination", help="qdrant://HOST:PORT/NAME, qdrants://HOST/NAME or qdrant-local:FOLDER/NAME")
+    s.add_argument("--shards", type=int, default=None, help="for a new collection on a cluster: its shard count")
+    s.add_argument("--replication-factor", type=int, default=None, help="for a new collection: copies of each shard")
+    s.add_argument("--batch-size", type=int, default=256, help="passages a request")
+    s.set_defaults(run=cmd_export_qdrant)
+
     s = sub.add_parser("demo", help="index the Python language reference offline and answer questions")
     s.set_defaults(run=cmd_demo)
     return p
@@ -399,6 +472,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"colcade: error: {message}", file=sys.stderr)
         return 1
+    finally:
+        while _OPENED:  # a Qdrant local-mode folder stays locked until its client closes
+            _OPENED.pop().close()
 
 
 if __name__ == "__main__":

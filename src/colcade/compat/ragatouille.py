@@ -27,6 +27,7 @@ from colcade.app.chunking import split_passages
 from colcade.encoders import Encoder, default_encoder
 from colcade.errors import IndexExistsError, InvalidInputError, UnknownIdError
 from colcade.index import LateIndex
+from colcade.locations import is_qdrant, open_index
 from colcade.rerank import rerank
 from colcade.storage.store import MANIFEST
 
@@ -39,7 +40,7 @@ class RAGPretrainedModel:
     def __init__(self, encoder: Encoder, index_root: str | Path | None = None) -> None:
         self.encoder = encoder
         self.index_root = Path(index_root or ".ragatouille")
-        self.model_index: LateIndex | None = None
+        self.model_index: Any = None  # a LateIndex, or a QdrantIndex from from_index
 
     @classmethod
     def from_pretrained(
@@ -61,9 +62,11 @@ class RAGPretrainedModel:
 
     @classmethod
     def from_index(cls, index_path: str | Path, n_gpu: int = -1, verbose: int = 1) -> RAGPretrainedModel:
-        """Open an index built by this class (or any colcade index) with the encoder that built it."""
-        index = LateIndex.open(index_path)
-        instance = cls(index.encoder, Path(index_path).parent.parent.parent)
+        """Open an index built by this class (or any colcade index, or a Qdrant collection:
+        ``qdrant://HOST:PORT/NAME``) with the encoder that built it."""
+        index = open_index(index_path)
+        root = None if is_qdrant(index_path) else Path(index_path).parent.parent.parent
+        instance = cls(index.encoder, root)
         instance.model_index = index
         return instance
 
@@ -170,7 +173,7 @@ class RAGPretrainedModel:
                 metas.append({**meta, "document_id": doc_id, "passage_id": i})
         self.model_index.add(texts, ids=ids, metadatas=metas, batch_size=bsize)
 
-    def _open(self, index_name: str | None) -> LateIndex:
+    def _open(self, index_name: str | None) -> Any:
         if index_name is not None:
             path = self.index_root / "colbert" / "indexes" / index_name
             if self.model_index is None or self.model_index.path != path:

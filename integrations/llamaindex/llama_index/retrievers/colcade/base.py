@@ -15,6 +15,7 @@ from llama_index.core.vector_stores.utils import metadata_dict_to_node, node_to_
 
 from colcade import FilterError, LateIndex
 from colcade.encoders import Encoder
+from colcade.locations import open_index
 
 _OPERATORS = {
     FilterOperator.EQ: "$eq",
@@ -122,12 +123,11 @@ class ColcadeRetriever(BaseRetriever):
         )
 
     @classmethod
-    def from_index(
-        cls, index: LateIndex | str | Path, encoder: Encoder | None = None, **kwargs: Any
-    ) -> ColcadeRetriever:
-        """Wrap an index, or open the one saved at a path."""
+    def from_index(cls, index: Any, encoder: Encoder | None = None, **kwargs: Any) -> ColcadeRetriever:
+        """Wrap an index, or open the one at a path or a Qdrant location (``qdrant://HOST:PORT/NAME``,
+        ``qdrant-local:FOLDER/NAME``; see ``colcade.locations``)."""
         if isinstance(index, (str, Path)):
-            index = LateIndex.open(index, encoder=encoder)
+            index = open_index(index, encoder=encoder)
         return cls(index, **kwargs)
 
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
