@@ -31,6 +31,7 @@ def test_own_vectors_example_finds_its_page():
         ("compression.py", "cranfield", ["| cranfield | compressed |", "fidelity to float exact", "whole folder"]),
         ("candidates.py", "cranfield", ["| cranfield | 1,000 | B = N (default) |", "exhaustive top-10 held"]),
         ("hybrid.py", "cranfield", ["| cranfield | convex 0.2 |", "Recall@100", "lexical index"]),
+        ("qdrant.py", "cranfield", ["| cranfield | exhaustive | qdrant-edge | 1.000 |", "LateIndex float16"]),
         # the peers table, the kernel table, and the row of a peer that could not run
         ("ingest.py", "scifact", ["Ingest memory", "peak RSS", "| 0.2 MB |"]),
         (
@@ -57,6 +58,7 @@ def test_benchmark_quick_versions(tmp_path, script, collection, expected):
         ("quickstart-vectors", "doc-2 "),
         ("quickstart-langchain", "ColBERT scores passages with MaxSim."),
         ("quickstart-llamaindex", "colbert"),
+        ("quickstart-qdrant", "violin "),
     ],
 )
 def test_readme_quickstarts_run(tmp_path, marker, expected):

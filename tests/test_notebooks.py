@@ -19,6 +19,7 @@ def test_there_are_notebooks():
         "explain_match",
         "langchain_parent_documents",
         "llamaindex_from_documents",
+        "qdrant_local",
     }
 
 

@@ -247,6 +247,14 @@ def test_langchain_and_llamaindex_retrievers_run_on_qdrant():
     assert nodes[0].node.node_id == "c" and nodes[0].node.metadata["source"] == "c.md"
     assert lc.delete(["a"]) == 1 and "a" not in [d.id for d in lc.invoke("late interaction")]
 
+    from langchain_colcade import ColcadeVectorStore
+
+    store = ColcadeVectorStore(index=index)
+    store.add_texts(["replicas keep a shard available"], metadatas=[{"source": "d.md"}], ids=["d"])
+    assert store.get_by_ids(["d"])[0].metadata == {"source": "d.md"}
+    assert store.similarity_search("shard replicas", k=1)[0].id == "d"
+    assert store.max_marginal_relevance_search("shard replicas", k=2, fetch_k=3)[0].id == "d"
+
 
 def test_locations():
     assert qdrant_parts("qdrant://db.internal:6333/docs") == ("http://db.internal:6333", "docs")

@@ -40,10 +40,9 @@ class ColcadeVectorStore(VectorStore):
             store.as_retriever(search_kwargs={"k": 1}).invoke("late interaction")
     """
 
-    def __init__(
-        self, index: LateIndex | None = None, *, path: str | Path | None = None, encoder: Encoder | None = None
-    ) -> None:
-        """Wrap ``index``, or open (or create) the index at ``path``, or make one in memory."""
+    def __init__(self, index: Any = None, *, path: str | Path | None = None, encoder: Encoder | None = None) -> None:
+        """Wrap ``index`` (a ``LateIndex`` or a ``colcade.qdrant.QdrantIndex``), or open (or create)
+        the index at ``path``, or make one in memory."""
         if index is None:
             index = LateIndex.open_or_create(path, encoder) if path is not None else LateIndex.in_memory(encoder)
         self.index = index
