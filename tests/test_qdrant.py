@@ -81,7 +81,8 @@ def test_the_query_a_server_gets():
 def test_stage_widths():
     assert qrequests.Widths.of(10, None, None, False) == qrequests.Widths(2048, 100)
     assert qrequests.Widths.of(100, None, None, False) == qrequests.Widths(6400, 1000)
-    assert qrequests.Widths.of(50, 30, 10, False) == qrequests.Widths(30, 30)  # k <= prefilter <= shortlist
+    assert qrequests.Widths.of(50, 30, 40, False) == qrequests.Widths(30, 30)  # prefilter <= shortlist
+    assert qrequests.Widths.of(50, 30, 10, False) == qrequests.Widths(30, 10)  # fewer than k, as a LateIndex
 
 
 def test_narrow_widths_restrict_the_candidates():
@@ -94,7 +95,7 @@ def test_narrow_widths_restrict_the_candidates():
     dense_best = int(np.argmax(np.stack([pool(t) for t in tokens]) @ q.dense))
     assert index.search(q, k=5, n_shortlist=1)[0].id == str(dense_best)
     assert len(index.search(q, k=5, n_shortlist=3)) == 3
-    assert len(index.search(q, k=5, n_shortlist=50, n_prefilter=3)) == 5  # the prefilter keeps at least k
+    assert len(index.search(q, k=5, n_shortlist=50, n_prefilter=3)) == 3  # as a LateIndex: the prefilter's width
 
 
 def test_filters_without_a_qdrant_equivalent_are_refused():
@@ -280,8 +281,8 @@ def test_command_line_on_qdrant(tmp_path, capsys):
 
     assert run("index", str(docs), "--index", folder)[0] == 0
     code, out, _ = run("export-qdrant", folder, dest)
-    assert code == 0 and "2 passages copied" in out
-    assert "0 passages copied" in run("export-qdrant", folder, dest)[1]  # resumable: nothing left to copy
+    assert code == 0 and "2 passages sent" in out
+    assert "0 passages sent" in run("export-qdrant", folder, dest)[1]  # nothing changed, nothing sent
     code, out, _ = run("search", dest, "how does a cluster split data", "-k", "1", "--json")
     hit = json.loads(out)["hits"][0]
     assert code == 0 and hit["metadata"]["source"].endswith("a.md") and "shards" in hit["text"]
@@ -289,6 +290,12 @@ def test_command_line_on_qdrant(tmp_path, capsys):
     assert [h["metadata"]["source"] for h in json.loads(out)["hits"]] == [str(docs / "b.md")]
     code, out, _ = run("info", dest, "--json")
     assert json.loads(out)["documents"] == 2 and json.loads(out)["backend"] == "qdrant"
+    (docs / "b.md").unlink()  # the folder changes; the index follows; the export mirrors it
+    (docs / "c.md").write_text("Replication keeps every shard on two nodes.")
+    run("index", str(docs), "--index", folder)
+    assert "1 passages sent" in run("export-qdrant", folder, dest)[1]
+    code, out, _ = run("search", dest, "sunlight photosynthesis", "--json")
+    assert {h["metadata"]["file"] for h in json.loads(out)["hits"]} == {"a.md", "c.md"}
     code, _, err = run("index", str(docs), "--index", dest)
     assert code == 1 and "export-qdrant" in err
     code, _, err = run("compact", dest)
@@ -313,3 +320,67 @@ def test_ragatouille_facade_reads_a_qdrant_collection(tmp_path):
     on_qdrant.delete_from_index(["s"])
     assert len(on_qdrant.model_index) == 1
     on_qdrant.model_index.close()
+
+
+def test_requests_stay_under_a_servers_size_limit(monkeypatch):
+    """A server refuses requests over 32 MiB: writes and batched searches are cut to a budget."""
+    import colcade.qdrant.index as qindex
+
+    monkeypatch.setattr(qindex, "REQUEST_BYTES", 500_000)
+    index = QdrantIndex.create(":memory:", "docs", PrecomputedEncoder(dim=64))
+    sizes: dict[str, list[int]] = {"upsert": [], "query": []}
+    upsert, query = index.client.upsert, index.client.query_batch_points
+
+    def spy_upsert(collection, points, **kw):
+        sizes["upsert"].append(len(models.PointsList(points=points).model_dump_json()))
+        return upsert(collection, points=points, **kw)
+
+    def spy_query(collection, requests, **kw):
+        sizes["query"].append(len(models.QueryRequestBatch(searches=requests).model_dump_json()))
+        return query(collection, requests=requests, **kw)
+
+    monkeypatch.setattr(index.client, "upsert", spy_upsert)
+    monkeypatch.setattr(index.client, "query_batch_points", spy_query)
+    tokens, queries = clustered_corpus(40, 64, seed=6)
+    index.add(ids=[str(i) for i in range(40)], tokens=tokens, batch_size=40)
+    assert len(sizes["upsert"]) > 1 and max(sizes["upsert"]) <= 500_000
+    assert len(index) == 40
+    batch = index.search_batch([query_of(q) for q in queries], k=3)
+    assert len(sizes["query"]) > 1 and max(sizes["query"]) <= 500_000
+    assert [h[0].id for h in batch] == [index.search(query_of(q), k=3)[0].id for q in queries]
+
+
+def test_integers_beyond_float_precision_match_exactly():
+    index = QdrantIndex.create(":memory:", "docs", PrecomputedEncoder(dim=4))
+    big = 2**53
+    index.add(ids=["a", "b", "c"], metadatas=[{"u": big}, {"u": big + 1}, {"u": 2.0}], tokens=[np.ones((1, 4))] * 3)
+    assert index.ids({"u": big + 1}) == ["b"]
+    assert index.ids({"u": {"$in": [big + 1, 2]}}) == ["b", "c"]  # 2 equals 2.0, as in SQLite
+    assert index.ids({"u": {"$ne": big + 1}}) == ["a", "c"]
+
+
+def test_copy_from_mirrors_a_changed_index(tmp_path):
+    encoder = word_encoder(16)
+    late = LateIndex.create(tmp_path / "late", encoder)
+    late.add(["violins have four strings", "cellos are larger", "violas sit between"], ids=["v", "c", "a"])
+    target = QdrantIndex.create(":memory:", "copy", encoder)
+    assert target.copy_from(late) == 3
+    late.upsert(["violins have four strings tuned in fifths"], ids=["v"])
+    late.delete(["c"])
+    late.add(["double basses are the largest"], ids=["d"])
+    assert target.copy_from(late) == 2  # the changed one and the new one
+    assert sorted(target.ids()) == ["a", "c", "d", "v"]  # without remove_missing, "c" stays
+    assert target.copy_from(late, remove_missing=True) == 0
+    assert sorted(target.ids()) == ["a", "d", "v"]
+    assert target.get(["v"])[0]["text"] == "violins have four strings tuned in fifths"
+
+
+def test_opening_creates_nothing_and_failures_release_the_folder(tmp_path):
+    with pytest.raises(IndexNotFoundError, match="not a Qdrant local-mode folder"):
+        QdrantIndex.open(str(tmp_path / "none"), "docs")
+    assert not (tmp_path / "none").exists()
+    folder = str(tmp_path / "qd")
+    with pytest.raises(InvalidInputError, match="collection name"):
+        QdrantIndex.open_or_create(folder, "a:b", PrecomputedEncoder(dim=4))
+    with QdrantIndex.open_or_create(folder, "docs", PrecomputedEncoder(dim=4)) as index:  # not locked
+        assert len(index) == 0

@@ -355,10 +355,10 @@ def cmd_export_qdrant(args: argparse.Namespace) -> int:
     )
     _OPENED.append(target)
     started = time.perf_counter()
-    written = target.copy_from(source, batch_size=args.batch_size, show_progress=True)
+    written = target.copy_from(source, batch_size=args.batch_size, show_progress=True, remove_missing=True)
     print(
-        f"{written:,} passages copied in {time.perf_counter() - started:.1f} s ({len(source) - written:,} were "
-        f"already there); {args.destination} holds {len(target):,}"
+        f"{written:,} passages sent (new or changed) in {time.perf_counter() - started:.1f} s; "
+        f"{args.destination} holds {len(target):,}, as the index does"
     )
     return 0
 
@@ -434,7 +434,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("index")
     s.set_defaults(run=cmd_compact)
 
-    s = sub.add_parser("export-qdrant", help="copy an index into a Qdrant collection (resumable)")
+    s = sub.add_parser("export-qdrant", help="make a Qdrant collection hold what an index holds (sends what changed)")
     s.add_argument("index", help="the index folder to copy")
     s.add_argument("destination", help="qdrant://HOST:PORT/NAME, qdrants://HOST/NAME or qdrant-local:FOLDER/NAME")
     s.add_argument("--shards", type=int, default=None, help="for a new collection on a cluster: its shard count")

@@ -8,7 +8,9 @@ Metadata lives under the payload key ``metadata``, so ``{"source": "a.pdf"}`` be
   (in a ``LateIndex`` that takes ``$contains``);
 - numbers compare as numbers (``2`` equals ``2.0``, as in SQLite); strings cannot be ordered
   (``$gt`` on a string is refused);
-- an empty list counts as missing (``{"k": None}``, ``$exists``, ``$empty``);
+- an empty list counts as missing (``{"k": None}``, ``$exists``, ``$empty``), and ``$contains``,
+  ``$any`` and ``$all`` also match a scalar field equal to the value;
+- integers beyond 2**53 match exactly, so they never equal a float;
 - ``$text`` / ``$itext`` (substring) have no Qdrant equivalent: its full-text match is by whole
   words, which would silently match other passages, so they are refused.
 """
@@ -25,6 +27,7 @@ from colcade.errors import FilterError
 
 PAYLOAD_KEY = "metadata"
 _PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+_EXACT_FLOAT = 2**53  # integers a float64 holds exactly
 _ORDER = {"$gt": "gt", "$gte": "gte", "$lt": "lt", "$lte": "lte"}
 Condition = models.Condition
 
@@ -133,6 +136,8 @@ def _scalar(key: str, op: str, value: Any) -> Any:
 
 def _equal(path: str, value: Any) -> Condition:
     if isinstance(value, (bool, str)):
+        return models.FieldCondition(key=path, match=models.MatchValue(value=value))
+    if isinstance(value, int) and abs(value) > _EXACT_FLOAT:  # a float would round it onto a neighbour
         return models.FieldCondition(key=path, match=models.MatchValue(value=value))
     # A number: a range of one point, so 2 equals 2.0 (a MatchValue is exact on integers only).
     return models.FieldCondition(key=path, range=models.Range(gte=float(value), lte=float(value)))

@@ -11,6 +11,7 @@ with another model's vectors.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import time
 import warnings
@@ -44,7 +45,10 @@ if TYPE_CHECKING:
 
     from colcade.index import LateIndex
 
-_PAGE = 256  # points a request reads or writes
+_PAGE = 256  # points a request reads
+# A Qdrant server refuses requests over 32 MiB (service.max_request_size_mb); a passage of 256
+# tokens at 384 dimensions is ~2 MB of JSON, so writes and batched searches are cut to stay under.
+REQUEST_BYTES = 16 << 20
 # colcade sends a server's search parameters in local mode too (one code path); local mode says
 # on every search that it ignores them.
 warnings.filterwarnings("ignore", message="Local mode performs exact", category=UserWarning)
@@ -117,7 +121,13 @@ class QdrantIndex:
                     f"Qdrant collection {collection!r} already exists at {_describe_client(client)}: "
                     "open it with QdrantIndex.open, or choose another name"
                 )
-            client.create_collection(collection, **requests.collection(info, on_disk, shard_number, replication_factor))
+            try:
+                client.create_collection(
+                    collection, **requests.collection(info, on_disk, shard_number, replication_factor)
+                )
+            except ValueError as exc:  # local mode checks names itself
+                _close(client, owns)
+                raise InvalidInputError(f"Qdrant refused the collection name {collection!r}: {exc}") from None
             if not _is_local(client):  # local mode has no payload indexes (and warns that it has none)
                 for path, schema in {**fields, "colcade_id": models.PayloadSchemaType.KEYWORD}.items():
                     client.create_payload_index(collection, path, field_schema=schema)
@@ -128,7 +138,7 @@ class QdrantIndex:
         """Open a collection colcade created; ``encoder`` must be the one it was built with (without
         it, the encoder is rebuilt from the collection's metadata where colcade knows how)."""
         _check_name(collection)
-        client, owns = _client(location)
+        client, owns = _client(location, must_exist=True)
         where = _describe_client(client)
         try:
             with _calls(where):
@@ -163,15 +173,23 @@ class QdrantIndex:
     ) -> QdrantIndex:
         """Open ``collection``, or create it (with ``create``'s keyword arguments) if there is none."""
         client, owns = _client(location)
-        with _calls(_describe_client(client)):
-            exists = client.collection_exists(collection)
-        if exists:
-            index = cls.open(client, collection, encoder)
-        else:
-            try:
-                index = cls.create(client, collection, encoder, **create)
-            except IndexExistsError:  # another process created it first
+        try:
+            with _calls(_describe_client(client)):
+                exists = client.collection_exists(collection)
+        except BaseException:
+            _close(client, owns)
+            raise
+        try:
+            if exists:
                 index = cls.open(client, collection, encoder)
+            else:
+                try:
+                    index = cls.create(client, collection, encoder, **create)
+                except IndexExistsError:  # another process created it first
+                    index = cls.open(client, collection, encoder)
+        except BaseException:
+            _close(client, owns)
+            raise
         index._owns_client = owns
         return index
 
@@ -324,17 +342,26 @@ class QdrantIndex:
     def _send(
         self, ids: list[str], texts: list[str], metas: list[dict[str, Any]], tokens: list[np.ndarray], dense: np.ndarray
     ) -> None:
+        """Upsert these passages, in as many requests as keep each under ``REQUEST_BYTES``."""
         from qdrant_client import models
 
         order = time.time_ns()
-        points = [
-            models.PointStruct(
-                id=requests.point_id(id_),
-                vector={requests.DENSE: dense[i].tolist(), requests.TOKENS: tokens[i].tolist()},
-                payload={"colcade_id": id_, "text": texts[i], "metadata": metas[i], "colcade_order": order + i},
-            )
-            for i, id_ in enumerate(ids)
-        ]
+        points: list[models.PointStruct] = []
+        size = 0
+        for i, id_ in enumerate(ids):
+            payload = {"colcade_id": id_, "text": texts[i], "metadata": metas[i], "colcade_order": order + i}
+            # JSON spends up to ~24 bytes a float (Python's repr); the payload about its text's length.
+            cost = 24 * (tokens[i].size + dense.shape[1]) + 2 * len(texts[i]) + len(json.dumps(metas[i])) + 200
+            if points and size + cost > REQUEST_BYTES:
+                self._upsert(points)
+                points, size = [], 0
+            vector = {requests.DENSE: dense[i].tolist(), requests.TOKENS: tokens[i].tolist()}
+            points.append(models.PointStruct(id=requests.point_id(id_), vector=vector, payload=payload))
+            size += cost
+        if points:
+            self._upsert(points)
+
+    def _upsert(self, points: list[Any]) -> None:
         with _calls(self._where):
             self._client.upsert(self._collection, points=points, wait=True)
 
@@ -356,12 +383,22 @@ class QdrantIndex:
                 self._client.delete(self._collection, points_selector=models.PointIdsList(points=chunk), wait=True)
         return len(found)
 
-    def copy_from(self, index: LateIndex, batch_size: int = 256, show_progress: bool | None = None) -> int:
-        """Copy every passage of a ``LateIndex`` here, with its stored vectors (decoded when
+    def copy_from(
+        self,
+        index: LateIndex,
+        batch_size: int = 256,
+        show_progress: bool | None = None,
+        *,
+        remove_missing: bool = False,
+    ) -> int:
+        """Copy the passages of a ``LateIndex`` here, with their stored vectors (decoded when
         compressed; nothing is encoded again); returns how many were written.
 
-        Resumable: passages already here (by id) are skipped, so after an interruption the same
-        call goes on where it stopped. The two indexes must share an encoder.
+        A passage already here with the same text and metadata is skipped, one whose text or
+        metadata changed is replaced: after an interruption the same call goes on where it
+        stopped, and after the index changed it sends only what changed. ``remove_missing``
+        also deletes the passages the index no longer holds, so the collection mirrors it.
+        The two must share an encoder.
         """
         if describe(index.encoder)["fingerprint"] != self._info["fingerprint"]:
             raise EncoderMismatchError(
@@ -372,8 +409,14 @@ class QdrantIndex:
         disable = (len(index) < 20_000) if show_progress is None else not show_progress
         with tqdm(total=len(index), desc="copying", unit="passage", disable=disable) as bar:
             for batch in index.passages(batch_size):
-                done = self._stored(batch.ids, ["colcade_id"])
-                todo = [i for i, id_ in enumerate(batch.ids) if id_ not in done]
+                here = self._stored(batch.ids, ["text", "metadata"])
+                todo = [
+                    i
+                    for i, id_ in enumerate(batch.ids)
+                    if id_ not in here
+                    or here[id_].get("text") != batch.texts[i]
+                    or here[id_].get("metadata") != batch.metadatas[i]
+                ]
                 if todo:
                     self._send(
                         [batch.ids[i] for i in todo],
@@ -384,6 +427,10 @@ class QdrantIndex:
                     )
                 written += len(todo)
                 bar.update(len(batch))
+        if remove_missing:
+            kept = set(index.ids())
+            gone = [id_ for id_ in self.ids() if id_ not in kept]
+            self.delete(gone, missing_ok=True)
         return written
 
     # ------------------------------------------------------------------ reading
@@ -431,14 +478,18 @@ class QdrantIndex:
         """``search`` for many queries in one Qdrant request (``n_threads`` is accepted and unused)."""
         if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k <= 0:
             raise InvalidInputError(f"k must be a positive integer, but got {k!r}")
+        if texts is not None and len(texts) != len(queries):
+            raise InvalidInputError(f"texts must give one text a query: {len(texts)} for {len(queries)} queries")
         plan = _plan(int(k), widths)
         qfilter = to_qdrant(filter) if filter is not None else None
         encoded = [self._encode_query(q) for q in queries]
-        request = [requests.query(e, int(k), plan, qfilter) for e in encoded]
         t0 = time.perf_counter()
-        with _calls(self._where):
-            answers = self._client.query_batch_points(self._collection, requests=request) if request else []
-        ms = (time.perf_counter() - t0) * 1e3 / max(1, len(request))
+        answers: list[Any] = []
+        for group in _by_size(encoded, plan.exhaustive):
+            request = [requests.query(e, int(k), plan, qfilter) for e in group]
+            with _calls(self._where):
+                answers += self._client.query_batch_points(self._collection, requests=request)
+        ms = (time.perf_counter() - t0) * 1e3 / max(1, len(encoded))
         stage = "qdrant exhaustive" if plan.exhaustive else "qdrant dense->binary->maxsim"
         out = []
         for e, answer in zip(encoded, answers):
@@ -540,6 +591,22 @@ class QdrantIndex:
                 return
 
 
+def _by_size(encoded: list[EncodedQuery], exhaustive: bool) -> Iterator[list[EncodedQuery]]:
+    """Queries in groups whose request stays under ``REQUEST_BYTES`` (the cascade sends a query's
+    tokens twice, at up to ~24 bytes a float)."""
+    group: list[EncodedQuery] = []
+    size = 0
+    for e in encoded:
+        cost = 24 * (e.tokens.size * (1 if exhaustive else 2) + e.dense.size) + 500
+        if group and size + cost > REQUEST_BYTES:
+            yield group
+            group, size = [], 0
+        group.append(e)
+        size += cost
+    if group:
+        yield group
+
+
 def _plan(k: int, widths: dict[str, Any]) -> requests.Widths:
     unknown = set(widths) - {"n_shortlist", "n_prefilter", "exhaustive", "hybrid", "n_lexical", "n_cells"}
     if unknown:
@@ -566,8 +633,9 @@ def _hashable(value: Any) -> Any:
     return value
 
 
-def _client(location: Any) -> tuple[QdrantClient, bool]:
-    """A client for ``location`` and whether this index made it (and so closes it)."""
+def _client(location: Any, must_exist: bool = False) -> tuple[QdrantClient, bool]:
+    """A client for ``location`` and whether this index made it (and so closes it). A local-mode
+    folder that ``must_exist`` is not created when it does not."""
     qdrant_client = require("qdrant_client", '"colcade[qdrant]"', "the Qdrant backend")
     if isinstance(location, qdrant_client.QdrantClient):
         return location, False
@@ -578,6 +646,8 @@ def _client(location: Any) -> tuple[QdrantClient, bool]:
         return qdrant_client.QdrantClient(location=":memory:"), True
     if text.startswith(("http://", "https://")):
         return qdrant_client.QdrantClient(url=text, api_key=os.environ.get("QDRANT_API_KEY")), True
+    if must_exist and not (Path(text) / "meta.json").is_file():
+        raise IndexNotFoundError(f"{text} is not a Qdrant local-mode folder (it has no meta.json)")
     try:
         return qdrant_client.QdrantClient(path=text), True
     except RuntimeError as exc:  # local mode's folder lock

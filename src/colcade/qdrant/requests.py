@@ -70,15 +70,15 @@ class Widths:
     @classmethod
     def of(cls, k: int, n_shortlist: int | None, n_prefilter: int | None, exhaustive: bool) -> Widths:
         """The defaults of a ``LateIndex`` above its full-scan size (Qdrant does not say the
-        collection's size for free); the prefilter never keeps fewer than ``k`` nor more than
-        the shortlist.
+        collection's size for free); the prefilter keeps at most the shortlist. As in a
+        ``LateIndex``, a prefilter narrower than ``k`` returns fewer than ``k`` hits.
 
         >>> Widths.of(10, None, None, False)
         Widths(n_shortlist=2048, n_prefilter=100, exhaustive=False)
         """
         shortlist = n_shortlist if n_shortlist is not None else max(2048, 64 * k)
         prefilter = n_prefilter if n_prefilter is not None else max(100, 10 * k)
-        return cls(int(shortlist), int(min(max(prefilter, k), shortlist)), exhaustive)
+        return cls(int(shortlist), int(min(prefilter, shortlist)), exhaustive)
 
 
 def query(encoded: EncodedQuery, k: int, widths: Widths, filter: models.Filter | None) -> models.QueryRequest:
