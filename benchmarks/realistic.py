@@ -22,6 +22,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import faiss
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -63,21 +64,26 @@ def fit(dim: int = 128, k: int = 4096, collections: list[str] | None = None, see
             z["offsets"], queries,
         )  # fmt: skip
     rng = np.random.default_rng(seed)
-    passages, queries = [], []
+    flats, lengths, real_queries = [], [], []
     for name in names:
         _, corpus, qs = load(name, encoder)
-        passages += corpus.tokens(encoder._keep)
-        queries += qs.tokens(encoder._keep)
-    flat = np.concatenate(passages).astype(np.float32)
-    sample = flat[rng.choice(len(flat), size=min(len(flat), 400_000), replace=False)]
+        kept = encoder._keep[corpus.token_ids]  # every token, as the default encoder keeps
+        flats.append(corpus.vectors[kept])
+        lengths += [int(kept[a:b].sum()) for a, b in zip(corpus.offsets[:-1], corpus.offsets[1:])]
+        real_queries += qs.tokens(encoder._keep)
+    flat = np.concatenate(flats)  # float16 [T, 384]
+    del flats
+    sample = flat[np.sort(rng.choice(len(flat), size=min(len(flat), 400_000), replace=False))].astype(np.float32)
     mean = sample.mean(axis=0)
     _, _, vt = np.linalg.svd(sample - mean, full_matrices=False)
     fitted = Fitted(mean, vt[:dim].T.astype(np.float32), None, None, None, None, None, [])  # type: ignore[arg-type]
-    projected = fitted.project(flat)
-    centroids = spherical_kmeans(projected[rng.choice(len(projected), size=min(len(projected), 256 * k))], k, 256)
-    ids = np.empty(len(projected), np.int64)
-    for start in range(0, len(projected), 1 << 16):
-        ids[start : start + (1 << 16)] = np.argmax(projected[start : start + (1 << 16)] @ centroids.T, axis=1)
+    projected = np.concatenate([fitted.project(flat[i : i + (1 << 18)]) for i in range(0, len(flat), 1 << 18)])
+    del flat
+    picked = rng.choice(len(projected), size=min(len(projected), 256 * k), replace=False)
+    centroids = spherical_kmeans(projected[picked], k, 256)
+    search = faiss.IndexFlatIP(dim)
+    search.add(centroids)
+    ids = search.search(projected, 1)[1][:, 0].astype(np.int64)
     residuals = np.zeros((k, POOL, dim), np.float16)
     order = np.argsort(ids, kind="stable")
     bounds = np.searchsorted(ids[order], np.arange(k + 1))
@@ -86,7 +92,8 @@ def fit(dim: int = 128, k: int = 4096, collections: list[str] | None = None, see
         if len(members):
             chosen = rng.choice(members, size=POOL, replace=len(members) < POOL)
             residuals[c] = projected[chosen] - centroids[c]
-    lengths = np.array([len(p) for p in passages])
+    lengths = np.array(lengths)
+    queries = real_queries
     fitted.centroids, fitted.residuals = centroids, residuals
     fitted.frequency = np.bincount(ids, minlength=k) / len(ids)
     fitted.sequences, fitted.offsets = ids.astype(np.int32), np.concatenate([[0], np.cumsum(lengths)])
@@ -104,8 +111,7 @@ def passages(fitted: Fitted, n: int, kind: str = "text", tokens: int = 120, seed
     """``n`` synthetic passages in batches: lists of float16 ``[t, dim]`` unit rows, t around ``tokens``."""
     rng = np.random.default_rng(seed)
     k, dim = fitted.centroids.shape
-    n_real = len(fitted.offsets) - 1
-    real_lengths = np.diff(fitted.offsets)
+    real = np.flatnonzero(np.diff(fitted.offsets) > 0)  # passages with tokens
     for start in range(0, n, batch):
         size = min(batch, n - start)
         lengths = rng.integers(tokens * 3 // 4, tokens * 5 // 4 + 1, size=size)
@@ -114,25 +120,30 @@ def passages(fitted: Fitted, n: int, kind: str = "text", tokens: int = 120, seed
         else:
             parts = []
             for length in lengths:
-                parts.append(_window(fitted, rng, int(length), real_lengths, n_real))
+                parts.append(_window(fitted, rng, int(length), real))
             ids = np.concatenate(parts)
-        noise = rng.standard_normal((len(ids), dim), dtype=np.float32) * np.float32(0.02)
+        noise = rng.standard_normal((len(ids), dim), dtype=np.float32) * np.float32(0.01)
         v = fitted.centroids[ids] + fitted.residuals[ids, rng.integers(POOL, size=len(ids))].astype(np.float32) + noise
         v /= np.linalg.norm(v, axis=1, keepdims=True)
         v16 = v.astype(np.float16)
         yield np.split(v16, np.cumsum(lengths)[:-1])
 
 
-def _window(fitted: Fitted, rng: np.random.Generator, length: int, real_lengths: np.ndarray, n_real: int) -> np.ndarray:
+def _window(fitted: Fitted, rng: np.random.Generator, length: int, real: np.ndarray) -> np.ndarray:
     """``length`` centroid ids: a window of one real passage, a quarter swapped for another's."""
-    out = []
-    while sum(len(o) for o in out) < length:
-        p = int(rng.integers(n_real))
-        seq = fitted.sequences[fitted.offsets[p] : fitted.offsets[p + 1]]
+
+    def sequence() -> np.ndarray:
+        p = int(real[rng.integers(len(real))])
+        return fitted.sequences[fitted.offsets[p] : fitted.offsets[p + 1]]
+
+    out, have = [], 0
+    while have < length:
+        seq = sequence()
         lo = int(rng.integers(0, max(1, len(seq) - length + 1)))
-        out.append(seq[lo : lo + length])
-    ids = np.concatenate(out)[:length].copy()
-    other = fitted.sequences[fitted.offsets[(q := int(rng.integers(n_real)))] : fitted.offsets[q + 1]]
+        out.append(seq[lo : lo + length - have])
+        have += len(out[-1])
+    ids = np.concatenate(out)
+    other = sequence()
     swap = rng.random(length) < 0.25
     ids[swap] = other[rng.integers(len(other), size=int(swap.sum()))]
     return ids

@@ -68,7 +68,13 @@ def check_json_strings(value: Any, where: str) -> None:
 
 
 def storable(tokens: Any, dim: int, id_: str) -> np.ndarray:
-    """Token vectors checked for the float16 they are stored in (past +-65504 they would be inf)."""
+    """Token vectors checked for the float16 they are stored in (past +-65504 they would be inf).
+
+    float16 input stays float16 (it is what the index stores: no float32 copy); any other
+    comes back float32."""
+    if isinstance(tokens, np.ndarray) and tokens.dtype == np.float16 and tokens.ndim == 2 and len(tokens):
+        if tokens.shape[1] == dim and np.isfinite(tokens).all():
+            return tokens
     array = check_tokens(tokens, dim, f"token vectors of passage {id_!r}")
     peak = float(np.abs(array).max())
     if peak > FLOAT16_MAX:

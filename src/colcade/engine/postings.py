@@ -29,11 +29,16 @@ class Postings:
     @classmethod
     def build(cls, codes: np.ndarray, offsets: np.ndarray, k: int) -> Postings:
         n = len(offsets) - 1
-        owner = np.repeat(np.arange(n, dtype=np.int64), np.diff(offsets))
-        pairs = np.unique(np.asarray(codes, np.int64) * max(n, 1) + owner)  # sorted by centroid, then passage
-        centroid = pairs // max(n, 1)
-        starts = np.searchsorted(centroid, np.arange(k + 1)).astype(np.int64)
-        return cls(starts, (pairs % max(n, 1)).astype(np.int32))
+        codes = np.asarray(codes)
+        owner = np.repeat(np.arange(n, dtype=np.int32), np.diff(offsets))
+        # A stable sort of uint16 codes is a radix sort (linear); tokens come in passage order, so
+        # within a centroid the passages ascend and repeats are neighbours.
+        order = np.argsort(codes, kind="stable")
+        centroid, passage = codes[order], owner[order]
+        keep = np.ones(len(order), bool)
+        keep[1:] = (centroid[1:] != centroid[:-1]) | (passage[1:] != passage[:-1])
+        starts = np.searchsorted(centroid[keep], np.arange(k + 1)).astype(np.int64)
+        return cls(starts, passage[keep])
 
     @classmethod
     def of(cls, folder: Path | None, codes: np.ndarray, offsets: np.ndarray, k: int, strict: bool = False) -> Postings:

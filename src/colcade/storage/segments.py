@@ -255,10 +255,10 @@ class SegmentWriter:
         return writer
 
     def append(self, tokens: Sequence[np.ndarray], dense: np.ndarray) -> None:
-        """Add passages: ``tokens`` float32 ``[t_i, dim]`` each (checked), ``dense`` ``[n, dense_dim]``."""
+        """Add passages: ``tokens`` float32 or float16 ``[t_i, dim]`` each (checked), ``dense`` ``[n, dense_dim]``."""
         if not len(tokens):
             return
-        stacked = np.concatenate(tokens).astype(np.float16)
+        stacked = np.concatenate(tokens, dtype=np.float16)  # one copy, whatever the input's float type
         arrays = {"tokens": stacked, "bits": binarize(stacked), "dense": np.ascontiguousarray(dense, np.float32)}
         if self.folder is None:
             for array_name, array in arrays.items():

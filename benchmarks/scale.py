@@ -1,0 +1,208 @@
+"""Compressed storage at scale: 10k / 100k / 1M passages x ~120 tokens x 128 dims (issue 16).
+
+    python benchmarks/scale.py                          # 10k, 100k and 1M passages, both kinds
+    python benchmarks/scale.py --sizes 10000 100000     # some sizes
+    python benchmarks/scale.py --quick                  # 5k passages, both kinds (CI)
+
+Vectors come from benchmarks/realistic.py: tokens drawn around centroids fitted to the default
+encoder's real tokens (projected to 128 dimensions), either as text (real passages' centroid
+sequences) or as bags of unrelated patches (ColPali-like pages). Queries are the collections'
+real queries, projected (~14 tokens). The index is built with the default settings (compressed
+storage, 2 bits a dimension) by ``add`` in batches of 50k and one ``compact``; the first search
+after it (which trains and saves the dense shortlist's inverted file above 50k) counts in the
+build. Each size is then opened in a fresh process: open time, resident memory beyond the
+memory-mapped files, p50/p95 of one query at a time on one thread at the default widths, and
+fidelity@10 to exhaustive MaxSim over the same stored vectors (and to exhaustive float MaxSim
+over the vectors before compression, computed here from the regenerated passages).
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from realistic import fit, passages  # noqa: E402
+from report import ROOT, table, write_section  # noqa: E402
+
+BATCH = 50_000
+LATENCY_QUERIES, FIDELITY_QUERIES = 200, 30
+
+
+def build(path: Path, n: int, kind: str) -> dict:
+    from colcade import EncodedQuery, LateIndex, PrecomputedEncoder
+    from colcade.encoders import pool
+
+    fitted = fit()
+    index = LateIndex.create(path, encoder=PrecomputedEncoder(dim=128, name=f"realistic-{kind}"))
+    seconds, done = 0.0, 0  # colcade's time only: generating the vectors is not building the index
+    for batch in passages(fitted, n, kind, batch=BATCH):
+        start = time.perf_counter()
+        index.add(ids=[str(i) for i in range(done, done + len(batch))], tokens=batch)
+        seconds += time.perf_counter() - start
+        done += len(batch)
+        print(f"\r{kind}: {done:,} / {n:,} passages, {seconds:.0f} s", end="", file=sys.stderr)
+    start = time.perf_counter()
+    index.compact()
+    q = fitted.queries[0]
+    index.search(EncodedQuery(dense=pool(q), tokens=q), k=10)  # trains what the shortlist saves
+    seconds += time.perf_counter() - start
+    stats = index.stats()
+    index.close()
+    print(file=sys.stderr)
+    return {"build_s": seconds, "tokens": stats.tokens, "disk": stats.bytes_on_disk, "shortlist": stats.shortlist}
+
+
+def float_truth(n: int, kind: str, queries: list[np.ndarray]) -> list[list[str]]:
+    """Exhaustive MaxSim over the vectors before compression (float16, as generated), top 10."""
+    fitted = fit()
+    qs = np.concatenate(queries).astype(np.float32)
+    bounds = np.cumsum([0] + [len(q) for q in queries])
+    scores = np.empty((n, len(queries)), np.float32)
+    done = 0
+    for batch in passages(fitted, n, kind, batch=BATCH):
+        lengths = np.array([len(t) for t in batch])
+        sims = np.concatenate(batch).astype(np.float32) @ qs.T  # [tokens, query tokens]
+        best = np.maximum.reduceat(sims, np.concatenate([[0], np.cumsum(lengths)[:-1]]), axis=0)
+        scores[done : done + len(batch)] = np.add.reduceat(best, bounds[:-1], axis=1)
+        done += len(batch)
+    return [[str(i) for i in np.argsort(-scores[:, j], kind="stable")[:10]] for j in range(len(queries))]
+
+
+def rss_anon() -> int:
+    for line in open("/proc/self/status"):
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def measure(path: Path) -> None:
+    """In a fresh process: open, latency, resident memory, fidelity; one JSON line."""
+    from colcade import EncodedQuery, LateIndex
+    from colcade.encoders import pool
+
+    queries = [q for q in fit().queries if len(q)][:LATENCY_QUERIES]
+    before = rss_anon()
+    start = time.perf_counter()
+    index = LateIndex.open(path)
+    open_s = time.perf_counter() - start
+    encoded = [EncodedQuery(dense=pool(q), tokens=q) for q in queries]
+    index.search(encoded[0], k=10)
+    times, stages, found = [], [], []
+    for q in encoded:
+        t0 = time.perf_counter()
+        hits = index.search(q, k=10)
+        times.append((time.perf_counter() - t0) * 1e3)
+        stages.append([s.ms for s in hits.stats])
+        found.append([h.id for h in hits])
+    resident = rss_anon() - before
+    exact = [[h.id for h in index.search(q, k=10, exhaustive=True)] for q in encoded[:FIDELITY_QUERIES]]
+    print(
+        json.dumps(
+            {
+                "open_s": open_s,
+                "p50": float(np.median(times)),
+                "p95": float(np.percentile(times, 95)),
+                "stages": [s.name for s in hits.stats],
+                "stage_ms": [float(x) for x in np.median(stages, axis=0)],
+                "resident": resident,
+                "found": found[:FIDELITY_QUERIES],
+                "exact": exact,
+                "query_tokens": float(np.mean([len(q) for q in queries])),
+            }
+        )
+    )
+
+
+def overlap(a: list[list[str]], b: list[list[str]]) -> float:
+    return float(np.mean([len(set(x) & set(y)) / 10 for x, y in zip(a, b)]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--sizes", type=int, nargs="+", default=None)
+    parser.add_argument("--kinds", nargs="+", default=["text", "patches"])
+    parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
+    parser.add_argument("--measure", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.measure:
+        return measure(args.measure)
+    sizes = args.sizes or ([5_000] if args.quick else [10_000, 100_000, 1_000_000])
+    rows = []
+    for n in sizes:
+        for kind in args.kinds:
+            folder = Path(
+                tempfile.mkdtemp(
+                    dir=ROOT / "benchmarks" / ".cache" if (ROOT / "benchmarks" / ".cache").is_dir() else None
+                )
+            )
+            try:
+                built = build(folder / "index", n, kind)
+                proc = subprocess.run(
+                    [sys.executable, __file__, "--measure", str(folder / "index")],
+                    capture_output=True, text=True, check=True,
+                )  # fmt: skip
+                r = json.loads(proc.stdout.strip().splitlines()[-1])
+            finally:
+                shutil.rmtree(folder, ignore_errors=True)
+            queries = [q for q in fit().queries if len(q)][:FIDELITY_QUERIES]
+            truth = float_truth(n, kind, queries)
+            stages = ", ".join(f"{name} {ms:.1f}" for name, ms in zip(r["stages"], r["stage_ms"]))
+            rows.append(
+                [
+                    f"{n:,}",
+                    kind,
+                    f"{built['disk'] / built['tokens']:.1f}",
+                    f"{r['resident'] / built['tokens']:.2f}",
+                    f"{built['build_s']:.0f}",
+                    f"{r['open_s']:.2f}",
+                    f"{r['p50']:.1f} / {r['p95']:.1f}",
+                    stages,
+                    f"{overlap(r['found'], r['exact']):.3f}",
+                    f"{overlap(r['found'], truth):.3f}",
+                    f"{overlap(r['exact'], truth):.3f}",
+                ]
+            )
+            print(rows[-1], file=sys.stderr)
+    header = [
+        "passages",
+        "kind",
+        "disk B/token",
+        "resident B/token",
+        "build s",
+        "open s",
+        "p50 / p95 ms",
+        "stages (median ms)",
+        "fidelity@10 to exhaustive (same codes)",
+        "fidelity@10 to float",
+        "exhaustive over codes vs float",
+    ]
+    body = (
+        "## Compressed storage at scale (d=128, realistic synthetic tokens)\n\n"
+        + table(header, rows)
+        + f"\n\nTokens around centroids fitted to the default encoder's real tokens, projected to 128 "
+        "dimensions (benchmarks/realistic.py); text passages follow real passages' centroid sequences, "
+        "patch passages draw each token's centroid on its own. ~120 tokens a passage; queries are the "
+        f"shared collections' real queries, projected ({LATENCY_QUERIES} for latency, one thread, default "
+        f"widths; fidelity on the first {FIDELITY_QUERIES}). Built by `add` in batches of {BATCH:,} and one "
+        "`compact`, plus the first search; resident memory is what opening and searching added beyond "
+        "the memory-mapped files."
+    )
+    write_section("scale-quick" if args.quick else "scale", body, args.out)
+
+
+if __name__ == "__main__":
+    main()
