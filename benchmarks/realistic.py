@@ -108,25 +108,30 @@ def fit(dim: int = 128, k: int = 4096, collections: list[str] | None = None, see
 
 
 def passages(fitted: Fitted, n: int, kind: str = "text", tokens: int = 120, seed: int = 1, batch: int = 10_000):
-    """``n`` synthetic passages in batches: lists of float16 ``[t, dim]`` unit rows, t around ``tokens``."""
+    """``n`` synthetic passages in batches: lists of float16 ``[t, dim]`` unit rows, t around ``tokens``.
+
+    Made 5,000 passages at a time, so memory holds one batch of float16 and one small float32 chunk."""
     rng = np.random.default_rng(seed)
-    k, dim = fitted.centroids.shape
     real = np.flatnonzero(np.diff(fitted.offsets) > 0)  # passages with tokens
-    for start in range(0, n, batch):
-        size = min(batch, n - start)
+    out: list[np.ndarray] = []
+    for start in range(0, n, 5_000):
+        size = min(5_000, n - start)
         lengths = rng.integers(tokens * 3 // 4, tokens * 5 // 4 + 1, size=size)
         if kind == "patches":
-            ids = rng.choice(k, size=int(lengths.sum()), p=fitted.frequency)
+            ids = rng.choice(len(fitted.centroids), size=int(lengths.sum()), p=fitted.frequency)
         else:
-            parts = []
-            for length in lengths:
-                parts.append(_window(fitted, rng, int(length), real))
-            ids = np.concatenate(parts)
-        noise = rng.standard_normal((len(ids), dim), dtype=np.float32) * np.float32(0.01)
-        v = fitted.centroids[ids] + fitted.residuals[ids, rng.integers(POOL, size=len(ids))].astype(np.float32) + noise
+            ids = np.concatenate([_window(fitted, rng, int(length), real) for length in lengths])
+        v = fitted.residuals[ids, rng.integers(POOL, size=len(ids))].astype(np.float32)
+        v += fitted.centroids[ids]
+        v += rng.standard_normal(v.shape, dtype=np.float32) * np.float32(0.01)
         v /= np.linalg.norm(v, axis=1, keepdims=True)
-        v16 = v.astype(np.float16)
-        yield np.split(v16, np.cumsum(lengths)[:-1])
+        out += np.split(v.astype(np.float16), np.cumsum(lengths)[:-1])
+        del v
+        while len(out) >= batch:
+            yield out[:batch]
+            out = out[batch:]
+    if out:
+        yield out
 
 
 def _window(fitted: Fitted, rng: np.random.Generator, length: int, real: np.ndarray) -> np.ndarray:

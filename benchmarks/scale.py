@@ -72,7 +72,7 @@ def float_truth(n: int, kind: str, queries: list[np.ndarray]) -> list[list[str]]
     bounds = np.cumsum([0] + [len(q) for q in queries])
     scores = np.empty((n, len(queries)), np.float32)
     done = 0
-    for batch in passages(fitted, n, kind, batch=BATCH):
+    for batch in passages(fitted, n, kind, batch=2_000):  # the similarity matrix stays ~1 GB
         lengths = np.array([len(t) for t in batch])
         sims = np.concatenate(batch).astype(np.float32) @ qs.T  # [tokens, query tokens]
         best = np.maximum.reduceat(sims, np.concatenate([[0], np.cumsum(lengths)[:-1]]), axis=0)
@@ -130,6 +130,34 @@ def overlap(a: list[list[str]], b: list[list[str]]) -> float:
     return float(np.mean([len(set(x) & set(y)) / 10 for x, y in zip(a, b)]))
 
 
+def report(rows: list[list[str]], args: argparse.Namespace) -> None:
+    header = [
+        "passages",
+        "kind",
+        "disk B/token",
+        "resident B/token",
+        "build s",
+        "open s",
+        "p50 / p95 ms",
+        "stages (median ms)",
+        "fidelity@10 to exhaustive (same codes)",
+        "fidelity@10 to float",
+        "exhaustive over codes vs float",
+    ]
+    body = (
+        "## Compressed storage at scale (d=128, realistic synthetic tokens)\n\n"
+        + table(header, rows)
+        + f"\n\nTokens around centroids fitted to the default encoder's real tokens, projected to 128 "
+        "dimensions (benchmarks/realistic.py); text passages follow real passages' centroid sequences, "
+        "patch passages draw each token's centroid on its own. ~120 tokens a passage; queries are the "
+        f"shared collections' real queries, projected ({LATENCY_QUERIES} for latency, one thread, default "
+        f"widths; fidelity on the first {FIDELITY_QUERIES}). Built by `add` in batches of {BATCH:,} and one "
+        "`compact`, plus the first search; resident memory is what opening and searching added beyond "
+        "the memory-mapped files."
+    )
+    write_section("scale-quick" if args.quick else "scale", body, args.out)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
@@ -177,31 +205,7 @@ def main() -> None:
                 ]
             )
             print(rows[-1], file=sys.stderr)
-    header = [
-        "passages",
-        "kind",
-        "disk B/token",
-        "resident B/token",
-        "build s",
-        "open s",
-        "p50 / p95 ms",
-        "stages (median ms)",
-        "fidelity@10 to exhaustive (same codes)",
-        "fidelity@10 to float",
-        "exhaustive over codes vs float",
-    ]
-    body = (
-        "## Compressed storage at scale (d=128, realistic synthetic tokens)\n\n"
-        + table(header, rows)
-        + f"\n\nTokens around centroids fitted to the default encoder's real tokens, projected to 128 "
-        "dimensions (benchmarks/realistic.py); text passages follow real passages' centroid sequences, "
-        "patch passages draw each token's centroid on its own. ~120 tokens a passage; queries are the "
-        f"shared collections' real queries, projected ({LATENCY_QUERIES} for latency, one thread, default "
-        f"widths; fidelity on the first {FIDELITY_QUERIES}). Built by `add` in batches of {BATCH:,} and one "
-        "`compact`, plus the first search; resident memory is what opening and searching added beyond "
-        "the memory-mapped files."
-    )
-    write_section("scale-quick" if args.quick else "scale", body, args.out)
+            report(rows, args)  # after each size: a long run's finished rows survive an interruption
 
 
 if __name__ == "__main__":
