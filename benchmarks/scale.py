@@ -38,6 +38,15 @@ from realistic import fit, passages  # noqa: E402
 from report import ROOT, table, write_section  # noqa: E402
 
 BATCH = 50_000
+# --quick fits the token model to Cranfield alone (what CI has encoded), with fewer centroids.
+QUICK_FIT = {"collections": ["cranfield"], "k": 1024}
+
+
+def model():
+    """The fitted model of real tokens (realistic.fit), the quick one when COLCADE_SCALE_QUICK is set."""
+    return fit(**QUICK_FIT) if os.environ.get("COLCADE_SCALE_QUICK") else fit()
+
+
 LATENCY_QUERIES, FIDELITY_QUERIES = 200, 30
 
 
@@ -45,7 +54,7 @@ def build(path: Path, n: int, kind: str) -> dict:
     from colcade import EncodedQuery, LateIndex, PrecomputedEncoder
     from colcade.encoders import pool
 
-    fitted = fit()
+    fitted = model()
     index = LateIndex.create(path, encoder=PrecomputedEncoder(dim=128, name=f"realistic-{kind}"))
     seconds, done = 0.0, 0  # colcade's time only: generating the vectors is not building the index
     for batch in passages(fitted, n, kind, batch=BATCH):
@@ -67,7 +76,7 @@ def build(path: Path, n: int, kind: str) -> dict:
 
 def float_truth(n: int, kind: str, queries: list[np.ndarray]) -> list[list[str]]:
     """Exhaustive MaxSim over the vectors before compression (float16, as generated), top 10."""
-    fitted = fit()
+    fitted = model()
     qs = np.concatenate(queries).astype(np.float32)
     bounds = np.cumsum([0] + [len(q) for q in queries])
     scores = np.empty((n, len(queries)), np.float32)
@@ -93,7 +102,7 @@ def measure(path: Path) -> None:
     from colcade import EncodedQuery, LateIndex
     from colcade.encoders import pool
 
-    queries = [q for q in fit().queries if len(q)][:LATENCY_QUERIES]
+    queries = [q for q in model().queries if len(q)][:LATENCY_QUERIES]
     before = rss_anon()
     start = time.perf_counter()
     index = LateIndex.open(path)
@@ -169,6 +178,8 @@ def main() -> None:
     if args.measure:
         return measure(args.measure)
     sizes = args.sizes or ([5_000] if args.quick else [10_000, 100_000, 1_000_000])
+    if args.quick:
+        os.environ["COLCADE_SCALE_QUICK"] = "1"  # also for the measuring subprocess
     rows = []
     for n in sizes:
         for kind in args.kinds:
@@ -186,7 +197,7 @@ def main() -> None:
                 r = json.loads(proc.stdout.strip().splitlines()[-1])
             finally:
                 shutil.rmtree(folder, ignore_errors=True)
-            queries = [q for q in fit().queries if len(q)][:FIDELITY_QUERIES]
+            queries = [q for q in model().queries if len(q)][:FIDELITY_QUERIES]
             truth = float_truth(n, kind, queries)
             stages = ", ".join(f"{name} {ms:.1f}" for name, ms in zip(r["stages"], r["stage_ms"]))
             rows.append(

@@ -31,6 +31,7 @@ def test_own_vectors_example_finds_its_page():
         ("compression.py", "cranfield", ["| cranfield | compressed |", "fidelity to float exact", "whole folder"]),
         ("candidates.py", "cranfield", ["| cranfield | 1,000 | B = N (default) |", "exhaustive top-10 held"]),
         ("hybrid.py", "cranfield", ["| cranfield | convex 0.2 |", "Recall@100", "lexical index"]),
+        ("scale.py", "cranfield", ["| 5,000 | text |", "| 5,000 | patches |", "fidelity@10 to float"]),
         ("qdrant.py", "cranfield", ["| cranfield | exhaustive | qdrant-edge | 1.000 |", "LateIndex float16"]),
         # the peers table, the kernel table, and the row of a peer that could not run
         ("ingest.py", "scifact", ["Ingest memory", "peak RSS", "| 0.2 MB |"]),

@@ -155,3 +155,46 @@ def test_compressed_kernels_match_reference_on_every_path(simd, dim, nbits, nq, 
         rtol=1e-6,
         atol=1e-5,
     )
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_cell_scores_kernel_matches_reference(seed):
+    from colcade.engine.kernels import cell_scores, cell_scores_reference
+    from colcade.engine.postings import Postings
+
+    rng = np.random.default_rng(seed)
+    n, k = int(rng.integers(1, 400)), int(rng.integers(1, 64))
+    offsets = np.concatenate([[0], np.cumsum(rng.integers(1, 30, n))])
+    postings = Postings.build(rng.integers(0, k, offsets[-1]).astype(np.uint16), offsets, k)
+    nq, c = int(rng.integers(1, 20)), int(rng.integers(1, min(k, 8) + 1))
+    cells = np.stack([rng.choice(k, c, replace=False) for _ in range(nq)])
+    gains = rng.random((nq, c)).astype(np.float32)
+    limit = int(rng.integers(1, n + 1))
+    got = cell_scores(cells, gains, postings.starts, postings.passages, n, limit)
+    want = cell_scores_reference(cells, gains, postings.starts, postings.passages, n, limit)
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    # The definition: per query token, the first (best) cell holding the passage, lists over limit skipped.
+    p = int(rng.integers(n))
+    expect = 0.0
+    for row, g in zip(cells, gains):
+        for cell, gain in zip(row, g):
+            listed = postings.passages[postings.starts[cell] : postings.starts[cell + 1]]
+            if len(listed) <= limit and p in listed:
+                expect += gain
+                break
+    assert got[p] == pytest.approx(expect, rel=1e-6)
+
+
+@pytest.mark.parametrize("backend", ["c", "numpy"])
+def test_cell_scores_refuses_what_would_read_out_of_bounds(backend, monkeypatch):
+    from colcade.engine.kernels import cell_scores
+
+    if backend == "numpy":
+        monkeypatch.setenv("COLCADE_KERNELS", "numpy")
+    starts, passages = np.array([0, 2, 3]), np.array([0, 1, 1], np.int32)
+    with pytest.raises(InvalidInputError, match="names no list"):
+        cell_scores(np.array([[2]]), np.array([[1.0]]), starts, passages, 2, limit=10)
+    with pytest.raises(InvalidInputError, match="passage"):
+        cell_scores(np.array([[0]]), np.array([[1.0]]), starts, np.array([0, 5, 1], np.int32), 2, limit=10)
+    with pytest.raises(InvalidInputError, match="alike"):
+        cell_scores(np.array([[0, 1]]), np.array([[1.0]]), starts, passages, 2, limit=10)

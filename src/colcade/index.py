@@ -442,7 +442,8 @@ class LateIndex:
         ``filter`` restricts the search to passages whose metadata match (see
         ``colcade.engine.filters``) before any ranking. ``n_shortlist`` and ``n_prefilter`` override
         the stage widths; ``n_cells`` how many centroids each query token takes token-level
-        candidates from, in a compressed index whose dense shortlist is in use (default 1; 0: none);
+        candidates from, in a compressed index whose dense shortlist is in use (default 1, 4 above
+        50k passages; 0: none);
         ``exhaustive=True`` scores every passage (exact MaxSim).
 
         ``hybrid`` fuses MaxSim with BM25 from the index's lexical index: ``True`` (a convex mix,

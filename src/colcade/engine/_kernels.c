@@ -512,6 +512,23 @@ static int check_codes(const uint16_t *codes, const int64_t *offsets, const int6
     return 0;
 }
 
+/* Centroid interaction from posting lists (PLAID's candidate generation): for query token i, its
+ * cells (best first) each add their gain to the passages listed under them that have no gain from
+ * token i yet; stamp[p] == i + 1 marks those. Lists over `limit` passages are passed over. */
+static void run_cell_scores(const int64_t *cells, const float *gains, int nq, int c, const int64_t *starts,
+                            const int32_t *passages, int64_t limit, float *acc, int32_t *stamp) {
+    for (int i = 0; i < nq; i++)
+        for (int j = 0; j < c; j++) {
+            const int64_t cell = cells[(size_t)i * c + j], lo = starts[cell], hi = starts[cell + 1];
+            if (hi - lo > limit) continue;
+            const float gain = gains[(size_t)i * c + j];
+            for (int64_t t = lo; t < hi; t++) {
+                const int32_t p = passages[t];
+                if (stamp[p] != i + 1) { stamp[p] = i + 1; acc[p] += gain; }
+            }
+        }
+}
+
 /* ---------------------------------------------------------------- Python glue */
 
 /* Shared checks: every candidate indexes a passage whose rows lie inside the token buffer
@@ -638,6 +655,45 @@ static PyObject *py_maxsim_codes(PyObject *self, PyObject *args) {
     return result;
 }
 
+static PyObject *py_cell_scores(PyObject *self, PyObject *args) {
+    Py_buffer cells, gains, starts, passages, acc, stamp;
+    int nq, c;
+    long long limit;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*w*w*iiL", &cells, &gains, &starts, &passages, &acc, &stamp, &nq, &c, &limit))
+        return NULL;
+    PyObject *result = NULL;
+    const Py_ssize_t k = starts.len / (Py_ssize_t)sizeof(int64_t) - 1, n = acc.len / (Py_ssize_t)sizeof(float);
+    const Py_ssize_t n_list = passages.len / (Py_ssize_t)sizeof(int32_t);
+    const int64_t *st = starts.buf, *ce = cells.buf;
+    const int32_t *pa = passages.buf;
+    int ok = nq >= 0 && c >= 0 && k >= 0 && cells.len >= (Py_ssize_t)sizeof(int64_t) * nq * c &&
+             gains.len >= (Py_ssize_t)sizeof(float) * nq * c && stamp.len >= (Py_ssize_t)sizeof(int32_t) * n;
+    if (!ok) PyErr_SetString(PyExc_ValueError, "cells, gains and stamp must fit nq * c and the passages");
+    /* Nothing is read unchecked: every cell names a list inside the buffer, every listed passage exists. */
+    for (Py_ssize_t t = 0; ok && t < (Py_ssize_t)nq * c; t++) {
+        if (ce[t] < 0 || ce[t] >= k || st[ce[t]] < 0 || st[ce[t] + 1] < st[ce[t]] || st[ce[t] + 1] > n_list) {
+            PyErr_Format(PyExc_IndexError, "cell %lld names no list of the %zd given", (long long)ce[t], k);
+            ok = 0;
+        } else if (st[ce[t] + 1] - st[ce[t]] <= limit) {
+            for (int64_t i = st[ce[t]]; i < st[ce[t] + 1]; i++)
+                if (pa[i] < 0 || pa[i] >= n) {
+                    PyErr_Format(PyExc_IndexError, "a posting list names passage %d of %zd", (int)pa[i], n);
+                    ok = 0;
+                    break;
+                }
+        }
+    }
+    if (ok) {
+        Py_BEGIN_ALLOW_THREADS
+        run_cell_scores(ce, gains.buf, nq, c, st, pa, limit, acc.buf, stamp.buf);
+        Py_END_ALLOW_THREADS
+        result = Py_NewRef(Py_None);
+    }
+    PyBuffer_Release(&cells); PyBuffer_Release(&gains); PyBuffer_Release(&starts);
+    PyBuffer_Release(&passages); PyBuffer_Release(&acc); PyBuffer_Release(&stamp);
+    return result;
+}
+
 static PyObject *py_isa(PyObject *self, PyObject *unused) {
     return PyUnicode_FromString(use_avx512 ? "avx512" : use_avx2 ? "avx2" : "scalar");
 }
@@ -661,6 +717,7 @@ static PyMethodDef methods[] = {
     {"maxsim_hamming", py_maxsim_hamming, METH_VARARGS, "Hamming MaxSim of a query against candidate passages."},
     {"maxsim_residual", py_maxsim_residual, METH_VARARGS, "Float MaxSim over compressed passage tokens."},
     {"maxsim_codes", py_maxsim_codes, METH_VARARGS, "Centroid-interaction MaxSim over passages' codes."},
+    {"cell_scores", py_cell_scores, METH_VARARGS, "Centroid interaction of passages from posting lists."},
     {"isa", py_isa, METH_NOARGS, "The instruction set in use: 'avx2' or 'scalar'."},
     {"set_simd", py_set_isa, METH_O, "Cap the SIMD level (0 scalar, 1 AVX2, 2 AVX-512); returns the one in use."},
     {NULL, NULL, 0, NULL},

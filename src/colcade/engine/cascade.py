@@ -3,8 +3,8 @@
 1. shortlist: every allowed passage when the corpus (after filtering) is small enough to scan
    outright, which is exact where the dense vector is the weak link; else the dense shortlist
    (``shortlist.py``), joined in compressed indexes by token-level candidates: the passages
-   holding a token coded to one of each query token's best ``n_cells`` centroids
-   (``postings.py``, PLAID's candidate generation);
+   that score best by centroid interaction over each query token's best ``n_cells`` centroids,
+   read from their posting lists (``postings.py``, PLAID's candidate generation);
 2. prefilter: a cheap MaxSim keeps the ``n_prefilter`` best: over each token's centroid alone
    for compressed segments (PLAID's centroid interaction), over sign bits (inverted Hamming)
    for float16 ones;
@@ -27,7 +27,6 @@ import numpy as np
 from colcade.encoders.base import EncodedQuery
 from colcade.engine.codec import ResidualCodec
 from colcade.engine.kernels import binarize, maxsim, maxsim_codes, maxsim_hamming, maxsim_residual
-from colcade.engine.postings import Postings
 from colcade.engine.shortlist import DenseShortlist
 from colcade.errors import InvalidInputError
 from colcade.results import StageStats
@@ -35,7 +34,11 @@ from colcade.storage.segments import Segment
 from colcade.storage.store import State
 
 FULL_SCAN_BELOW = 8192  # passages: scanning all their bits costs ~5 ms at ~1.5 M passages/s
-N_CELLS = 1  # centroids a query token contributes candidates from (chosen on SciFact's train queries)
+# Centroids a query token takes candidates from. Posting lists grow with the corpus while the dense
+# shortlist covers less of it, so large indexes take more: chosen on SciFact's train queries (1 at
+# its 5k passages, full scan off) and on 100k synthetic text passages of another seed than the
+# benchmark's (4: fidelity@10 0.980 against 0.962 for 1; benchmarks/scale.py).
+N_CELLS, N_CELLS_LARGE, LARGE = 1, 4, 50_000
 
 
 @dataclass(frozen=True)
@@ -70,8 +73,10 @@ def plan(
     Widths(n_shortlist=1000, n_prefilter=100, n_cells=0)
     >>> plan(100_000, 10)
     Widths(n_shortlist=2048, n_prefilter=100, n_cells=0)
-    >>> plan(100_000, 10, compressed=True)
+    >>> plan(20_000, 10, compressed=True)
     Widths(n_shortlist=2048, n_prefilter=200, n_cells=1)
+    >>> plan(100_000, 10, compressed=True)
+    Widths(n_shortlist=2048, n_prefilter=200, n_cells=4)
     >>> plan(100_000, 10, exhaustive=True)
     Widths(n_shortlist=100000, n_prefilter=100000, n_cells=0)
     """
@@ -87,7 +92,8 @@ def plan(
     n_shortlist = min(int(n_shortlist), n_allowed)
     if n_prefilter is None:
         n_prefilter = max(200, 20 * k) if compressed else max(100, 10 * k)
-    cells = (N_CELLS if n_cells is None else int(n_cells)) if compressed and n_shortlist < n_allowed else 0
+    default_cells = N_CELLS_LARGE if n_allowed > LARGE else N_CELLS
+    cells = (default_cells if n_cells is None else int(n_cells)) if compressed and n_shortlist < n_allowed else 0
     return Widths(n_shortlist, min(int(n_prefilter), n_shortlist), cells)
 
 
@@ -142,39 +148,36 @@ class _Prefilter:
 
 
 def _token_candidates(
-    state: State, prefilter: _Prefilter, n_cells: int, budget: int, allowed: np.ndarray | None
+    state: State, prefilter: _Prefilter, n_cells: int, n: int, allowed: np.ndarray | None
 ) -> np.ndarray:
-    """Positions of live (allowed) passages holding a token coded to one of each query token's
-    ``n_cells`` best centroids, about ``budget`` of them at most.
-
-    Rarest centroids first, and a centroid whose passages would overflow the budget is passed
-    over: those are the ones every passage has ([CLS], "the", "."), which say nothing about
-    relevance and would make stage 1 a full scan.
+    """Positions of the ``n`` live (allowed) passages that score best by centroid interaction
+    over each query token's ``n_cells`` best centroids, read from the posting lists (PLAID's
+    candidate generation): a passage under one of a query token's cells gains that cell's score
+    over the next best centroid's, the token's best such cell counting once.
     """
-    found = []
-    groups: dict[str, list[tuple[Postings, int]]] = {}
-    codecs: dict[str, ResidualCodec] = {}
+    positions, scores = [], []
     for seg, base in zip(state.segments, state.bases):
-        if seg.codec is not None and seg.postings is not None:
-            groups.setdefault(seg.codec.name, []).append((seg.postings, int(base)))
-            codecs[seg.codec.name] = seg.codec
-    for name, group in groups.items():
-        table = prefilter.table(codecs[name])
-        cells = np.unique(np.argpartition(-table, min(n_cells, len(table)) - 1, axis=0)[:n_cells])
-        sizes = np.zeros(len(cells), np.int64)
-        for postings, _ in group:
-            sizes += postings.starts[cells + 1] - postings.starts[cells]
-        taken = 0
-        for i in np.argsort(sizes, kind="stable"):
-            if taken + sizes[i] > budget:
-                continue
-            taken += int(sizes[i])
-            found += [base + postings.passages_of(cells[i : i + 1]) for postings, base in group]
-    if not found:
+        if seg.codec is None or seg.postings is None:
+            continue
+        table = prefilter.table(seg.codec)  # [k, nq]
+        m = min(n_cells + 1, len(table))
+        top = np.argpartition(-table, m - 1, axis=0)[:m]
+        top_scores = np.take_along_axis(table, top, axis=0)
+        order = np.argsort(-top_scores, axis=0, kind="stable")
+        top, top_scores = np.take_along_axis(top, order, axis=0), np.take_along_axis(top_scores, order, axis=0)
+        floor = top_scores[n_cells] if m > n_cells else np.zeros(table.shape[1], np.float32)
+        cells, gains = top[:n_cells].T, (top_scores[:n_cells] - floor).T
+        local, score = seg.postings.scores(cells, gains, seg.n, limit=max(1, seg.n // 4))
+        positions.append(int(base) + local)
+        scores.append(score)
+    if not positions:
         return np.zeros(0, np.int64)
-    positions: np.ndarray = np.unique(np.concatenate(found))
-    positions = positions[state.live[positions]]
-    return positions if allowed is None else positions[np.isin(positions, allowed, assume_unique=True)]
+    pos, score = np.concatenate(positions), np.concatenate(scores)
+    keep = state.live[pos] if allowed is None else state.live[pos] & np.isin(pos, allowed)
+    pos, score = pos[keep], score[keep]
+    if len(pos) > n:  # a partial selection: at a million passages, sorting every touched one would cost more
+        pos = pos[np.argpartition(-score, n - 1)[:n]]
+    return np.sort(pos)
 
 
 def _float(seg: Segment, local: np.ndarray, q: np.ndarray) -> np.ndarray:

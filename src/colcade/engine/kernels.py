@@ -220,6 +220,55 @@ def maxsim_residual_reference(
     return out
 
 
+def cell_scores(
+    cells: np.ndarray, gains: np.ndarray, starts: np.ndarray, passages: np.ndarray, n: int, limit: int
+) -> np.ndarray:
+    """Centroid interaction of ``n`` passages from posting lists: float32 ``[n]``.
+
+    Row ``i`` of ``cells`` (int ``[nq, c]``) holds query token ``i``'s best centroids, best first,
+    and ``gains`` what holding each is worth; a passage gains, for each query token, the first of
+    its cells whose list (``passages[starts[cell]:starts[cell + 1]]``) holds it. Lists over
+    ``limit`` passages are passed over.
+
+    >>> starts, passages = np.array([0, 1, 3, 4]), np.array([0, 0, 1, 1], np.int32)
+    >>> cell_scores(np.array([[1, 0]]), np.array([[0.5, 0.2]]), starts, passages, 2, limit=2)
+    array([0.5, 0.5], dtype=float32)
+    """
+    cells = np.ascontiguousarray(cells, np.int64)
+    gains = np.ascontiguousarray(gains, np.float32)
+    starts = np.ascontiguousarray(starts, np.int64)
+    passages = np.ascontiguousarray(passages, np.int32)
+    if cells.shape != gains.shape or cells.ndim != 2:
+        raise InvalidInputError(f"cells and gains must be [nq, c] alike, but got {cells.shape} and {gains.shape}")
+    if backend() == "numpy":
+        return cell_scores_reference(cells, gains, starts, passages, n, limit)
+    acc = np.zeros(n, np.float32)
+    stamp = np.zeros(n, np.int32)
+    _call(_c.cell_scores, cells, gains, starts, passages, acc, stamp, cells.shape[0], cells.shape[1], int(limit))
+    return acc
+
+
+def cell_scores_reference(
+    cells: np.ndarray, gains: np.ndarray, starts: np.ndarray, passages: np.ndarray, n: int, limit: int
+) -> np.ndarray:
+    """The definition of ``cell_scores``, in numpy."""
+    acc = np.zeros(n, np.float32)
+    for row_cells, row_gains in zip(cells, gains):
+        seen = np.zeros(n, bool)
+        for cell, gain in zip(row_cells, row_gains):
+            if not 0 <= cell < len(starts) - 1:
+                raise InvalidInputError(f"cell {cell} names no list of the {len(starts) - 1} given")
+            ids = passages[starts[cell] : starts[cell + 1]]
+            if len(ids) > limit:
+                continue
+            if len(ids) and (ids.min() < 0 or ids.max() >= n):
+                raise InvalidInputError(f"a posting list names a passage outside the {n} given")
+            fresh = ids[~seen[ids]]
+            acc[fresh] += gain
+            seen[fresh] = True
+    return acc
+
+
 def maxsim_codes_reference(ct: np.ndarray, codes: np.ndarray, offsets: np.ndarray, cand: np.ndarray) -> np.ndarray:
     """The definition of centroid-interaction MaxSim, in numpy."""
     out = np.empty(len(cand), dtype=np.float32)

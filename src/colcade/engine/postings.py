@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from colcade.engine.derived import derived
+from colcade.engine.kernels import cell_scores
 
 _FILES = ("postings.npy", "postings-starts.npy")
 
@@ -53,6 +54,21 @@ class Postings:
         paths = None if folder is None else [folder / f for f in _FILES]
         passages, starts = derived(paths, lambda p, s: _whole(s, p, k, n), build, strict)
         return cls(starts, passages)
+
+    def scores(self, cells: np.ndarray, gains: np.ndarray, n: int, limit: int) -> tuple[np.ndarray, np.ndarray]:
+        """Centroid interaction read from the lists: row ``i`` of ``cells`` holds query token
+        ``i``'s best centroids (best first), ``gains`` what holding each is worth; a passage gains,
+        for each query token, the first (best) of its centroids it holds. Lists of more than
+        ``limit`` passages are passed over (the centroids of [CLS], "the", "." that every passage
+        holds, which rank nothing and would touch every passage). Returns (local ids, summed gains).
+
+        >>> p = Postings.build(np.array([0, 1, 1, 2], np.uint16), np.array([0, 2, 4]), 3)
+        >>> p.scores(np.array([[1, 0]]), np.array([[0.5, 0.2]]), 2, limit=2)
+        (array([0, 1]), array([0.5, 0.5], dtype=float32))
+        """
+        acc = cell_scores(cells, gains, self.starts, self.passages, n, limit)
+        touched = np.flatnonzero(acc > 0)
+        return touched, acc[touched]
 
     def passages_of(self, cells: np.ndarray) -> np.ndarray:
         """Local ids of the passages under any of ``cells`` (with repeats)."""
