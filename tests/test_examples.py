@@ -29,7 +29,7 @@ def test_own_vectors_example_finds_its_page():
         ("encoder.py", "squad2_dev_passages", ["passages/s", "query p50", "fp32 torch reference"]),
         ("quality.py", "cranfield", ["| cranfield |", "fidelity@10", "tokens stored"]),
         ("compression.py", "cranfield", ["| cranfield | compressed |", "fidelity to float exact", "whole folder"]),
-        ("candidates.py", "cranfield", ["| cranfield | 1,000 | B = N (default) |", "exhaustive top-10 held"]),
+        ("candidates.py", "cranfield", ["| cranfield | 1,000 | 1 (default below 50k) |", "exhaustive top-10 held"]),
         ("hybrid.py", "cranfield", ["| cranfield | convex 0.2 |", "Recall@100", "lexical index"]),
         ("scale.py", "cranfield", ["| 5,000 | text |", "| 5,000 | patches |", "fidelity@10 to float"]),
         ("qdrant.py", "cranfield", ["| cranfield | exhaustive | qdrant-edge | 1.000 |", "LateIndex float16"]),
