@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from report import ROOT, table, timed, write_section  # noqa: E402
+from report import ROOT, rss_anon, table, timed, write_section  # noqa: E402
 from synthetic import Corpus  # noqa: E402
 
 from colcade import EncodedQuery, LateIndex, PrecomputedEncoder  # noqa: E402
@@ -85,14 +85,6 @@ def kernel_rows(quick: bool) -> list[list[object]]:
             f"{mps / ref_mps:.0f}x numpy",
         ],
     ]
-
-
-def rss_anon() -> int:
-    """Resident memory not backed by files (memory-mapped index files excluded), in bytes."""
-    for line in open("/proc/self/status"):
-        if line.startswith("RssAnon:"):
-            return int(line.split()[1]) * 1024
-    return 0
 
 
 def build(path: Path, n: int, queries: int) -> dict[str, float]:

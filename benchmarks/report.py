@@ -57,3 +57,11 @@ def write_section(name: str, body: str, out: Path) -> None:
     text = pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip() + "\n\n" + section + "\n"
     out.write_text(text)
     print(body)
+
+
+def rss_anon() -> int:
+    """Resident memory not backed by files (memory-mapped index files excluded), in bytes."""
+    for line in open("/proc/self/status"):
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1]) * 1024
+    return 0

@@ -35,7 +35,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from realistic import fit, passages  # noqa: E402
-from report import ROOT, table, write_section  # noqa: E402
+from report import ROOT, rss_anon, table, write_section  # noqa: E402
 
 BATCH = 50_000
 # --quick fits the token model to Cranfield alone (what CI has encoded), with fewer centroids.
@@ -88,13 +88,6 @@ def float_truth(n: int, kind: str, queries: list[np.ndarray]) -> list[list[str]]
         scores[done : done + len(batch)] = np.add.reduceat(best, bounds[:-1], axis=1)
         done += len(batch)
     return [[str(i) for i in np.argsort(-scores[:, j], kind="stable")[:10]] for j in range(len(queries))]
-
-
-def rss_anon() -> int:
-    for line in open("/proc/self/status"):
-        if line.startswith("RssAnon:"):
-            return int(line.split()[1]) * 1024
-    return 0
 
 
 def measure(path: Path) -> None:

@@ -32,7 +32,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from embeddings import COLLECTIONS, load  # noqa: E402
-from report import ROOT, table, write_section  # noqa: E402
+from report import ROOT, rss_anon, table, write_section  # noqa: E402
 
 WIDTHS = {"n_shortlist": 1000, "n_prefilter": 1000}
 QUERIES, EXACT = 200, 30
@@ -77,13 +77,6 @@ def build(path: Path, n: int) -> dict[str, float]:
     np.save(path.parent / "queries.npy", queries[rng.choice(len(queries), QUERIES, replace=False)])
     print(file=sys.stderr)
     return {"build_s": build_s, "first_after_build_s": first_s, "shortlist": shortlist}
-
-
-def rss_anon() -> int:
-    for line in open("/proc/self/status"):
-        if line.startswith("RssAnon:"):
-            return int(line.split()[1]) * 1024
-    return 0
 
 
 def measure(path: Path) -> None:

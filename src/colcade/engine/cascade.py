@@ -37,7 +37,7 @@ FULL_SCAN_BELOW = 8192  # passages: scanning all their bits costs ~5 ms at ~1.5 
 # Centroids a query token takes candidates from. Posting lists grow with the corpus while the dense
 # shortlist covers less of it, so large indexes take more: chosen on SciFact's train queries (1 at
 # its 5k passages, full scan off) and on 100k synthetic text passages of another seed than the
-# benchmark's (4: fidelity@10 0.980 against 0.962 for 1; benchmarks/scale.py).
+# benchmark's (4: fidelity@10 0.980 against 0.963 for 1; benchmarks/cells.py).
 N_CELLS, N_CELLS_LARGE, LARGE = 1, 4, 50_000
 
 
