@@ -668,14 +668,16 @@ class LateIndex:
         return [{"id": i, "text": rows[found[i]][1], "metadata": rows[found[i]][2]} for i in ids if i in found]
 
     def stats(self) -> IndexStats:
-        """Counts, sizes and the encoder, for monitoring and ``colcade info``."""
+        """Counts, sizes and the encoder (its ``runtime``: what runs it in this process), for
+        monitoring and ``colcade info``."""
         store, state = self._store, self._store.refresh()
+        runtime = getattr(self._encoder, "runtime", None)
         return IndexStats(
             documents=state.n_live,
             deleted=int(len(state.live) - state.n_live),
             tokens=int(sum(s.n_tokens for s in state.segments)),
             segments=len(state.segments),
-            encoder=dict(store.encoder_info),
+            encoder={**store.encoder_info, **({"runtime": runtime} if runtime else {})},
             bytes_on_disk=store.bytes_on_disk(),
             shortlist=state.shortlist.kind,
             extra={

@@ -71,9 +71,11 @@ def describe(encoder: Encoder) -> dict[str, Any]:
     """The encoder's identity as stored in an index manifest.
 
     ``config`` (an encoder's ``config`` attribute, JSON-able constructor arguments) lets
-    ``LateIndex.open`` rebuild the encoder of a kind colcade knows without being told.
+    ``LateIndex.open`` rebuild the encoder of a kind colcade knows without being told;
+    ``runtime``, where an encoder states one, says what runs it (``"onnxruntime (cpu)"``,
+    ``"torch (cuda)"``): informative, since the same model gives the same vectors on either.
     """
-    return {
+    info = {
         "name": encoder.name,
         "dim": int(encoder.dim),
         "dense_dim": int(encoder.dense_dim),
@@ -81,6 +83,9 @@ def describe(encoder: Encoder) -> dict[str, Any]:
         "kind": getattr(encoder, "kind", type(encoder).__name__),
         "config": dict(getattr(encoder, "config", {}) or {}),
     }
+    if getattr(encoder, "runtime", None):
+        info["runtime"] = encoder.runtime  # type: ignore[attr-defined]
+    return info
 
 
 def check_texts(texts: Sequence[str]) -> None:

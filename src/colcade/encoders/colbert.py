@@ -34,7 +34,17 @@ from colcade.encoders.base import (
     sha256_file,
     warn_truncated,
 )
-from colcade.encoders.onnx_bert import LazySession, build_bert, check_bert, modern_names, read_safetensors
+from colcade.encoders.onnx_bert import (
+    LazySession,
+    build_bert,
+    check_bert,
+    modern_names,
+    read_safetensors,
+    runtime,
+    safetensors_names,
+    unsupported,
+)
+from colcade.encoders.torch_backbone import TorchBackbone, check_config
 from colcade.errors import EncoderUnavailableError, InvalidInputError
 from colcade.optional import require
 
@@ -48,7 +58,9 @@ _FILES = [
     "tokenizer_config.json",
     "modules.json",
     "config_sentence_transformers.json",
+    "special_tokens_map.json",
     "*_Dense/*",
+    "*.py",  # a model's own code, run only with trust_remote_code=True
 ]
 
 
@@ -111,16 +123,43 @@ def resolve(model: str | Path) -> Path:
         ) from exc
 
 
-def _weights(path: Path) -> tuple[dict[str, np.ndarray], Path]:
-    if (path / "model.safetensors").is_file():
-        return read_safetensors(path / "model.safetensors"), path / "model.safetensors"
-    if (path / "pytorch_model.bin").is_file():
-        torch = require(
-            "torch", "torch", f"reading {path / 'pytorch_model.bin'} (no model.safetensors)", EncoderUnavailableError
-        )
-        state = torch.load(path / "pytorch_model.bin", map_location="cpu", weights_only=True)
-        return {k: v.float().numpy() for k, v in state.items()}, path / "pytorch_model.bin"
+def _weights_file(path: Path) -> Path:
+    for name in ("model.safetensors", "pytorch_model.bin"):
+        if (path / name).is_file():
+            return path / name
     raise EncoderUnavailableError(f"{path} holds no model.safetensors or pytorch_model.bin")
+
+
+def _weights(path: Path, names: Any = None) -> tuple[dict[str, np.ndarray], Path]:
+    """A folder's weights (all, or those in ``names``) as float32-readable arrays, and their file."""
+    file = _weights_file(path)
+    if file.suffix == ".safetensors":
+        return read_safetensors(file, names), file
+    torch = require("torch", "torch", f"reading {file} (no model.safetensors)", EncoderUnavailableError)
+    state = torch.load(file, map_location="cpu", weights_only=True)
+    return {k: v.float().numpy() for k, v in state.items() if names is None or k in names}, file
+
+
+def _weight_names(file: Path) -> list[str]:
+    return safetensors_names(file) if file.suffix == ".safetensors" else list(_weights(file.parent)[0])
+
+
+def _special_ids(tokenizer: Any, path: Path, model_type: str) -> dict[str, int | None]:
+    """The ids of the tokens ColBERT places: cls, sep, mask, pad, unk, by the tokenizer's own
+    configuration (special_tokens_map.json, tokenizer_config.json), else BERT's or RoBERTa's."""
+    defaults = {"cls": "[CLS]", "sep": "[SEP]", "mask": "[MASK]", "pad": "[PAD]", "unk": "[UNK]"}
+    if model_type in ("roberta", "xlm-roberta", "camembert"):
+        defaults = {"cls": "<s>", "sep": "</s>", "mask": "<mask>", "pad": "<pad>", "unk": "<unk>"}
+    named: dict[str, Any] = {}
+    for name in ("tokenizer_config.json", "special_tokens_map.json"):
+        if (path / name).is_file():
+            named.update(json.loads((path / name).read_text()))
+    ids: dict[str, int | None] = {}
+    for role, default in defaults.items():
+        token = named.get(f"{role}_token") or default
+        token = token.get("content", default) if isinstance(token, dict) else token
+        ids[role] = tokenizer.token_to_id(token)
+    return ids
 
 
 def _tokenizer(path: Path) -> Any:
@@ -145,12 +184,18 @@ def _tokenizer(path: Path) -> Any:
 
 
 class ColBERTEncoder:
-    """A ColBERT checkpoint as a colcade encoder.
+    """A late-interaction checkpoint (ColBERT, PyLate, sentence-transformers) as a colcade encoder.
 
-    ``model``: a local folder (``config.json``, ``model.safetensors`` or ``pytorch_model.bin``,
-    ``tokenizer.json`` or ``vocab.txt``, and ColBERT's ``artifact.metadata``) or a Hugging Face
-    repo id such as ``"colbert-ir/colbertv2.0"`` (downloaded once, where a network is available).
-    ``query_maxlen`` and ``doc_maxlen`` default to the checkpoint's own settings.
+    ``model``: a local folder or a Hugging Face repo id such as ``"colbert-ir/colbertv2.0"``
+    (downloaded once, where a network is available). Two layouts: colbert-ai's (the weights with
+    a ``linear`` projection, ``artifact.metadata``) and PyLate's (a sentence-transformers folder,
+    the projection in ``1_Dense/``). Backbones: BERT and XLM-RoBERTa run on onnxruntime with no
+    torch; ModernBERT, rotary XLM-RoBERTa (jina-colbert-v2) and anything else transformers loads
+    run on torch (``pip install "colcade[torch]"``). ``backend`` (``"auto"``, ``"onnxruntime"``,
+    ``"torch"``) overrides that choice; ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:N"``) where it
+    runs (default: a GPU where there is one); ``trust_remote_code`` lets transformers run a
+    checkpoint's own modelling code. ``runtime`` says what was chosen. ``query_maxlen`` and
+    ``doc_maxlen`` default to the checkpoint's own settings. fp32, fp16 and bf16 weights load.
 
     >>> enc = ColBERTEncoder("colbert-ir/colbertv2.0")     # doctest: +SKIP
     >>> enc.encode_query("what is late interaction?").tokens.shape  # doctest: +SKIP
@@ -166,22 +211,44 @@ class ColBERTEncoder:
         doc_maxlen: int | None = None,
         threads: int | None = None,
         batch_size: int = 32,
+        *,
+        backend: str = "auto",
+        device: str | None = None,
+        trust_remote_code: bool = False,
     ) -> None:
+        if backend not in ("auto", "onnxruntime", "torch"):
+            raise InvalidInputError(f"unknown backend {backend!r}: use 'auto', 'onnxruntime' or 'torch'")
         self.path = resolve(model)
+        if not (self.path / "config.json").is_file():
+            raise EncoderUnavailableError(f"{self.path} has no config.json: not a transformers checkpoint")
         bert_config = json.loads((self.path / "config.json").read_text())
         meta_path = self.path / "artifact.metadata"
         meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
-        weights, self._weights_file = _weights(self.path)
-        weights = modern_names(weights)
+        self._weights_file = _weights_file(self.path)
+        names = _weight_names(self._weights_file)
         # colbert-ai's layout first: a folder that holds both (a converted checkpoint) reads as it
         # always did, with the same fingerprint.
-        pylate = None if "linear.weight" in weights else _pylate(self.path)
-        if pylate is None and "linear.weight" not in weights:
+        pylate = None if "linear.weight" in names else _pylate(self.path)
+        if pylate is None and "linear.weight" not in names:
             raise EncoderUnavailableError(
                 f"{self.path} is not a ColBERT checkpoint: it has no 'linear.weight' projection "
                 "(colbert-ai's layout) and no Dense module in modules.json (PyLate's)"
             )
-        check_bert(weights, bert_config, self.path)  # now, not at the first encode
+        reason = unsupported(bert_config)
+        if backend == "onnxruntime" and reason:
+            raise EncoderUnavailableError(f"{self.path} cannot run on onnxruntime: {reason}; use backend='torch'")
+        self.backend = "onnxruntime" if backend == "auto" and not reason else backend
+        if self.backend == "auto":
+            self.backend = "torch"
+        if self.backend == "onnxruntime":  # every weight read now, and checked before any folder is written
+            weights = modern_names(_weights(self.path)[0])
+            check_bert(weights, bert_config, self.path)
+        else:
+            weights = _weights(self.path, {"linear.weight"})[0] if pylate is None else {}
+            why = f"{self.path} ({reason}, so it runs on torch)" if reason else f"{self.path} on the torch backend"
+            check_config(
+                self.path, names if self._weights_file.suffix == ".safetensors" else None, trust_remote_code, why
+            )
         if pylate is not None:
             self._projection, self._projection_bias = pylate["weight"], pylate["bias"]
             settings = pylate["settings"]
@@ -199,23 +266,29 @@ class ColBERTEncoder:
             self._projection_bias = None
             settings = {}
             self.layout = "colbert-ai"
-        self._weights = weights
-        self._bert_config = bert_config
         self.name = str(model)
         self.dim = self.dense_dim = int(self._projection.shape[0])
         self.query_maxlen = int(query_maxlen or meta.get("query_maxlen", 32))
         self.doc_maxlen = int(doc_maxlen or meta.get("doc_maxlen", 180))
         self.expand_queries = bool(settings.get("do_query_expansion", True))
         limit = bert_config.get("max_position_embeddings", 512)
+        if bert_config.get("model_type") in ("roberta", "xlm-roberta"):
+            limit -= bert_config.get("pad_token_id", 1) + 1  # RoBERTa's positions start after the padding index
         for what, value in (("query_maxlen", self.query_maxlen), ("doc_maxlen", self.doc_maxlen)):
             if not 4 <= value <= limit:
                 raise InvalidInputError(f"{what} must be in 4..{limit}, but got {value}")
         self.attend_to_mask_tokens = bool(meta.get("attend_to_mask_tokens", False))
         self.threads, self.batch_size = threads, batch_size
-        self.config = {"model": str(model), "query_maxlen": self.query_maxlen, "doc_maxlen": self.doc_maxlen}
+        self.config: dict[str, Any] = {
+            "model": str(model),
+            "query_maxlen": self.query_maxlen,
+            "doc_maxlen": self.doc_maxlen,
+        }
+        if trust_remote_code:  # so that LateIndex.open rebuilds it as it was made
+            self.config["trust_remote_code"] = True
 
         self.tokenizer = _tokenizer(self.path)
-        ids = {t: self.tokenizer.token_to_id(t) for t in ("[CLS]", "[SEP]", "[MASK]", "[PAD]")}
+        ids = _special_ids(self.tokenizer, self.path, str(bert_config.get("model_type", "bert")))
         markers = {}
         for side, default in (("query_token_id", "[unused0]"), ("doc_token_id", "[unused1]")):
             token = meta.get(side, default)
@@ -226,14 +299,18 @@ class ColBERTEncoder:
                 markers[side] = self.tokenizer.token_to_id(token.strip())
             if token and markers[side] is None:
                 raise EncoderUnavailableError(f"the tokenizer of {self.path} lacks the marker {token!r}")
-        if None in ids.values():
-            raise EncoderUnavailableError(f"the tokenizer of {self.path} lacks BERT's special tokens")
-        self._cls, self._sep, self._mask, self._pad = ids["[CLS]"], ids["[SEP]"], ids["[MASK]"], ids["[PAD]"]
+        lacking = [role for role in ("cls", "sep", "mask", "pad") if ids[role] is None]
+        if lacking:
+            raise EncoderUnavailableError(
+                f"the tokenizer of {self.path} lacks the {', '.join(lacking)} token(s) ColBERT places; name them in "
+                "its tokenizer_config.json (cls_token, sep_token, mask_token, pad_token)"
+            )
+        self._cls, self._sep, self._mask, self._pad = (int(ids[r]) for r in ("cls", "sep", "mask", "pad"))  # type: ignore[arg-type]
         self._q_marker, self._d_marker = markers["query_token_id"], markers["doc_token_id"]
         if self.layout == "pylate":  # as PyLate maps its skiplist: whole vocabulary entries, else [UNK]
-            unk = self.tokenizer.token_to_id("[UNK]")
+            unk = ids["unk"]
             lookup = (self.tokenizer.token_to_id(w) for w in settings.get("skiplist_words", list(string.punctuation)))
-            self._skip = {unk if i is None else i for i in lookup} - {None}
+            self._skip: set[int] = {i for i in (unk if i is None else i for i in lookup) if i is not None}
         else:
             self._skip = {
                 i for c in string.punctuation for i in self.tokenizer.encode(c, add_special_tokens=False).ids[:1]
@@ -248,9 +325,18 @@ class ColBERTEncoder:
             "skiplist_words",
         )
         self._settings = {k: settings.get(k) for k in used}  # what changes vectors, for the fingerprint
-        self._run = LazySession(
-            lambda: build_bert(self._weights, self._bert_config, self._projection, self._projection_bias), threads
-        )
+        self._run: Any
+        if self.backend == "onnxruntime":
+            self._run = LazySession(
+                lambda: build_bert(weights, bert_config, self._projection, self._projection_bias), threads, device
+            )
+            self.runtime = runtime(device)
+        else:
+            bfloat16 = str(bert_config.get("dtype", bert_config.get("torch_dtype"))) == "bfloat16"
+            self._run = TorchBackbone(
+                self.path, self._projection, self._projection_bias, device, threads, trust_remote_code, bfloat16
+            )
+            self.runtime = f"torch ({self._run.device})"
 
     @functools.cached_property
     def fingerprint(self) -> str:

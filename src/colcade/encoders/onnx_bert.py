@@ -75,17 +75,28 @@ def write_safetensors(path: Path, tensors: dict[str, np.ndarray], bfloat16: bool
         f.write(struct.pack("<Q", len(head)) + head + b"".join(blobs))
 
 
-def read_safetensors(path: Path) -> dict[str, np.ndarray]:
-    """Tensors of a .safetensors file (the format is a JSON header and raw data): memory-mapped,
-    except BF16 ones, widened to float32 (numpy has no bfloat16). A dtype numpy cannot hold
-    (the float8 kinds) is an EncoderUnavailableError naming the tensor."""
+def _header(path: Path) -> tuple[dict[str, Any], int]:
     with open(path, "rb") as f:
         size = struct.unpack("<Q", f.read(8))[0]
         header = json.loads(f.read(size))
-    data = np.memmap(path, dtype=np.uint8, mode="r", offset=8 + size)
+    header.pop("__metadata__", None)
+    return header, 8 + size
+
+
+def safetensors_names(path: Path) -> list[str]:
+    """The tensor names of a .safetensors file (its header only: nothing else is read)."""
+    return list(_header(path)[0])
+
+
+def read_safetensors(path: Path, names: Any = None) -> dict[str, np.ndarray]:
+    """Tensors of a .safetensors file (the format is a JSON header and raw data), all or those in
+    ``names``: memory-mapped, except BF16 ones, widened to float32 (numpy has no bfloat16). A dtype
+    numpy cannot hold (the float8 kinds) is an EncoderUnavailableError naming the tensor."""
+    header, start_of_data = _header(path)
+    data = np.memmap(path, dtype=np.uint8, mode="r", offset=start_of_data)
     tensors = {}
     for name, info in header.items():
-        if name == "__metadata__":
+        if names is not None and name not in names:
             continue
         if info["dtype"] not in _DTYPES:
             raise EncoderUnavailableError(
@@ -159,21 +170,39 @@ def modern_names(weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return renamed
 
 
+# The encoders onnx_bert builds: BERT, and RoBERTa / XLM-RoBERTa (BERT's layers; positions counted
+# from ``pad_token_id + 1``, one token type).
+BUILDS = ("bert", "roberta", "xlm-roberta")
+
+
+def _prefix(weights: dict[str, np.ndarray]) -> str:
+    """What a checkpoint puts before BERT's names: "" (BertModel), "bert." (ColBERT), "roberta."..."""
+    key = "embeddings.word_embeddings.weight"
+    return next((n[: -len(key)] for n in weights if n.endswith(key)), "")
+
+
+def unsupported(config: dict[str, Any]) -> str | None:
+    """Why ``build_bert`` cannot run a model with this config.json, or None when it can."""
+    kind = config.get("model_type", "bert")
+    if kind not in BUILDS:
+        return f"its backbone is {kind!r} (the onnxruntime builder runs {', '.join(BUILDS)})"
+    if config.get("auto_map"):
+        return "it ships its own modelling code (auto_map in config.json)"
+    if config.get("position_embedding_type", "absolute") != "absolute":
+        return f"its positions are {config['position_embedding_type']!r} (the builder runs absolute ones)"
+    if config.get("hidden_act", "gelu") != "gelu":
+        return f"its activation is {config['hidden_act']!r} (the builder runs GELU)"
+    missing = [k for k in ("hidden_size", "num_attention_heads", "num_hidden_layers") if k not in config]
+    return f"config.json lacks {', '.join(missing)}" if missing else None
+
+
 def check_bert(weights: dict[str, np.ndarray], config: dict[str, Any], where: Any) -> None:
     """What ``build_bert`` needs, checked up front (so an encoder is refused when it is made, before
-    an index folder is written): a BERT configuration it can run, and every weight it reads."""
-    kind = config.get("model_type", "bert")
-    if kind != "bert":
-        raise EncoderUnavailableError(
-            f"{where} is a {kind!r} model; colcade's onnxruntime builder runs BERT only "
-            "(ModernBERT and XLM-RoBERTa backbones are not supported yet)"
-        )
-    if config.get("position_embedding_type", "absolute") != "absolute" or config.get("hidden_act", "gelu") != "gelu":
-        raise EncoderUnavailableError(f"{where}: only BERT models with absolute positions and GELU are supported")
-    missing_config = [k for k in ("hidden_size", "num_attention_heads", "num_hidden_layers") if k not in config]
-    if missing_config:
-        raise EncoderUnavailableError(f"{where}: config.json lacks {', '.join(missing_config)}")
-    prefix = "bert." if "bert.embeddings.word_embeddings.weight" in weights else ""
+    an index folder is written): a configuration it can run, and every weight it reads."""
+    reason = unsupported(config)
+    if reason:
+        raise EncoderUnavailableError(f"{where} cannot run on onnxruntime: {reason}")
+    prefix = _prefix(weights)
     wanted = _EMBEDDINGS + [f"encoder.layer.{i}.{n}" for i in range(config["num_hidden_layers"]) for n in _LAYER]
     missing = [prefix + n for n in wanted if prefix + n not in weights]
     if missing:
@@ -198,9 +227,12 @@ def build_bert(
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    if config.get("position_embedding_type", "absolute") != "absolute" or config.get("hidden_act", "gelu") != "gelu":
-        raise EncoderUnavailableError("only BERT models with absolute positions and GELU are supported")
-    prefix = "bert." if "bert.embeddings.word_embeddings.weight" in weights else ""
+    reason = unsupported(config)
+    if reason:
+        raise EncoderUnavailableError(f"cannot build this model: {reason}")
+    prefix = _prefix(weights)
+    # RoBERTa counts positions from pad_token_id + 1 (right padding: real tokens come first).
+    first_position = config.get("pad_token_id", 1) + 1 if config.get("model_type") in ("roberta", "xlm-roberta") else 0
     hidden, heads = config["hidden_size"], config["num_attention_heads"]
     eps = float(config.get("layer_norm_eps", 1e-12))
     nodes, inits = [], []
@@ -236,9 +268,9 @@ def build_bert(
         )
 
     for name, value in {
-        "i0": np.array([0], np.int64),
         "i1": np.array([1], np.int64),
         "i2": np.array([2], np.int64),
+        "first_position": np.array([first_position], np.int64),
         "axes12": np.array([1, 2], np.int64),
         "f1": np.array(1.0, np.float32),
         "neg": np.array(-1e9, np.float32),
@@ -251,6 +283,7 @@ def build_bert(
         const(name, value)
 
     length = op("Slice", [op("Shape", ["input_ids"]), "i1", "i2"])
+    end = op("Add", [length, "first_position"])  # the last position, plus one
     embedded = op(
         "Add",
         [
@@ -258,7 +291,10 @@ def build_bert(
                 "Add",
                 [
                     op("Gather", [const("word", w("embeddings.word_embeddings.weight")), "input_ids"]),
-                    op("Slice", [const("pos", w("embeddings.position_embeddings.weight")), "i0", length]),
+                    op(
+                        "Slice",
+                        [const("pos", w("embeddings.position_embeddings.weight")), "first_position", end],
+                    ),
                 ],
             ),
             const("type0", w("embeddings.token_type_embeddings.weight")[0]),
@@ -309,8 +345,33 @@ def build_bert(
     return bytes(model.SerializeToString())
 
 
-def session(model: bytes | Path, threads: int | None = None) -> Any:
-    """An onnxruntime CPU session over a serialized model (or the file that holds one)."""
+def providers(device: str | None) -> list[str]:
+    """onnxruntime's execution providers for ``device``: ``"cuda"`` (or ``"cuda:N"``) needs
+    onnxruntime-gpu; ``None`` takes CUDA where this onnxruntime has it, else the CPU."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    if device is None:
+        device = "cuda" if "CUDAExecutionProvider" in available else "cpu"
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    if device.split(":")[0] != "cuda":
+        raise EncoderUnavailableError(f"unknown device {device!r}: use 'cpu', 'cuda' or 'cuda:N'")
+    if "CUDAExecutionProvider" not in available:
+        raise EncoderUnavailableError(
+            f"device={device!r} needs onnxruntime's CUDA provider, which this onnxruntime lacks "
+            f"(it has {', '.join(available)}): pip install onnxruntime-gpu, or use device='cpu'"
+        )
+    return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+
+
+def device_id(device: str | None) -> int:
+    """The N of ``"cuda:N"`` (0 otherwise)."""
+    return int(device.split(":")[1]) if device and ":" in device else 0
+
+
+def session(model: bytes | Path, threads: int | None = None, device: str | None = "cpu") -> Any:
+    """An onnxruntime session over a serialized model (or the file that holds one), on ``device``."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -318,7 +379,15 @@ def session(model: bytes | Path, threads: int | None = None) -> Any:
     if threads:
         options.intra_op_num_threads = threads
     source = str(model) if isinstance(model, Path) else model
-    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+    chosen: list[Any] = providers(device)
+    if chosen[0] == "CUDAExecutionProvider":
+        chosen[0] = ("CUDAExecutionProvider", {"device_id": device_id(device)})
+    return ort.InferenceSession(source, options, providers=chosen)
+
+
+def runtime(device: str | None) -> str:
+    """Where an onnxruntime model runs, in words: ``"onnxruntime (cpu)"``."""
+    return f"onnxruntime ({'cuda' if providers(device)[0] == 'CUDAExecutionProvider' else 'cpu'})"
 
 
 class LazySession:
@@ -328,8 +397,9 @@ class LazySession:
     against its fingerprint) never pays for it.
     """
 
-    def __init__(self, build: Callable[[], bytes], threads: int | None = None) -> None:
-        self._build, self._threads = build, threads
+    def __init__(self, build: Callable[[], bytes], threads: int | None = None, device: str | None = "cpu") -> None:
+        providers(device)  # an unknown or unavailable device is an error now, not at the first encode
+        self._build, self._threads, self._device = build, threads, device
         self._session: Any = None
         self._lock = threading.Lock()
 
@@ -342,5 +412,5 @@ class LazySession:
                     with tempfile.TemporaryDirectory(prefix="colcade-model-") as folder:
                         path = Path(folder) / "model.onnx"
                         path.write_bytes(self._build())
-                        self._session = session(path, self._threads)
+                        self._session = session(path, self._threads, self._device)
         return np.asarray(self._session.run(None, {"input_ids": ids, "attention_mask": mask})[0])
