@@ -24,7 +24,8 @@ def test_there_are_notebooks():
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_runs(path, tmp_path):
+def test_notebook_runs(path, tmp_path, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", str(path.parent))  # helpers beside a notebook import, as in Jupyter
     notebook = nbformat.read(path, as_version=4)
     assert all(
         not cell.get("outputs") and not cell.get("execution_count")

@@ -195,12 +195,15 @@ class LateIndex:
         dense: np.ndarray | None = None,
         batch_size: int = 64,
         show_progress: bool | None = None,
+        images: Sequence[Any] | None = None,
     ) -> list[str]:
         """Add passages; returns their ids (generated when not given).
 
         Give ``texts`` to encode them with the index's encoder, or precomputed ``tokens`` (one
         ``[t_i, dim]`` matrix per passage) and optionally ``dense`` (``[n, dense_dim]``; the
-        mean token otherwise), with or without ``texts`` to store. Ids already in the index are
+        mean token otherwise), with or without ``texts`` to store; or ``images`` (paths or PIL
+        images: pages) for an encoder that embeds images (``FastEmbedMultimodalEncoder``), with
+        ``texts`` to store beside them if you like (a caption, the page's text). Ids already in the index are
         an error (use ``upsert``). Either every passage is added or none is: vectors are
         streamed to disk batch by batch (memory does not grow with the list) and committed once.
 
@@ -210,7 +213,7 @@ class LateIndex:
         >>> index.add(["a page"], ids=["p1"], metadatas=[{"page": 1}], tokens=[np.ones((3, 2))])
         ['p1']
         """
-        return self._write(texts, ids, metadatas, tokens, dense, batch_size, show_progress, upsert=False)
+        return self._write(texts, ids, metadatas, tokens, dense, batch_size, show_progress, upsert=False, images=images)
 
     def upsert(
         self,
@@ -222,6 +225,7 @@ class LateIndex:
         dense: np.ndarray | None = None,
         batch_size: int = 64,
         show_progress: bool | None = None,
+        images: Sequence[Any] | None = None,
     ) -> list[str]:
         """Like ``add``, but passages whose id exists replace the old ones (in one commit).
 
@@ -229,7 +233,7 @@ class LateIndex:
         """
         if ids is None:
             raise InvalidInputError("upsert needs ids: they say which passages to replace")
-        return self._write(texts, ids, metadatas, tokens, dense, batch_size, show_progress, upsert=True)
+        return self._write(texts, ids, metadatas, tokens, dense, batch_size, show_progress, upsert=True, images=images)
 
     def replace(
         self,
@@ -295,10 +299,13 @@ class LateIndex:
         upsert: bool,
         remove: tuple[str, list[Any]] | None = None,
         checkpoint: str | None = None,
+        images: Sequence[Any] | None = None,
     ) -> list[str]:
-        n = count_passages(texts, tokens)
+        if images is not None:
+            images = self._check_images(images, tokens)
+        n = count_passages(texts, tokens) if images is None else count_passages(texts, images)
         ids = check_ids(ids, n)
-        texts_out = check_texts(texts, n, required=tokens is None, ids=ids)
+        texts_out = check_texts(texts, n, required=tokens is None and images is None, ids=ids)
         # An upsert without metadatas keeps each replaced passage's own (read at commit, under the lock).
         keep_metadata = upsert and remove is None and metadatas is None
         metadatas = check_metadatas(metadatas, n, ids)
@@ -316,7 +323,7 @@ class LateIndex:
         try:
             desc = "encoding" if tokens is None else "writing"
             with tqdm(total=n, initial=writer.n, desc=desc, unit="passage", disable=disable) as bar:
-                for start, stop in self._stream(writer, ids, texts_out, tokens, dense_all, batch_size):
+                for start, stop in self._stream(writer, ids, texts_out, tokens, dense_all, batch_size, images):
                     for i in range(start, stop):
                         writer.note(material(i))
                     if checkpoint is not None:
@@ -346,6 +353,19 @@ class LateIndex:
         )
         return list(ids)
 
+    def _check_images(self, images: Sequence[Any], tokens: Sequence[np.ndarray] | None) -> list[Any]:
+        if tokens is not None:
+            raise InvalidInputError("give images or tokens, not both")
+        if not getattr(self._encoder, "embeds_images", False):
+            raise InvalidInputError(
+                f"this index's encoder ({self._encoder.name!r}) does not embed images: create the index with one "
+                "that does (colcade.encoders.multimodal.FastEmbedMultimodalEncoder, PrecomputedEncoder(image_fn=...)), "
+                "or pass your vectors as tokens="
+            )
+        if isinstance(images, (str, bytes)):
+            raise InvalidInputError("images must be a list, not one path: wrap it as [path]")
+        return list(images)
+
     def _refuse_existing(self, ids: list[str]) -> None:
         with self._store.reading() as (_, db):
             existing = self._store.live_keys_for_ids(db, ids)
@@ -363,6 +383,7 @@ class LateIndex:
         tokens: Sequence[np.ndarray] | None,
         dense: np.ndarray | None,
         batch_size: int,
+        images: Sequence[Any] | None = None,
     ) -> Iterator[tuple[int, int]]:
         """Encode (or check given vectors) chunk by chunk from where ``writer`` stands, appending each;
         yields each chunk's (start, stop) once it is in the writer."""
@@ -370,7 +391,10 @@ class LateIndex:
         chunk = batch_size * 2 if tokens is None else 4096  # passages between checkpoints
         for start in range(writer.n, n, chunk):
             stop = min(n, start + chunk)
-            if tokens is None:
+            if images is not None:
+                encoded = self._encoder.encode_images(images[start:stop])  # type: ignore[attr-defined]
+                part_tokens, part_dense = list(encoded.tokens), encoded.dense
+            elif tokens is None:
                 part_tokens, part_dense = self._encode(texts[start:stop], batch_size)
             else:
                 part_tokens, part_dense = list(tokens[start:stop]), None

@@ -16,6 +16,7 @@ KINDS = {
     "minilm": ("colcade.encoders.default", "MiniLMEncoder"),
     "colbert": ("colcade.encoders.colbert", "ColBERTEncoder"),
     "fastembed": ("colcade.encoders.fastembed", "FastEmbedEncoder"),
+    "fastembed-multimodal": ("colcade.encoders.multimodal", "FastEmbedMultimodalEncoder"),
     "precomputed": ("colcade.encoders.precomputed", "PrecomputedEncoder"),
 }
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -18,7 +19,9 @@ class PrecomputedEncoder:
 
     Pass token matrices to ``LateIndex.add(..., tokens=...)`` and query matrices to
     ``LateIndex.search(EncodedQuery(...))``, or give ``query_fn`` (and ``document_fn``) so that
-    text works too. Without a dense vector, the mean of the token vectors is used.
+    text works too, and ``image_fn`` (a list of images -> one ``[t, dim]`` matrix each) so that
+    ``LateIndex.add(images=...)`` does: any model you run yourself (ColQwen2 on transformers).
+    Without a dense vector, the mean of the token vectors is used.
 
     >>> import numpy as np
     >>> enc = PrecomputedEncoder(dim=128, name="colpali-v1.3")
@@ -35,6 +38,7 @@ class PrecomputedEncoder:
         name: str = "precomputed",
         query_fn: QueryFn | None = None,
         document_fn: DocumentFn | None = None,
+        image_fn: Callable[[list[Any]], Sequence[Any]] | None = None,
     ) -> None:
         if int(dim) <= 0:
             raise InvalidInputError(f"dim must be a positive integer, but got {dim}")
@@ -43,6 +47,12 @@ class PrecomputedEncoder:
         self.dense_dim = int(dense_dim) if dense_dim is not None else self.dim
         self.query_fn = query_fn
         self.document_fn = document_fn
+        self.image_fn = image_fn
+
+    @property
+    def embeds_images(self) -> bool:
+        """Whether ``LateIndex.add(images=...)`` works: an ``image_fn`` was given."""
+        return self.image_fn is not None
 
     @property
     def fingerprint(self) -> str:
@@ -62,6 +72,14 @@ class PrecomputedEncoder:
         if isinstance(out, Encoded):
             return out
         tokens = [check_tokens(t, self.dim, f"document_fn output {i}") for i, t in enumerate(out)]
+        return Encoded(dense=np.stack([pool(t) for t in tokens]), tokens=tokens)
+
+    def encode_images(self, images: Sequence[Any]) -> Encoded:
+        if self.image_fn is None:
+            raise self._no_model("image_fn")
+        tokens = [check_tokens(t, self.dim, f"image_fn output {i}") for i, t in enumerate(self.image_fn(list(images)))]
+        if len(tokens) != len(images):
+            raise InvalidInputError(f"image_fn returned {len(tokens)} matrices for {len(images)} images")
         return Encoded(dense=np.stack([pool(t) for t in tokens]), tokens=tokens)
 
     def encode_query(self, text: str) -> EncodedQuery:
