@@ -86,7 +86,9 @@ def test_images_are_refused_clearly(tmp_path, model, pages):
     assert len(index) == 0  # nothing half-written
 
 
-def test_a_model_you_run_yourself_embeds_images_through_image_fn(tmp_path, pages):
+@pytest.mark.filterwarnings("ignore:Local mode performs exact")
+@pytest.mark.parametrize("backend", ["late", "qdrant"])
+def test_a_model_you_run_yourself_embeds_images_through_image_fn(tmp_path, pages, backend):
     # The ColQwen2-on-transformers path of the README, with a numpy model in its place: pixels
     # (8x8 cells of the page) and colour names mapped by the same random projection.
     paths, colours = pages
@@ -101,7 +103,11 @@ def test_a_model_you_run_yourself_embeds_images_through_image_fn(tmp_path, pages
         image_fn=lambda images: [cells(p) @ project for p in images],
         query_fn=lambda q: (np.array(tiny_colpali.COLOURS[q], np.float64)[None] / 255 - 0.5) @ project,
     )
-    index = LateIndex.in_memory(encoder=encoder)
+    if backend == "qdrant":  # the same contract on Qdrant
+        qdrant = pytest.importorskip("colcade.qdrant")
+        index = qdrant.QdrantIndex.create(":memory:", "pages", encoder)
+    else:
+        index = LateIndex.in_memory(encoder=encoder)
     index.add(images=paths, ids=[f"p{i}" for i in range(12)], metadatas=[{"colour": c} for c in colours])
     assert index.search("yellow", k=1)[0].metadata["colour"] == "yellow"
     with pytest.raises(InvalidInputError, match="returned 1 matrices for 2 images"):

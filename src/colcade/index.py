@@ -27,6 +27,7 @@ from colcade.errors import (
 )
 from colcade.inputs import (
     check_ids,
+    check_images,
     check_metadatas,
     check_texts,
     check_unicode,
@@ -302,7 +303,7 @@ class LateIndex:
         images: Sequence[Any] | None = None,
     ) -> list[str]:
         if images is not None:
-            images = self._check_images(images, tokens)
+            images = check_images(self._encoder, images, tokens)
         n = count_passages(texts, tokens) if images is None else count_passages(texts, images)
         ids = check_ids(ids, n)
         texts_out = check_texts(texts, n, required=tokens is None and images is None, ids=ids)
@@ -352,19 +353,6 @@ class LateIndex:
             keep_metadata=keep_metadata,
         )
         return list(ids)
-
-    def _check_images(self, images: Sequence[Any], tokens: Sequence[np.ndarray] | None) -> list[Any]:
-        if tokens is not None:
-            raise InvalidInputError("give images or tokens, not both")
-        if not getattr(self._encoder, "embeds_images", False):
-            raise InvalidInputError(
-                f"this index's encoder ({self._encoder.name!r}) does not embed images: create the index with one "
-                "that does (colcade.encoders.multimodal.FastEmbedMultimodalEncoder, PrecomputedEncoder(image_fn=...)), "
-                "or pass your vectors as tokens="
-            )
-        if isinstance(images, (str, bytes)):
-            raise InvalidInputError("images must be a list, not one path: wrap it as [path]")
-        return list(images)
 
     def _refuse_existing(self, ids: list[str]) -> None:
         with self._store.reading() as (_, db):

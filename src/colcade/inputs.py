@@ -151,3 +151,18 @@ def check_metadatas(metadatas: Sequence[dict[str, Any]] | None, n: int, ids: lis
         check_json_strings(m, f"metadata of {ids[i]!r}")
         check_unicode(to_json(m, ids[i]), f"metadata of {ids[i]!r}")  # fails here, not after encoding
     return metadatas
+
+
+def check_images(encoder: Any, images: Sequence[Any], tokens: Sequence[np.ndarray] | None) -> list[Any]:
+    """``images`` as a list, for an encoder that embeds images, or an InvalidInputError."""
+    if tokens is not None:
+        raise InvalidInputError("give images or tokens, not both")
+    if not getattr(encoder, "embeds_images", False):
+        raise InvalidInputError(
+            f"this index's encoder ({encoder.name!r}) does not embed images: create the index with one that does "
+            "(colcade.encoders.multimodal.FastEmbedMultimodalEncoder, PrecomputedEncoder(image_fn=...)), "
+            "or pass your vectors as tokens="
+        )
+    if isinstance(images, (str, bytes)):
+        raise InvalidInputError("images must be a list, not one path: wrap it as [path]")
+    return list(images)

@@ -34,7 +34,16 @@ from colcade.errors import (
     InvalidInputError,
     UnknownIdError,
 )
-from colcade.inputs import check_ids, check_metadatas, check_texts, check_unicode, count_passages, id_list, storable
+from colcade.inputs import (
+    check_ids,
+    check_images,
+    check_metadatas,
+    check_texts,
+    check_unicode,
+    count_passages,
+    id_list,
+    storable,
+)
 from colcade.optional import require
 from colcade.qdrant import requests
 from colcade.qdrant.filters import field_path, to_qdrant
@@ -260,6 +269,7 @@ class QdrantIndex:
         dense: np.ndarray | None = None,
         batch_size: int = 64,
         show_progress: bool | None = None,
+        images: Sequence[Any] | None = None,
     ) -> list[str]:
         """Add passages, as ``LateIndex.add``; ids already in the collection are an error.
 
@@ -267,7 +277,7 @@ class QdrantIndex:
         interrupted ``add`` leaves the batches already sent. Run the same ``upsert`` again to
         finish it (it is idempotent).
         """
-        return self._write(texts, ids, metadatas, tokens, dense, batch_size, show_progress, upsert=False)
+        return self._write(texts, ids, metadatas, tokens, dense, batch_size, show_progress, upsert=False, images=images)
 
     def upsert(
         self,
@@ -279,12 +289,13 @@ class QdrantIndex:
         dense: np.ndarray | None = None,
         batch_size: int = 64,
         show_progress: bool | None = None,
+        images: Sequence[Any] | None = None,
     ) -> list[str]:
         """Like ``add``, but passages whose id exists replace the old ones; without ``metadatas``
         a replaced passage keeps its metadata."""
         if ids is None:
             raise InvalidInputError("upsert needs ids: they say which passages to replace")
-        return self._write(texts, ids, metadatas, tokens, dense, batch_size, show_progress, upsert=True)
+        return self._write(texts, ids, metadatas, tokens, dense, batch_size, show_progress, upsert=True, images=images)
 
     def _write(
         self,
@@ -297,10 +308,13 @@ class QdrantIndex:
         show_progress: bool | None,
         *,
         upsert: bool,
+        images: Sequence[Any] | None = None,
     ) -> list[str]:
-        n = count_passages(texts, tokens)
+        if images is not None:
+            images = check_images(self._encoder, images, tokens)
+        n = count_passages(texts, tokens) if images is None else count_passages(texts, images)
         ids_ = check_ids(ids, n)
-        texts_ = check_texts(texts, n, required=tokens is None, ids=ids_)
+        texts_ = check_texts(texts, n, required=tokens is None and images is None, ids=ids_)
         keep = upsert and metadatas is None
         metas = check_metadatas(metadatas, n, ids_)
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size <= 0:
@@ -322,7 +336,11 @@ class QdrantIndex:
             for start in range(0, n, batch_size):
                 stop = min(n, start + batch_size)
                 if tokens is None:
-                    out = self._encoder.encode_documents(texts_[start:stop])
+                    out = (
+                        self._encoder.encode_images(images[start:stop])  # type: ignore[attr-defined]
+                        if images is not None
+                        else self._encoder.encode_documents(texts_[start:stop])
+                    )
                     part_tokens = [storable(t, self._info["dim"], ids_[start + i]) for i, t in enumerate(out.tokens)]
                     part_dense = out.dense
                 else:
