@@ -4,6 +4,7 @@ The folder holds the ColBERT checkpoint of test_colbert.py exported to ONNX, so 
 ColBERT pipeline and colcade's own ColBERTEncoder can be held to each other.
 """
 
+import json
 import shutil
 
 import numpy as np
@@ -16,14 +17,15 @@ from test_colbert import checkpoint  # noqa: E402,F401  (the fixture)
 from colcade import EncoderUnavailableError, LateIndex  # noqa: E402
 from colcade.encoders.colbert import ColBERTEncoder  # noqa: E402
 from colcade.encoders.fastembed import FastEmbedEncoder  # noqa: E402
-from colcade.encoders.onnx_bert import build_bert  # noqa: E402
+from colcade.encoders.onnx_bert import build_bert, read_safetensors  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def fastembed_folder(checkpoint, tmp_path_factory):  # noqa: F811
-    colbert = ColBERTEncoder(checkpoint)
+    weights = read_safetensors(checkpoint / "model.safetensors")
+    config = json.loads((checkpoint / "config.json").read_text())
     folder = tmp_path_factory.mktemp("fastembed-colbert")
-    (folder / "model.onnx").write_bytes(build_bert(colbert._weights, colbert._bert_config, colbert._projection))
+    (folder / "model.onnx").write_bytes(build_bert(weights, config, weights["linear.weight"]))
     for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "config.json"):
         shutil.copy(checkpoint / name, folder / name)
     return folder
