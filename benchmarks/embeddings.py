@@ -81,8 +81,10 @@ def _embed(encoder: MiniLMEncoder, ids: list[str], texts: list[str], label: str)
 
 
 def cache_key(encoder: MiniLMEncoder) -> str:
-    """The model's identity without its token-selection options: the cache holds every token."""
-    return fingerprint_of(encoder.name, sha256_file(encoder.weights), encoder.max_length)
+    """The model's identity without its token-selection options: the cache holds every token.
+    Its arithmetic is part of it where it is not float32 (float32 keys predate the option)."""
+    precision = [encoder.precision] if encoder.precision != "float32" else []
+    return fingerprint_of(encoder.name, sha256_file(encoder.weights), encoder.max_length, *precision)
 
 
 def load(name: str, encoder: MiniLMEncoder | None = None, split: str = "test") -> tuple[Collection, Embedded, Embedded]:

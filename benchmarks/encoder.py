@@ -90,7 +90,10 @@ def main() -> None:
     body = (
         "## The embedded default encoder (all-MiniLM-L6-v2 on onnxruntime)\n\n"
         + table(["measure", "value", "target"], rows)
-        + f"\n\n{len(passages)} SQuAD 2.0 dev passages and {len(queries)} of its questions, 2 cores."
+        + f"\n\n{len(passages)} SQuAD 2.0 dev passages and {len(queries)} of its questions, 2 cores, "
+        f"matrix products in {encoder.precision} (benchmarks/precision.py compares float32 and int8). "
+        "GPU passages/s: not measured (no GPU machine was lent to this project's sessions); `device=` "
+        "picks CUDA where onnxruntime-gpu or torch has it."
     )
     write_section("encoder-quick" if args.quick else "encoder", body, args.out)
 

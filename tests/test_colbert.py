@@ -147,13 +147,15 @@ def test_an_unsupported_architecture_is_refused_before_any_index_is_written(tmp_
     shutil.copytree(checkpoint, modern)
     config = json.loads((modern / "config.json").read_text())
     (modern / "config.json").write_text(json.dumps({**config, "model_type": "modernbert"}))
-    # BERT weights under a ModernBERT config: torch's model would not find its weights (or, without
-    # torch, the backbone needs it); either way refused when the encoder is made, not at the first encode.
+    # BERT weights under a ModernBERT config: refused when the encoder is made, not at the first encode.
     with pytest.raises(EncoderUnavailableError, match="'modernbert'"):
         LateIndex.create(tmp_path / "idx", encoder=ColBERTEncoder(modern))
     assert not (tmp_path / "idx").exists()
-    with pytest.raises(EncoderUnavailableError, match="cannot run on onnxruntime: its backbone is 'modernbert'"):
-        ColBERTEncoder(modern, backend="onnxruntime")
+    gemma = tmp_path / "gemma"
+    shutil.copytree(checkpoint, gemma)
+    (gemma / "config.json").write_text(json.dumps({**config, "model_type": "gemma"}))
+    with pytest.raises(EncoderUnavailableError, match="cannot run on onnxruntime: its backbone is 'gemma'"):
+        ColBERTEncoder(gemma, backend="onnxruntime")
     rotary = tmp_path / "rotary"
     shutil.copytree(checkpoint, rotary)
     (rotary / "config.json").write_text(json.dumps({**config, "position_embedding_type": "rotary"}))

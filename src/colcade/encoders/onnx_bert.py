@@ -11,7 +11,6 @@ linear projection (ColBERT checkpoints).
 from __future__ import annotations
 
 import json
-import math
 import struct
 import tempfile
 import threading
@@ -21,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from colcade.encoders.onnx_graph import Graph
 from colcade.errors import EncoderUnavailableError
 
 # onnx and onnxruntime are core dependencies, imported where used: `import colcade` stays quick.
@@ -185,7 +185,7 @@ def unsupported(config: dict[str, Any]) -> str | None:
     """Why ``build_bert`` cannot run a model with this config.json, or None when it can."""
     kind = config.get("model_type", "bert")
     if kind not in BUILDS:
-        return f"its backbone is {kind!r} (the onnxruntime builder runs {', '.join(BUILDS)})"
+        return f"its backbone is {kind!r} (colcade's onnxruntime graphs run BERT, XLM-RoBERTa and ModernBERT)"
     if config.get("auto_map"):
         return "it ships its own modelling code (auto_map in config.json)"
     if config.get("position_embedding_type", "absolute") != "absolute":
@@ -218,15 +218,14 @@ def build_bert(
     config: dict[str, Any],
     projection: np.ndarray | None = None,
     projection_bias: np.ndarray | None = None,
+    int8: bool = False,
 ) -> bytes:
     """Serialized ONNX model: (input_ids, attention_mask) int64 [b, l] -> hidden float32 [b, l, h].
 
     ``projection`` ([out, hidden], as ColBERT's ``linear``; ``projection_bias`` [out] where it has
     one, as PyLate's Dense may) maps the last hidden state to ``out`` dimensions inside the graph.
+    ``int8``: every weight matrix product in 8-bit integers (``onnx_graph.Graph``).
     """
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
     reason = unsupported(config)
     if reason:
         raise EncoderUnavailableError(f"cannot build this model: {reason}")
@@ -235,114 +234,49 @@ def build_bert(
     first_position = config.get("pad_token_id", 1) + 1 if config.get("model_type") in ("roberta", "xlm-roberta") else 0
     hidden, heads = config["hidden_size"], config["num_attention_heads"]
     eps = float(config.get("layer_norm_eps", 1e-12))
-    nodes, inits = [], []
-    counter = iter(range(1 << 30))
+    g = Graph(int8)
 
     def w(name: str) -> np.ndarray:
         return np.ascontiguousarray(weights[prefix + name], dtype=np.float32)
 
-    def const(name: str, value: Any) -> str:
-        inits.append(numpy_helper.from_array(np.asarray(value), name))
-        return name
-
-    def op(kind: str, inputs: list[str], **attrs: Any) -> str:
-        out = f"{kind}_{next(counter)}"
-        nodes.append(helper.make_node(kind, inputs, [out], **attrs))
-        return out
-
     def layer_norm(x: str, name: str) -> str:
-        return op(
-            "LayerNormalization",
-            [x, const(f"{name}.w", w(f"{name}.weight")), const(f"{name}.b", w(f"{name}.bias"))],
-            epsilon=eps,
-            axis=-1,
-        )
+        return g.layer_norm(x, name, w(f"{name}.weight"), w(f"{name}.bias"), eps)
 
-    def linear(x: str, name: str) -> str:  # y = x W^T + b, W stored [out, in]
-        return op(
-            "Add",
-            [
-                op("MatMul", [x, const(f"{name}.wt", w(f"{name}.weight").T.copy())]),
-                const(f"{name}.b", w(f"{name}.bias")),
-            ],
-        )
+    def linear(x: str, name: str) -> str:
+        return g.linear(x, name, w(f"{name}.weight"), w(f"{name}.bias"))
 
-    for name, value in {
-        "i1": np.array([1], np.int64),
-        "i2": np.array([2], np.int64),
-        "first_position": np.array([first_position], np.int64),
-        "axes12": np.array([1, 2], np.int64),
-        "f1": np.array(1.0, np.float32),
-        "neg": np.array(-1e9, np.float32),
-        "half": np.array(0.5, np.float32),
-        "sqrt2": np.array(math.sqrt(2.0), np.float32),
-        "scale": np.array(1.0 / math.sqrt(hidden // heads), np.float32),
-        "qkv_shape": np.array([0, 0, 3, heads, hidden // heads], np.int64),
-        "ctx_shape": np.array([0, 0, hidden], np.int64),
-    }.items():
-        const(name, value)
-
-    length = op("Slice", [op("Shape", ["input_ids"]), "i1", "i2"])
-    end = op("Add", [length, "first_position"])  # the last position, plus one
-    embedded = op(
-        "Add",
-        [
-            op(
-                "Add",
-                [
-                    op("Gather", [const("word", w("embeddings.word_embeddings.weight")), "input_ids"]),
-                    op(
-                        "Slice",
-                        [const("pos", w("embeddings.position_embeddings.weight")), "first_position", end],
-                    ),
-                ],
-            ),
-            const("type0", w("embeddings.token_type_embeddings.weight")[0]),
-        ],
+    first = g.const("first_position", np.array([first_position], np.int64))
+    end = g.op("Add", [g.length(), first])  # the last position, plus one
+    words = g.op("Gather", [g.const("word", w("embeddings.word_embeddings.weight")), "input_ids"])
+    positions = g.op("Slice", [g.const("pos", w("embeddings.position_embeddings.weight")), first, end])
+    embedded = g.op(
+        "Add", [g.op("Add", [words, positions]), g.const("type0", w("embeddings.token_type_embeddings.weight")[0])]
     )
     x = layer_norm(embedded, "embeddings.LayerNorm")
-    # Padding gets -1e9 before the softmax: [b, 1, 1, l], broadcast over heads and queries.
-    mask_bias = op(
-        "Unsqueeze",
-        [op("Mul", [op("Sub", ["f1", op("Cast", ["attention_mask"], to=TensorProto.FLOAT)]), "neg"]), "axes12"],
-    )
+    padding = g.padding_bias()
+    qkv_shape = g.const("qkv_shape", np.array([0, 0, 3, heads, hidden // heads], np.int64))
+    ctx_shape = g.const("ctx_shape", np.array([0, 0, hidden], np.int64))
 
     for i in range(config["num_hidden_layers"]):
         p = f"encoder.layer.{i}."
-        qkv_w = np.concatenate([w(p + f"attention.self.{n}.weight") for n in ("query", "key", "value")]).T.copy()
+        qkv_w = np.concatenate([w(p + f"attention.self.{n}.weight") for n in ("query", "key", "value")])
         qkv_b = np.concatenate([w(p + f"attention.self.{n}.bias") for n in ("query", "key", "value")])
-        qkv = op("Add", [op("MatMul", [x, const(f"{p}qkv.wt", qkv_w)]), const(f"{p}qkv.b", qkv_b)])
-        qkv = op("Transpose", [op("Reshape", [qkv, "qkv_shape"])], perm=[2, 0, 3, 1, 4])  # [3, b, heads, l, d]
-        q, k, v = (op("Gather", [qkv, const(f"{p}idx{j}", np.array(j, np.int64))], axis=0) for j in range(3))
-        scores = op(
-            "Add", [op("Mul", [op("MatMul", [q, op("Transpose", [k], perm=[0, 1, 3, 2])]), "scale"]), mask_bias]
+        qkv = g.op(
+            "Transpose", [g.op("Reshape", [g.linear(x, f"{p}qkv", qkv_w, qkv_b), qkv_shape])], perm=[2, 0, 3, 1, 4]
         )
-        context = op("MatMul", [op("Softmax", [scores], axis=-1), v])
-        context = op("Reshape", [op("Transpose", [context], perm=[0, 2, 1, 3]), "ctx_shape"])
-        x = layer_norm(op("Add", [x, linear(context, p + "attention.output.dense")]), p + "attention.output.LayerNorm")
-        h = linear(x, p + "intermediate.dense")
-        gelu = op("Mul", [op("Mul", [h, op("Add", [op("Erf", [op("Div", [h, "sqrt2"])]), "f1"])]), "half"])
-        x = layer_norm(op("Add", [x, linear(gelu, p + "output.dense")]), p + "output.LayerNorm")
+        q, k, v = (g.op("Gather", [qkv, g.const(f"{p}idx{j}", np.array(j, np.int64))], axis=0) for j in range(3))
+        context = g.attention(q, k, v, padding, hidden // heads)  # [b, heads, l, d]
+        context = g.op("Reshape", [g.op("Transpose", [context], perm=[0, 2, 1, 3]), ctx_shape])
+        x = layer_norm(
+            g.op("Add", [x, linear(context, p + "attention.output.dense")]), p + "attention.output.LayerNorm"
+        )
+        h = g.gelu(linear(x, p + "intermediate.dense"))
+        x = layer_norm(g.op("Add", [x, linear(h, p + "output.dense")]), p + "output.LayerNorm")
     if projection is not None:
-        x = op("MatMul", [x, const("projection", np.ascontiguousarray(np.asarray(projection, np.float32).T))])
-        if projection_bias is not None and np.any(projection_bias):
-            x = op("Add", [x, const("projection_bias", np.asarray(projection_bias, np.float32))])
+        bias = projection_bias if projection_bias is not None and np.any(projection_bias) else None
+        x = g.linear(x, "projection", projection, bias)
         hidden = projection.shape[0]
-    nodes.append(helper.make_node("Identity", [x], ["hidden"]))
-
-    graph = helper.make_graph(
-        nodes,
-        "bert",
-        [
-            helper.make_tensor_value_info(n, TensorProto.INT64, ["batch", "length"])
-            for n in ("input_ids", "attention_mask")
-        ],
-        [helper.make_tensor_value_info("hidden", TensorProto.FLOAT, ["batch", "length", hidden])],
-        initializer=inits,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
-    onnx.checker.check_model(model)
-    return bytes(model.SerializeToString())
+    return g.finish(x, hidden, "bert")
 
 
 def providers(device: str | None) -> list[str]:
