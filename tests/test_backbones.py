@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from colcade import EncoderUnavailableError, LateIndex
+from colcade.encoders import describe
 from colcade.encoders.colbert import ColBERTEncoder
 from colcade.encoders.default import FILES
 
@@ -172,6 +173,7 @@ def test_vectors_match_a_torch_reference(tmp_path, backbone, layout, dtype):
     encoder = ColBERTEncoder(folder, device="cpu")
     assert encoder.layout == layout and encoder.dim == DIM
     assert encoder.runtime == "onnxruntime (cpu)"  # every backbone here has an onnxruntime graph
+    assert describe(encoder)["runtime"] == encoder.runtime  # recorded with the index
     for text in TEXTS:
         query = encoder.encode_query(text).tokens
         ref = reference(folder, conv, text, is_query=True)

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from colcade.encoders import onnx_modernbert
 from colcade.encoders.base import (
     Encoded,
     EncodedQuery,
@@ -44,7 +45,6 @@ from colcade.encoders.onnx_bert import (
     safetensors_names,
     unsupported,
 )
-from colcade.encoders import onnx_modernbert
 from colcade.encoders.torch_backbone import TorchBackbone, check_config
 from colcade.errors import EncoderUnavailableError, InvalidInputError
 from colcade.optional import require
