@@ -4,8 +4,8 @@ fp16 and bf16 weights; PyLate's layout and colbert-ai's.
 No checkpoint can be downloaded here, so each test builds a small random one with transformers
 (the real model classes, saved as they save themselves) and compares colcade's vectors with a
 torch reference written here from the conventions (markers, query expansion, skiplist,
-projection), not from colcade's code. BERT and XLM-RoBERTa run on colcade's onnxruntime graph,
-so the reference checks that graph too; ModernBERT runs on the torch backend.
+projection), not from colcade's code. Every backbone here runs on colcade's onnxruntime graphs by
+default, so the reference checks those graphs; the torch backend is checked against them.
 """
 
 import json

@@ -102,6 +102,11 @@ def test_not_a_colbert_checkpoint(tmp_path, checkpoint):
         ColBERTEncoder(plain)  # a plain BERT model, no projection
 
 
+def test_a_missing_folder_is_named(tmp_path):
+    with pytest.raises(EncoderUnavailableError, match="no checkpoint folder at"):
+        ColBERTEncoder(tmp_path / "nowhere")
+
+
 def test_unreachable_model_says_what_to_do(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(EncoderUnavailableError, match="not a local folder"):

@@ -81,8 +81,11 @@ def test_images_are_refused_clearly(tmp_path, model, pages):
         index.add(images=paths[:1], tokens=[np.ones((2, 128))])
     with pytest.raises(InvalidInputError, match="is not a file"):
         index.add(images=[tmp_path / "missing.png"])
-    with pytest.raises(InvalidInputError, match="not one path"):
-        index.add(images=str(paths[0]))
+    for one in (str(paths[0]), paths[0], Image.open(paths[0])):
+        with pytest.raises(InvalidInputError, match="not one image"):
+            index.add(images=one)
+    with pytest.raises(InvalidInputError, match="got 2 texts but 1 images"):
+        index.add(texts=["a", "b"], images=paths[:1])
     assert len(index) == 0  # nothing half-written
 
 
@@ -110,5 +113,15 @@ def test_a_model_you_run_yourself_embeds_images_through_image_fn(tmp_path, pages
         index = LateIndex.in_memory(encoder=encoder)
     index.add(images=paths, ids=[f"p{i}" for i in range(12)], metadatas=[{"colour": c} for c in colours])
     assert index.search("yellow", k=1)[0].metadata["colour"] == "yellow"
+    calls = []
+
+    def counting(images):
+        calls.append(len(images))
+        return [cells(p) for p in images]
+
+    small = LateIndex.in_memory(encoder=PrecomputedEncoder(dim=3, image_fn=counting))
+    small.add(images=paths[:10], batch_size=4)
+    assert calls == [4, 4, 2]  # the model gets batch_size images at a time
+    assert len(PrecomputedEncoder(dim=16, image_fn=lambda images: []).encode_images([]).tokens) == 0
     with pytest.raises(InvalidInputError, match="returned 1 matrices for 2 images"):
         PrecomputedEncoder(dim=16, image_fn=lambda images: [np.ones((2, 16))]).encode_images(paths[:2])

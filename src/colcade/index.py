@@ -304,7 +304,7 @@ class LateIndex:
     ) -> list[str]:
         if images is not None:
             images = check_images(self._encoder, images, tokens)
-        n = count_passages(texts, tokens) if images is None else count_passages(texts, images)
+        n = count_passages(texts, tokens) if images is None else count_passages(texts, images, "images")
         ids = check_ids(ids, n)
         texts_out = check_texts(texts, n, required=tokens is None and images is None, ids=ids)
         # An upsert without metadatas keeps each replaced passage's own (read at commit, under the lock).
@@ -376,7 +376,8 @@ class LateIndex:
         """Encode (or check given vectors) chunk by chunk from where ``writer`` stands, appending each;
         yields each chunk's (start, stop) once it is in the writer."""
         n = len(ids)
-        chunk = batch_size * 2 if tokens is None else 4096  # passages between checkpoints
+        # Passages between checkpoints; images go to the model batch_size at a time (a GPU's memory).
+        chunk = batch_size if images is not None else batch_size * 2 if tokens is None else 4096
         for start in range(writer.n, n, chunk):
             stop = min(n, start + chunk)
             if images is not None:

@@ -6,6 +6,7 @@ before anything is encoded or written.
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -18,13 +19,14 @@ from colcade.storage.segments import FLOAT16_MAX
 from colcade.storage.store import to_json
 
 
-def count_passages(texts: Sequence[str] | None, tokens: Sequence[np.ndarray] | None) -> int:
+def count_passages(texts: Sequence[str] | None, tokens: Sequence[Any] | None, what: str = "token matrices") -> int:
+    """How many passages a write holds: ``texts``, and ``tokens`` (or images: ``what``) alike."""
     if texts is None and tokens is None:
         raise InvalidInputError("give texts to encode, or precomputed tokens= (one [t, dim] matrix per passage)")
     if isinstance(texts, str):
         raise InvalidInputError("texts must be a list of strings, not one string: wrap it as [text]")
     if texts is not None and tokens is not None and len(texts) != len(tokens):
-        raise InvalidInputError(f"got {len(texts)} texts but {len(tokens)} token matrices")
+        raise InvalidInputError(f"got {len(texts)} texts but {len(tokens)} {what}")
     if texts is not None:
         return len(texts)
     assert tokens is not None
@@ -163,6 +165,6 @@ def check_images(encoder: Any, images: Sequence[Any], tokens: Sequence[np.ndarra
             "(colcade.encoders.multimodal.FastEmbedMultimodalEncoder, PrecomputedEncoder(image_fn=...)), "
             "or pass your vectors as tokens="
         )
-    if isinstance(images, (str, bytes)):
-        raise InvalidInputError("images must be a list, not one path: wrap it as [path]")
+    if isinstance(images, (str, bytes, os.PathLike)) or hasattr(images, "convert"):  # a path, or a PIL image
+        raise InvalidInputError("images must be a list, not one image: wrap it as [image]")
     return list(images)

@@ -112,6 +112,8 @@ def resolve(model: str | Path) -> Path:
     path = Path(model).expanduser()
     if path.is_dir():
         return path
+    if path.is_absolute() or str(model).startswith((".", "~")):  # meant as a folder, not a hub id
+        raise EncoderUnavailableError(f"no checkpoint folder at {path}")
     snapshot_download = require(
         "huggingface_hub", "huggingface_hub", f"downloading {model!r} (not a local folder)", EncoderUnavailableError
     ).snapshot_download

@@ -89,7 +89,9 @@ class MiniLMEncoder:
     integers, weights per output channel and activations per token (so a text's vectors do not
     depend on its batch), 1.44x the passages/s of ``"float32"`` on this project's 2-core
     benchmark machine for nDCG@10 within 0.001 on every shared collection
-    (benchmarks/precision.py). Indexes record it: one built in float32 reopens in float32.
+    (benchmarks/precision.py); on a GPU the products run in float32 (onnxruntime's CUDA kernels
+    have no uint8 x int8 product). Indexes record it: one built in float32 reopens in float32.
+    It is not part of the fingerprint: the two are the same model, and an index takes either.
     ``threads`` sets onnxruntime's threads (default: all cores); ``device`` (``"cpu"``,
     ``"cuda"``, ``"cuda:N"``) where it runs: by default a GPU where onnxruntime has CUDA
     (``pip install onnxruntime-gpu``), else the CPU; ``runtime`` says which.
@@ -156,14 +158,18 @@ class MiniLMEncoder:
             self.config["weights"] = str(self.weights)
         if precision != "float32":  # float32 indexes keep the config (and fingerprint) they had
             self.config["precision"] = precision
-        self._run = _model(self.weights.resolve(), threads, device, precision == "int8")
         self.runtime = runtime(device)
+        # onnxruntime's CUDA MatMulInteger takes int8 x int8 only: on a GPU the products run in float32.
+        int8 = precision == "int8" and self.runtime == "onnxruntime (cpu)"
+        self._run = _model(self.weights.resolve(), threads, device, int8)
 
     @functools.cached_property
     def fingerprint(self) -> str:
         weights = sha256_file(self.weights)
-        parts = [self.name, weights, self.max_length, self.keep_special, self.keep_punctuation]
-        return fingerprint_of(*parts, *([self.precision] if self.precision != "float32" else []))
+        # Not the precision: int8 and float32 products are the same model (token cosine ~0.996,
+        # nDCG@10 within 0.001), so an index takes queries and passages from either, as from
+        # either backend of a ColBERT model; the manifest records the precision it was built in.
+        return fingerprint_of(self.name, weights, self.max_length, self.keep_special, self.keep_punctuation)
 
     def _encode(self, texts: Sequence[str]) -> tuple[list[np.ndarray], np.ndarray, int]:
         check_texts(texts)

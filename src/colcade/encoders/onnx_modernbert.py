@@ -44,6 +44,10 @@ def unsupported(config: dict[str, Any]) -> str | None:
     """Why ``build_modernbert`` cannot run a model with this config.json, or None when it can."""
     if config.get("auto_map"):
         return "it ships its own modelling code (auto_map in config.json)"
+    scaled = {k: v.get("rope_type") for k, v in (config.get("rope_parameters") or {}).items() if isinstance(v, dict)}
+    scaled = {k: t for k, t in scaled.items() if t not in (None, "default")}
+    if scaled or (config.get("rope_scaling") or {}).get("rope_type", "default") != "default":
+        return f"its rotary positions are scaled ({scaled or config['rope_scaling']}; the builder runs plain ones)"
     activation = config.get("hidden_activation", "gelu")
     if activation != "gelu":
         return f"its activation is {activation!r} (the builder runs GELU)"

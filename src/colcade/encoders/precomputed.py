@@ -77,6 +77,8 @@ class PrecomputedEncoder:
     def encode_images(self, images: Sequence[Any]) -> Encoded:
         if self.image_fn is None:
             raise self._no_model("image_fn")
+        if not len(images):
+            return Encoded(dense=np.zeros((0, self.dense_dim), np.float32), tokens=[])
         tokens = [check_tokens(t, self.dim, f"image_fn output {i}") for i, t in enumerate(self.image_fn(list(images)))]
         if len(tokens) != len(images):
             raise InvalidInputError(f"image_fn returned {len(tokens)} matrices for {len(images)} images")

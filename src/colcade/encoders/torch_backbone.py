@@ -1,5 +1,6 @@
-"""Backbones onnx_bert cannot build (ModernBERT, rotary XLM-RoBERTa, custom code) through torch and
-transformers' ``AutoModel`` (``pip install "colcade[torch]"``), on CUDA where torch has it.
+"""Backbones colcade's onnxruntime graphs do not build (rotary XLM-RoBERTa, a model's own code, any
+other architecture transformers' ``AutoModel`` loads) through torch (``pip install "colcade[torch]"``),
+on CUDA where torch has it; ``backend="torch"`` also runs the ones the graphs do build.
 
 The callable has the ONNX session's shape: ``(input_ids, attention_mask)`` int64 ``[b, l]`` ->
 float32 ``[b, l, out]``, the last hidden state through the checkpoint's projection.

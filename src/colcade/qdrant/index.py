@@ -312,7 +312,7 @@ class QdrantIndex:
     ) -> list[str]:
         if images is not None:
             images = check_images(self._encoder, images, tokens)
-        n = count_passages(texts, tokens) if images is None else count_passages(texts, images)
+        n = count_passages(texts, tokens) if images is None else count_passages(texts, images, "images")
         ids_ = check_ids(ids, n)
         texts_ = check_texts(texts, n, required=tokens is None and images is None, ids=ids_)
         keep = upsert and metadatas is None
