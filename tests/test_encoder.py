@@ -195,6 +195,19 @@ def test_int8_products_stay_close_to_float32_and_do_not_depend_on_the_batch():
         MiniLMEncoder(precision="fp8")
 
 
+def test_int8_runs_only_where_the_cpu_computes_it_exactly(monkeypatch):
+    from colcade.encoders import default, onnx_graph
+
+    assert MiniLMEncoder(precision="float32").runtime == "onnxruntime (cpu, float32)"
+    expected = "int8" if onnx_graph.exact_int8() else "float32"
+    assert MiniLMEncoder(precision="int8").runtime == f"onnxruntime (cpu, {expected})"
+    monkeypatch.setattr(default, "exact_int8", lambda: False)  # a CPU whose u8 x s8 sums saturate
+    older = MiniLMEncoder(precision="int8", threads=1)
+    assert older.runtime == "onnxruntime (cpu, float32)"
+    exact = MiniLMEncoder(precision="float32", threads=1)
+    assert np.array_equal(older.encode_query("late interaction").tokens, exact.encode_query("late interaction").tokens)
+
+
 @pytest.mark.parametrize("precision", ["float32", "int8"])
 def test_an_index_reopens_with_the_precision_it_was_built_with(tmp_path, precision):
     import json

