@@ -23,15 +23,10 @@ import sys
 import warnings
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from default_weights import speed  # noqa: E402
-from embeddings import COLLECTIONS, load  # noqa: E402
-from quality import build_index, queries_of, run  # noqa: E402
+from default_weights import compare, speed  # noqa: E402
 from report import ROOT, table, write_section  # noqa: E402
 
-from colcade.app.eval import ndcg  # noqa: E402
 from colcade.encoders.default import MiniLMEncoder  # noqa: E402
 
 
@@ -42,31 +37,7 @@ def main() -> None:
     args = parser.parse_args()
     warnings.simplefilter("ignore")  # truncation warnings of long passages
     encoders = {"float32": MiniLMEncoder(precision="float32"), "int8": MiniLMEncoder(precision="int8")}
-    names = ["cranfield"] if args.quick else COLLECTIONS
-    limit = 50 if args.quick else None
-    rows = []
-    for name in names:
-        scores = []
-        embedded = {}
-        for label, enc in encoders.items():
-            collection, passages, queries = load(name, enc)
-            embedded[label] = passages
-            keep = enc._keep
-            index = build_index(passages, keep)
-            qs = queries_of(queries, keep, limit)
-            scores.append(ndcg(run(index, qs, 10, exhaustive=True), collection.qrels))
-        a, b = embedded.values()
-        cos = np.sum(a.vectors.astype(np.float32) * b.vectors.astype(np.float32), axis=1)
-        rows.append(
-            [
-                name,
-                f"{scores[0]:.4f}",
-                f"{scores[1]:.4f}",
-                f"{scores[1] - scores[0]:+.4f}",
-                f"{cos.min():.4f} / {cos.mean():.5f}",
-            ]
-        )
-        print(rows[-1], flush=True)
+    rows = compare(encoders, args.quick)
     squad = ROOT.parent / "shared" / "data" / "squad2_dev_passages" / "corpus.jsonl"
     texts = [json.loads(line)["text"] for line, _ in zip(open(squad), range(64 if args.quick else 400))]
     rates = speed(encoders, texts, rounds=1 if args.quick else 3)

@@ -10,6 +10,7 @@ without VNNI add u8 x s8 products in pairs into int16, which saturates (255 x 12
 
 from __future__ import annotations
 
+import functools
 import math
 from itertools import count
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 import numpy as np
 
 
+@functools.cache  # the CPU does not change: read /proc/cpuinfo once a process
 def exact_int8() -> bool:
     """Whether this CPU's u8 x s8 products accumulate without saturating: x86 with VNNI or AMX
     (``/proc/cpuinfo`` flags), or 64-bit ARM with dot-product instructions."""

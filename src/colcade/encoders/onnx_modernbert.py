@@ -59,11 +59,19 @@ def unsupported(config: dict[str, Any]) -> str | None:
 
 def weight_names(config: dict[str, Any]) -> list[str]:
     """The weights the graph reads (without a checkpoint's prefix)."""
-    names = ["embeddings.tok_embeddings.weight", "embeddings.norm.weight", "final_norm.weight"]
+    names = [TOKENS, "embeddings.norm.weight", "final_norm.weight"]
     for i in range(config["num_hidden_layers"]):
         names += [f"layers.{i}.{n}.weight" for n in ("attn.Wqkv", "attn.Wo", "mlp_norm", "mlp.Wi", "mlp.Wo")]
         names += [f"layers.{i}.attn_norm.weight"] if i else []
     return names
+
+
+TOKENS = "embeddings.tok_embeddings.weight"
+
+
+def _prefix(weights: dict[str, np.ndarray]) -> str:
+    """What a checkpoint puts before ModernBertModel's names: "" (PyLate), "model." (MaskedLM)."""
+    return next((n[: -len(TOKENS)] for n in weights if n.endswith(TOKENS)), "")
 
 
 def check_modernbert(weights: dict[str, np.ndarray], config: dict[str, Any], where: Any) -> None:
@@ -71,8 +79,7 @@ def check_modernbert(weights: dict[str, np.ndarray], config: dict[str, Any], whe
     reason = unsupported(config)
     if reason:
         raise EncoderUnavailableError(f"{where} cannot run on onnxruntime: {reason}")
-    key = "embeddings.tok_embeddings.weight"
-    prefix = next((n[: -len(key)] for n in weights if n.endswith(key)), "")
+    prefix = _prefix(weights)
     missing = [prefix + n for n in weight_names(config) if prefix + n not in weights]
     if missing:
         shown = ", ".join(repr(m) for m in missing[:3])
@@ -104,8 +111,7 @@ def build_modernbert(
     reason = unsupported(config)
     if reason:
         raise EncoderUnavailableError(f"cannot build this model: {reason}")
-    key = "embeddings.tok_embeddings.weight"
-    prefix = next((n[: -len(key)] for n in weights if n.endswith(key)), "")
+    prefix = _prefix(weights)
     hidden, heads = config["hidden_size"], config["num_attention_heads"]
     head_dim = hidden // heads
     eps = float(config.get("norm_eps", 1e-5))
@@ -129,7 +135,7 @@ def build_modernbert(
 
     length = g.length()
     zero = g.const("m_zero", np.array([0], np.int64))
-    x = norm(g.op("Gather", [g.const("tok", w(key)), "input_ids"]), "embeddings.norm")
+    x = norm(g.op("Gather", [g.const("tok", w(TOKENS)), "input_ids"]), "embeddings.norm")
     padding = g.padding_bias()  # [b, 1, 1, l]
     # The sliding window: -1e9 where |i - j| > window, [l, l], added to the padding bias.
     steps = g.op(
