@@ -297,3 +297,62 @@ def test_a_codec_only_deleted_passages_used_does_not_force_coding_again(tmp_path
     assert segment.codec.name == second.codec.name
     for i, vectors in before.items():
         np.testing.assert_array_equal(segment.passage_tokens(i), vectors)  # copied, not coded again
+
+
+def test_dense_codes_keep_inner_products_to_about_a_thousandth() -> None:
+    from colcade.engine import dense_codes
+
+    rng = np.random.default_rng(4)
+    v = rng.standard_normal((500, 128)).astype(np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    v[3] = 0  # an all-zero vector stays zero (its scale is not 0 / 0)
+    rows = dense_codes.encode(v)
+    assert rows.dtype == np.int8 and rows.shape == (500, dense_codes.width(128))
+    back = dense_codes.decode(rows)
+    q = rng.standard_normal(128).astype(np.float32)
+    q /= np.linalg.norm(q)
+    error = np.abs(back @ q - v @ q)
+    assert error.mean() < 1e-3 and error.max() < 4e-3
+    assert not back[3].any()
+    np.testing.assert_array_equal(dense_codes.decode(v.astype(np.float16)), v.astype(np.float16))  # old rows as is
+
+
+def test_compressed_segments_store_dense_vectors_in_8_bits_and_compaction_copies_them(tmp_path) -> None:
+    from colcade.engine import dense_codes
+
+    docs = passages(N, 64, seed=41)
+    dense = np.stack([p.mean(0) / np.linalg.norm(p.mean(0)) for p in docs])
+    index = _index(tmp_path)
+    index.add(ids=[f"p{i}" for i in range(N)], tokens=docs, dense=dense)
+    (seg,) = index._store.state.segments
+    assert seg.dense.dtype == np.int8 and seg.dense.shape == (N, 68)
+    np.testing.assert_allclose(dense_codes.decode(seg.dense), dense, atol=5e-3)
+    stored = np.array(seg.dense)
+    index.delete(["p0"])
+    index.compact()
+    (after,) = index._store.state.segments
+    np.testing.assert_array_equal(after.dense, stored[1:])  # copied, never decoded and coded again
+    batch = next(index.passages(batch_size=N))
+    np.testing.assert_allclose(batch.dense, dense[1:], atol=5e-3)
+
+
+def test_segments_with_float16_dense_vectors_still_open_search_and_compact(tmp_path) -> None:
+    from colcade.engine import dense_codes
+
+    docs = passages(N, 64, seed=42)
+    index = _index(tmp_path)
+    index.add(ids=[f"p{i}" for i in range(N)], tokens=docs)
+    (seg,) = index._store.state.segments
+    q = EncodedQuery(dense=docs[9].mean(0), tokens=docs[9][:6])
+    want = [h.id for h in index.search(q, k=10, n_shortlist=50, n_prefilter=30)]
+    old = dense_codes.decode(seg.dense).astype(np.float16)  # as segments were written before
+    index.close()
+    np.save(tmp_path / "idx" / "segments" / seg.name / "dense.npy", old)
+    reopened = LateIndex.open(tmp_path / "idx")
+    assert reopened._store.state.segments[0].dense.dtype == np.float16
+    assert [h.id for h in reopened.search(q, k=10, n_shortlist=50, n_prefilter=30)] == want
+    reopened.delete(["p1"])
+    reopened.compact()
+    (after,) = reopened._store.state.segments
+    assert after.dense.dtype == np.int8  # compaction brings it to the current layout
+    np.testing.assert_allclose(dense_codes.decode(after.dense), np.delete(old, 1, axis=0).astype(np.float32), atol=5e-3)

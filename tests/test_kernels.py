@@ -170,15 +170,15 @@ def test_cell_scores_kernel_matches_reference(seed):
     cells = np.stack([rng.choice(k, c, replace=False) for _ in range(nq)])
     gains = rng.random((nq, c)).astype(np.float32)
     limit = int(rng.integers(1, n + 1))
-    got = cell_scores(cells, gains, postings.starts, postings.passages, n, limit)
-    want = cell_scores_reference(cells, gains, postings.starts, postings.passages, n, limit)
+    got = cell_scores(cells, gains, postings.heads, postings.blob, n, limit)
+    want = cell_scores_reference(cells, gains, postings.heads, postings.blob, n, limit)
     np.testing.assert_allclose(got, want, rtol=1e-6)
     # The definition: per query token, the first (best) cell holding the passage, lists over limit skipped.
     p = int(rng.integers(n))
     expect = 0.0
     for row, g in zip(cells, gains):
         for cell, gain in zip(row, g):
-            listed = postings.passages[postings.starts[cell] : postings.starts[cell + 1]]
+            listed = postings.passages(cell)
             if len(listed) <= limit and p in listed:
                 expect += gain
                 break
@@ -188,13 +188,48 @@ def test_cell_scores_kernel_matches_reference(seed):
 @pytest.mark.parametrize("backend", ["c", "numpy"])
 def test_cell_scores_refuses_what_would_read_out_of_bounds(backend, monkeypatch):
     from colcade.engine.kernels import cell_scores
+    from colcade.engine.postings import Postings
 
     if backend == "numpy":
         monkeypatch.setenv("COLCADE_KERNELS", "numpy")
-    starts, passages = np.array([0, 2, 3]), np.array([0, 1, 1], np.int32)
+    p = Postings.pack(np.array([0, 2, 3]), np.array([0, 1, 1], np.int32), 2)
     with pytest.raises(InvalidInputError, match="names no list"):
-        cell_scores(np.array([[2]]), np.array([[1.0]]), starts, passages, 2, limit=10)
-    with pytest.raises(InvalidInputError, match="passage"):
-        cell_scores(np.array([[0]]), np.array([[1.0]]), starts, np.array([0, 5, 1], np.int32), 2, limit=10)
+        cell_scores(np.array([[2]]), np.array([[1.0]]), p.heads, p.blob, 2, limit=10)
     with pytest.raises(InvalidInputError, match="alike"):
-        cell_scores(np.array([[0, 1]]), np.array([[1.0]]), starts, passages, 2, limit=10)
+        cell_scores(np.array([[0, 1]]), np.array([[1.0]]), p.heads, p.blob, 2, limit=10)
+    # Lists coded for more passages than this segment holds: their words do not fit.
+    wide = Postings.pack(np.array([0, 2, 3]), np.array([0, 900, 1000], np.int32), 1001)
+    with pytest.raises(InvalidInputError, match="damaged"):
+        cell_scores(np.array([[0]]), np.array([[1.0]]), wide.heads, wide.blob, 2, limit=10)
+    heads = p.heads.copy()
+    heads[1, 1] += 1  # a list's words no longer fit its count
+    with pytest.raises(InvalidInputError, match="damaged"):
+        cell_scores(np.array([[0]]), np.array([[1.0]]), heads, p.blob, 2, limit=10)
+    flipped = p.blob.copy()
+    flipped[:] = 0  # no unary bits: the list decodes to fewer ids than it holds
+    with pytest.raises(InvalidInputError, match="damaged"):
+        cell_scores(np.array([[0]]), np.array([[1.0]]), p.heads, flipped, 2, limit=10)
+    one = Postings.pack(np.array([0, 1]), np.array([3], np.int32), 5)  # 2 low bits, then the unary high part
+    one.blob[1] = np.uint64(1 << 2)  # high part 2: id 2 << 2 | 3 = 11, past the 5 passages
+    with pytest.raises(InvalidInputError, match="damaged"):
+        cell_scores(np.array([[0]]), np.array([[1.0]]), one.heads, one.blob, 5, limit=10)
+
+
+def test_elias_fano_lists_round_trip_and_match_the_kernel_bit_for_bit():
+    from colcade.engine import eliasfano
+    from colcade.engine.postings import Postings
+
+    rng = np.random.default_rng(3)
+    for universe in (1, 2, 63, 64, 65, 1000, 1 << 20):
+        for count in {1, 2, min(universe, 7), min(universe, 64), universe // 2, universe}:
+            if count <= 0 or count > min(universe, 5000):
+                continue
+            ids = np.sort(rng.choice(universe, count, replace=False))
+            words = eliasfano.pack(ids, universe)
+            assert len(words) == eliasfano.words(universe, np.array([count]))[0]
+            np.testing.assert_array_equal(eliasfano.unpack(words, count, universe), ids)
+            packed = Postings.pack(np.array([0, count]), ids.astype(np.int32), universe)  # the C packer
+            np.testing.assert_array_equal(packed.blob, words)
+    # About 2 + log2(universe / count) bits an id: far below int32's 32.
+    ids = np.sort(rng.choice(1_000_000, 20_000, replace=False))
+    assert eliasfano.pack(ids, 1_000_000).nbytes * 8 / len(ids) < 7.7

@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from colcade.encoders import EncodedQuery, Encoder, default_encoder, describe, from_manifest, pool
 from colcade.encoders.base import check_dense, check_tokens
-from colcade.engine import cascade, filters, fusion
+from colcade.engine import cascade, dense_codes, filters, fusion
 from colcade.errors import (
     DuplicateIdError,
     EncoderMismatchError,
@@ -653,7 +653,7 @@ class LateIndex:
             for seg, local, idx in state.locate(chunk):
                 for i, j in zip(local, idx):
                     tokens[j] = seg.passage_tokens(int(i))
-                dense[idx] = seg.dense[local]
+                dense[idx] = dense_codes.decode(seg.dense[local])
             keys = state.keys[chunk].tolist()
             with self._store.reading() as (_, db):
                 rows = self._store.rows(db, keys)

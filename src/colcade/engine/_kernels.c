@@ -512,21 +512,79 @@ static int check_codes(const uint16_t *codes, const int64_t *offsets, const int6
     return 0;
 }
 
+/* Posting lists in Elias-Fano form (a list of `count` ascending ids below `universe`): each id's
+ * low `l` bits packed into words, then its high part (id >> l) in unary, as bit (high + rank) of
+ * the words after them. About 2 + log2(universe / count) bits an id, against 32 for int32 ids.
+ * The low-bit count and word counts follow from (universe, count) alone, the same in Python. */
+static int ef_low_bits(int64_t universe, int64_t count) {
+    int l = 0;
+    if (count <= 0) return 0;
+    while (l < 62 && (count << (l + 1)) <= universe) l++; /* floor(log2(universe / count)) */
+    return l;
+}
+
+static int64_t ef_low_words(int64_t count, int l) { return (count * l + 63) / 64; }
+
+static int64_t ef_words(int64_t universe, int64_t count) {
+    if (count <= 0) return 0;
+    int l = ef_low_bits(universe, count);
+    return ef_low_words(count, l) + (count + (universe >> l) + 1 + 63) / 64;
+}
+
+static void ef_pack_list(const int32_t *ids, int64_t count, int64_t universe, uint64_t *out) {
+    const int l = ef_low_bits(universe, count);
+    const int64_t lw = ef_low_words(count, l);
+    for (int64_t r = 0; r < count; r++) {
+        const uint64_t v = (uint64_t)ids[r];
+        if (l) {
+            const uint64_t low = v & ((1ULL << l) - 1);
+            const int64_t pos = r * l;
+            out[pos >> 6] |= low << (pos & 63);
+            if ((pos & 63) + l > 64) out[(pos >> 6) + 1] |= low >> (64 - (pos & 63));
+        }
+        const int64_t hp = (int64_t)(v >> l) + r;
+        out[lw + (hp >> 6)] |= 1ULL << (hp & 63);
+    }
+}
+
 /* Centroid interaction from posting lists (PLAID's candidate generation): for query token i, its
  * cells (best first) each add their gain to the passages listed under them that have no gain from
- * token i yet; stamp[p] == i + 1 marks those. Lists over `limit` passages are passed over. */
-static void run_cell_scores(const int64_t *cells, const float *gains, int nq, int c, const int64_t *starts,
-                            const int32_t *passages, int64_t limit, float *acc, int32_t *stamp) {
+ * token i yet; stamp[p] == i + 1 marks those. Lists over `limit` passages are passed over.
+ * Returns -1 if a list decodes to an id past the universe or to fewer ids than it holds (damaged). */
+static int run_cell_scores(const int64_t *cells, const float *gains, int nq, int c, const int64_t *counts,
+                           const int64_t *words, const uint64_t *blob, int64_t universe, int64_t limit, float *acc,
+                           int32_t *stamp) {
     for (int i = 0; i < nq; i++)
         for (int j = 0; j < c; j++) {
-            const int64_t cell = cells[(size_t)i * c + j], lo = starts[cell], hi = starts[cell + 1];
-            if (hi - lo > limit) continue;
+            const int64_t cell = cells[(size_t)i * c + j], count = counts[cell + 1] - counts[cell];
+            if (count > limit || count == 0) continue;
             const float gain = gains[(size_t)i * c + j];
-            for (int64_t t = lo; t < hi; t++) {
-                const int32_t p = passages[t];
-                if (stamp[p] != i + 1) { stamp[p] = i + 1; acc[p] += gain; }
+            const int l = ef_low_bits(universe, count);
+            const uint64_t *lo = blob + words[cell], mask = l ? (1ULL << l) - 1 : 0;
+            const uint64_t *hi = lo + ef_low_words(count, l);
+            const int64_t hi_words = words[cell + 1] - words[cell] - ef_low_words(count, l);
+            int64_t r = 0;
+            for (int64_t w = 0; w < hi_words && r < count; w++) {
+                uint64_t bits = hi[w];
+                while (bits && r < count) {
+                    const int64_t high = w * 64 + __builtin_ctzll(bits) - r;
+                    bits &= bits - 1;
+                    uint64_t low = 0;
+                    if (l) {
+                        const int64_t pos = r * l;
+                        low = lo[pos >> 6] >> (pos & 63);
+                        if ((pos & 63) + l > 64) low |= lo[(pos >> 6) + 1] << (64 - (pos & 63));
+                        low &= mask;
+                    }
+                    const int64_t p = (high << l) | (int64_t)low;
+                    if (p < 0 || p >= universe) return -1;
+                    if (stamp[p] != i + 1) { stamp[p] = i + 1; acc[p] += gain; }
+                    r++;
+                }
             }
+            if (r != count) return -1;
         }
+    return 0;
 }
 
 /* ---------------------------------------------------------------- Python glue */
@@ -655,42 +713,85 @@ static PyObject *py_maxsim_codes(PyObject *self, PyObject *args) {
     return result;
 }
 
-static PyObject *py_cell_scores(PyObject *self, PyObject *args) {
-    Py_buffer cells, gains, starts, passages, acc, stamp;
-    int nq, c;
-    long long limit;
-    if (!PyArg_ParseTuple(args, "y*y*y*y*w*w*iiL", &cells, &gains, &starts, &passages, &acc, &stamp, &nq, &c, &limit))
-        return NULL;
-    PyObject *result = NULL;
-    const Py_ssize_t k = starts.len / (Py_ssize_t)sizeof(int64_t) - 1, n = acc.len / (Py_ssize_t)sizeof(float);
-    const Py_ssize_t n_list = passages.len / (Py_ssize_t)sizeof(int32_t);
-    const int64_t *st = starts.buf, *ce = cells.buf;
-    const int32_t *pa = passages.buf;
-    int ok = nq >= 0 && c >= 0 && k >= 0 && cells.len >= (Py_ssize_t)sizeof(int64_t) * nq * c &&
-             gains.len >= (Py_ssize_t)sizeof(float) * nq * c && stamp.len >= (Py_ssize_t)sizeof(int32_t) * n;
-    if (!ok) PyErr_SetString(PyExc_ValueError, "cells, gains and stamp must fit nq * c and the passages");
-    /* Nothing is read unchecked: every cell names a list inside the buffer, every listed passage exists. */
-    for (Py_ssize_t t = 0; ok && t < (Py_ssize_t)nq * c; t++) {
-        if (ce[t] < 0 || ce[t] >= k || st[ce[t]] < 0 || st[ce[t] + 1] < st[ce[t]] || st[ce[t] + 1] > n_list) {
-            PyErr_Format(PyExc_IndexError, "cell %lld names no list of the %zd given", (long long)ce[t], k);
-            ok = 0;
-        } else if (st[ce[t] + 1] - st[ce[t]] <= limit) {
-            for (int64_t i = st[ce[t]]; i < st[ce[t] + 1]; i++)
-                if (pa[i] < 0 || pa[i] >= n) {
-                    PyErr_Format(PyExc_IndexError, "a posting list names passage %d of %zd", (int)pa[i], n);
-                    ok = 0;
-                    break;
-                }
+/* Every list a kernel reads must be laid out as its count says, inside the words given. */
+static int check_lists(const int64_t *counts, const int64_t *words, Py_ssize_t k, Py_ssize_t n_words,
+                       int64_t universe, const int64_t *cells, Py_ssize_t m) {
+    for (Py_ssize_t t = 0; t < m; t++) {
+        const int64_t cell = cells ? cells[t] : (int64_t)t;
+        if (cell < 0 || cell >= k) {
+            PyErr_Format(PyExc_IndexError, "cell %lld names no list of the %zd given", (long long)cell, k);
+            return -1;
+        }
+        const int64_t count = counts[cell + 1] - counts[cell];
+        if (count < 0 || words[cell] < 0 || words[cell + 1] > n_words ||
+            words[cell + 1] - words[cell] != ef_words(universe, count)) {
+            PyErr_Format(PyExc_IndexError, "posting list %lld is damaged (its words do not fit its count)",
+                         (long long)cell);
+            return -1;
         }
     }
+    return 0;
+}
+
+static PyObject *py_cell_scores(PyObject *self, PyObject *args) {
+    Py_buffer cells, gains, counts, words, blob, acc, stamp;
+    int nq, c;
+    long long limit;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*y*w*w*iiL", &cells, &gains, &counts, &words, &blob, &acc, &stamp, &nq, &c,
+                          &limit))
+        return NULL;
+    PyObject *result = NULL;
+    const Py_ssize_t k = counts.len / (Py_ssize_t)sizeof(int64_t) - 1, n = acc.len / (Py_ssize_t)sizeof(float);
+    int ok = nq >= 0 && c >= 0 && k >= 0 && words.len == counts.len &&
+             cells.len >= (Py_ssize_t)sizeof(int64_t) * nq * c && gains.len >= (Py_ssize_t)sizeof(float) * nq * c &&
+             stamp.len >= (Py_ssize_t)sizeof(int32_t) * n;
+    if (!ok) PyErr_SetString(PyExc_ValueError, "cells, gains, lists and stamp must fit nq * c and the passages");
+    /* Nothing is read unchecked: every cell names a whole list inside the words; decoding checks each id. */
+    if (ok && check_lists(counts.buf, words.buf, k, blob.len / (Py_ssize_t)sizeof(uint64_t), n, cells.buf,
+                          (Py_ssize_t)nq * c))
+        ok = 0;
     if (ok) {
+        int rc;
         Py_BEGIN_ALLOW_THREADS
-        run_cell_scores(ce, gains.buf, nq, c, st, pa, limit, acc.buf, stamp.buf);
+        rc = run_cell_scores(cells.buf, gains.buf, nq, c, counts.buf, words.buf, blob.buf, n, limit, acc.buf,
+                             stamp.buf);
+        Py_END_ALLOW_THREADS
+        if (rc) PyErr_SetString(PyExc_IndexError, "a posting list is damaged (it names a passage out of range)");
+        else result = Py_NewRef(Py_None);
+    }
+    PyBuffer_Release(&cells); PyBuffer_Release(&gains); PyBuffer_Release(&counts); PyBuffer_Release(&words);
+    PyBuffer_Release(&blob); PyBuffer_Release(&acc); PyBuffer_Release(&stamp);
+    return result;
+}
+
+static PyObject *py_ef_pack(PyObject *self, PyObject *args) {
+    Py_buffer counts, ids, words, blob;
+    long long universe;
+    if (!PyArg_ParseTuple(args, "y*y*y*w*L", &counts, &ids, &words, &blob, &universe)) return NULL;
+    PyObject *result = NULL;
+    const Py_ssize_t k = counts.len / (Py_ssize_t)sizeof(int64_t) - 1;
+    const int64_t *cu = counts.buf, *wo = words.buf;
+    const int32_t *id = ids.buf;
+    int ok = k >= 0 && words.len == counts.len && cu[0] == 0 && cu[k] == ids.len / (Py_ssize_t)sizeof(int32_t) &&
+             wo[0] == 0 && wo[k] == blob.len / (Py_ssize_t)sizeof(uint64_t);
+    if (!ok) PyErr_SetString(PyExc_ValueError, "counts, ids, words and blob do not agree");
+    if (ok && check_lists(cu, wo, k, blob.len / (Py_ssize_t)sizeof(uint64_t), universe, NULL, k)) ok = 0;
+    for (Py_ssize_t c = 0; ok && c < k; c++)
+        for (int64_t t = cu[c]; t < cu[c + 1]; t++)
+            if (id[t] < 0 || id[t] >= universe || (t > cu[c] && id[t] <= id[t - 1])) {
+                PyErr_Format(PyExc_ValueError, "list %zd must hold ascending ids below %lld", c, universe);
+                ok = 0;
+                break;
+            }
+    if (ok) {
+        memset(blob.buf, 0, (size_t)blob.len);
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t c = 0; c < k; c++)
+            ef_pack_list(id + cu[c], cu[c + 1] - cu[c], universe, (uint64_t *)blob.buf + wo[c]);
         Py_END_ALLOW_THREADS
         result = Py_NewRef(Py_None);
     }
-    PyBuffer_Release(&cells); PyBuffer_Release(&gains); PyBuffer_Release(&starts);
-    PyBuffer_Release(&passages); PyBuffer_Release(&acc); PyBuffer_Release(&stamp);
+    PyBuffer_Release(&counts); PyBuffer_Release(&ids); PyBuffer_Release(&words); PyBuffer_Release(&blob);
     return result;
 }
 
@@ -718,6 +819,7 @@ static PyMethodDef methods[] = {
     {"maxsim_residual", py_maxsim_residual, METH_VARARGS, "Float MaxSim over compressed passage tokens."},
     {"maxsim_codes", py_maxsim_codes, METH_VARARGS, "Centroid-interaction MaxSim over passages' codes."},
     {"cell_scores", py_cell_scores, METH_VARARGS, "Centroid interaction of passages from posting lists."},
+    {"ef_pack", py_ef_pack, METH_VARARGS, "Pack ascending posting lists in Elias-Fano form."},
     {"isa", py_isa, METH_NOARGS, "The instruction set in use: 'avx2' or 'scalar'."},
     {"set_simd", py_set_isa, METH_O, "Cap the SIMD level (0 scalar, 1 AVX2, 2 AVX-512); returns the one in use."},
     {NULL, NULL, 0, NULL},

@@ -167,7 +167,7 @@ def _token_candidates(
         top, top_scores = np.take_along_axis(top, order, axis=0), np.take_along_axis(top_scores, order, axis=0)
         floor = top_scores[n_cells] if m > n_cells else np.zeros(table.shape[1], np.float32)
         cells, gains = top[:n_cells].T, (top_scores[:n_cells] - floor).T
-        local, score = seg.postings.scores(cells, gains, seg.n, limit=max(1, seg.n // 4))
+        local, score = seg.postings.scores(cells, gains, limit=max(1, seg.n // 4))
         positions.append(int(base) + local)
         scores.append(score)
     if not positions:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from colcade.engine import eliasfano
 from colcade.errors import InvalidInputError
 
 if TYPE_CHECKING:
@@ -221,52 +222,87 @@ def maxsim_residual_reference(
 
 
 def cell_scores(
-    cells: np.ndarray, gains: np.ndarray, starts: np.ndarray, passages: np.ndarray, n: int, limit: int
+    cells: np.ndarray,
+    gains: np.ndarray,
+    heads: np.ndarray,
+    blob: np.ndarray,
+    n: int,
+    limit: int,
 ) -> np.ndarray:
     """Centroid interaction of ``n`` passages from posting lists: float32 ``[n]``.
 
     Row ``i`` of ``cells`` (int ``[nq, c]``) holds query token ``i``'s best centroids, best first,
     and ``gains`` what holding each is worth; a passage gains, for each query token, the first of
-    its cells whose list (``passages[starts[cell]:starts[cell + 1]]``) holds it. Lists over
-    ``limit`` passages are passed over.
+    its cells whose list holds it. The lists are Elias-Fano words (``eliasfano.py``) in ``blob``:
+    list ``c`` holds ``heads[0, c + 1] - heads[0, c]`` ids in ``blob[heads[1, c]:heads[1, c + 1]]``.
+    Lists over ``limit`` passages are passed over.
 
-    >>> starts, passages = np.array([0, 1, 3, 4]), np.array([0, 0, 1, 1], np.int32)
-    >>> cell_scores(np.array([[1, 0]]), np.array([[0.5, 0.2]]), starts, passages, 2, limit=2)
+    >>> from colcade.engine.postings import Postings
+    >>> p = Postings.pack(np.array([0, 1, 3, 4]), np.array([0, 0, 1, 1], np.int32), 2)
+    >>> cell_scores(np.array([[1, 0]]), np.array([[0.5, 0.2]]), p.heads, p.blob, 2, limit=2)
     array([0.5, 0.5], dtype=float32)
     """
     cells = np.ascontiguousarray(cells, np.int64)
     gains = np.ascontiguousarray(gains, np.float32)
-    starts = np.ascontiguousarray(starts, np.int64)
-    passages = np.ascontiguousarray(passages, np.int32)
+    heads = np.ascontiguousarray(heads, np.int64)
+    blob = np.ascontiguousarray(blob, np.uint64)
     if cells.shape != gains.shape or cells.ndim != 2:
         raise InvalidInputError(f"cells and gains must be [nq, c] alike, but got {cells.shape} and {gains.shape}")
+    if heads.ndim != 2 or heads.shape[0] != 2:
+        raise InvalidInputError(f"heads must be [2, k + 1], but got {heads.shape}")
     if backend() == "numpy":
-        return cell_scores_reference(cells, gains, starts, passages, n, limit)
+        return cell_scores_reference(cells, gains, heads, blob, n, limit)
     acc = np.zeros(n, np.float32)
     stamp = np.zeros(n, np.int32)
-    _call(_c.cell_scores, cells, gains, starts, passages, acc, stamp, cells.shape[0], cells.shape[1], int(limit))
+    nq, c = cells.shape
+    _call(_c.cell_scores, cells, gains, heads[0], heads[1], blob, acc, stamp, nq, c, int(limit))
     return acc
 
 
 def cell_scores_reference(
-    cells: np.ndarray, gains: np.ndarray, starts: np.ndarray, passages: np.ndarray, n: int, limit: int
+    cells: np.ndarray, gains: np.ndarray, heads: np.ndarray, blob: np.ndarray, n: int, limit: int
 ) -> np.ndarray:
     """The definition of ``cell_scores``, in numpy."""
     acc = np.zeros(n, np.float32)
+    k = heads.shape[1] - 1
     for row_cells, row_gains in zip(cells, gains):
         seen = np.zeros(n, bool)
         for cell, gain in zip(row_cells, row_gains):
-            if not 0 <= cell < len(starts) - 1:
-                raise InvalidInputError(f"cell {cell} names no list of the {len(starts) - 1} given")
-            ids = passages[starts[cell] : starts[cell + 1]]
-            if len(ids) > limit:
+            if not 0 <= cell < k:
+                raise InvalidInputError(f"cell {cell} names no list of the {k} given")
+            count = int(heads[0, cell + 1] - heads[0, cell])
+            lo, hi = int(heads[1, cell]), int(heads[1, cell + 1])
+            if count < 0 or lo < 0 or hi > len(blob) or hi - lo != int(eliasfano.words(n, np.array([count]))[0]):
+                raise InvalidInputError(f"posting list {cell} is damaged (its words do not fit its count)")
+            if count > limit:
                 continue
+            ids = eliasfano.unpack(blob[lo:hi], count, n)
             if len(ids) and (ids.min() < 0 or ids.max() >= n):
-                raise InvalidInputError(f"a posting list names a passage outside the {n} given")
+                raise InvalidInputError("a posting list is damaged (it names a passage out of range)")
             fresh = ids[~seen[ids]]
             acc[fresh] += gain
             seen[fresh] = True
     return acc
+
+
+def ef_pack(counts: np.ndarray, ids: np.ndarray, universe: int) -> tuple[np.ndarray, np.ndarray]:
+    """Ascending lists (list ``c``: ``ids[counts[c]:counts[c + 1]]``, each below ``universe``) in
+    Elias-Fano form: (word offsets int64 ``[k + 1]``, words uint64)."""
+    counts = np.ascontiguousarray(counts, np.int64)
+    ids = np.ascontiguousarray(ids, np.int32)
+    starts = np.zeros(len(counts), np.int64)
+    np.cumsum(eliasfano.words(universe, np.diff(counts)), out=starts[1:])
+    if backend() == "numpy":
+        parts = []
+        for c in range(len(counts) - 1):
+            part = ids[counts[c] : counts[c + 1]].astype(np.int64)
+            if len(part) and (part.min() < 0 or part.max() >= universe or np.any(np.diff(part) <= 0)):
+                raise InvalidInputError(f"list {c} must hold ascending ids below {universe}")
+            parts.append(eliasfano.pack(part, universe))
+        return starts, np.concatenate(parts) if parts else np.zeros(0, np.uint64)
+    blob = np.zeros(int(starts[-1]), np.uint64)
+    _call(_c.ef_pack, counts, ids, starts, blob, int(universe))
+    return starts, blob
 
 
 def maxsim_codes_reference(ct: np.ndarray, codes: np.ndarray, offsets: np.ndarray, cand: np.ndarray) -> np.ndarray:

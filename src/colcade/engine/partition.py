@@ -20,6 +20,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from colcade.engine import dense_codes
 from colcade.engine.codec import spherical_kmeans
 from colcade.engine.derived import write_array
 from colcade.errors import CorruptIndexError
@@ -59,10 +60,11 @@ class Partition:
         return cls(spherical_kmeans(sample, k, per_centroid=40, seed=seed), n)
 
     def assign(self, vectors: np.ndarray) -> np.ndarray:
-        """The list of each vector (its best centroid by inner product), int32, block by block."""
+        """The list of each vector (its best centroid by inner product), int32, block by block
+        (``vectors`` as a segment stores them: float, or 8-bit codes)."""
         out = np.empty(len(vectors), np.int32)
         for start in range(0, len(vectors), _BLOCK):
-            block = np.ascontiguousarray(vectors[start : start + _BLOCK], np.float32)
+            block = np.ascontiguousarray(dense_codes.decode(vectors[start : start + _BLOCK]))
             _, best = self._index.search(block, 1)
             out[start : start + len(block)] = best[:, 0]
         return out

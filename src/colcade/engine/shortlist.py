@@ -23,6 +23,7 @@ from typing import Any
 import faiss
 import numpy as np
 
+from colcade.engine import dense_codes
 from colcade.engine.derived import derived
 from colcade.engine.partition import Partition, list_count
 from colcade.errors import CorruptIndexError
@@ -53,7 +54,7 @@ class _Rows:
         for i, part in enumerate(self.parts):
             mask = which == i
             if mask.any():
-                out[mask] = part[positions[mask] - self.bases[i]]
+                out[mask] = dense_codes.decode(part[positions[mask] - self.bases[i]])
         return out
 
     def nbytes(self) -> int:
@@ -183,7 +184,7 @@ class DenseShortlist:
     def _add(self, segments: Sequence[Any]) -> None:
         rows = self.rows
         for seg in segments:
-            rows = rows.plus(np.asarray(seg.dense))  # as stored (float16 when compressed, mapped): no copy
+            rows = rows.plus(np.asarray(seg.dense))  # as stored (8-bit codes when compressed, mapped): no copy
         held = [*self._held, *segments]
         n = len(rows)
         if n <= self.ivf_above:
@@ -191,7 +192,7 @@ class DenseShortlist:
             assert self.flat is not None
             with self.lock:
                 for seg in segments:
-                    self.flat.add(np.ascontiguousarray(seg.dense, np.float32))
+                    self.flat.add(np.ascontiguousarray(dense_codes.decode(seg.dense)))
                 self.rows, self._held = rows, held
             return
         inverted = self.inverted

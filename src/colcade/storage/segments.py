@@ -14,7 +14,8 @@ Compressed segments (the default; ``colcade.engine.codec``) hold, instead of tok
     residuals.npy uint8  [T, d*nbits/8]    each token's residual buckets, packed
     codec.txt                              the name of the codec (``codecs/<name>/`` in the index)
 
-and their dense vectors as float16.
+and their dense vectors in 8 bits (``engine/dense_codes.py``: int8 ``[n, dense_dim + 4]``, each
+row's scale in its last 4 bytes; float16 ``[n, dense_dim]`` in segments written before).
 
 ``SegmentWriter`` streams batches of passages to disk, so memory does not grow with the size
 of an add: each array is appended to a ``.npy`` file whose header is rewritten with the final
@@ -39,6 +40,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from colcade.engine import dense_codes
 from colcade.engine.codec import ResidualCodec
 from colcade.engine.kernels import binarize
 from colcade.engine.postings import Postings
@@ -157,10 +159,11 @@ class Segment:
         if self.codec is not None:
             assert self.codes is not None
             t = len(self.codes)
+            old = self.dense.dtype == np.float16  # written before dense vectors took 8 bits
             expected = {
                 "codes": (np.uint16, (t,)),
                 "residuals": (np.uint8, (t, self.codec.nbytes)),
-                "dense": (np.float16, (n, dense_dim)),
+                "dense": (np.float16, (n, dense_dim)) if old else (np.int8, (n, dense_codes.width(dense_dim))),
             }
             if self.codec.dim != dim:
                 return [f"its codec is for {self.codec.dim} dimensions"]
@@ -294,7 +297,7 @@ class SegmentWriter:
                     self._coded = {
                         "codes": open(self.folder / "codes.npy", "wb"),
                         "residuals": open(self.folder / "residuals.npy", "wb"),
-                        "dense": open(self.folder / "dense16.npy", "wb"),
+                        "dense": open(self.folder / "dense8.npy", "wb"),
                     }
                     for f in self._coded.values():
                         f.write(b"\0" * _HEADER)  # placeholder header, written over by finish
@@ -306,7 +309,7 @@ class SegmentWriter:
         arrays: dict[str, np.ndarray] = {
             "codes": np.ascontiguousarray(codes, np.uint16),
             "residuals": np.ascontiguousarray(residuals, np.uint8),
-            "dense": np.ascontiguousarray(dense, np.float16),
+            "dense": _dense8(dense, self.dense_dim),
         }
         for array_name, array in arrays.items():
             if self.folder is None:
@@ -330,7 +333,7 @@ class SegmentWriter:
         shapes: dict[str, tuple[np.dtype[Any], tuple[int, ...]]] = {
             "codes": (np.dtype(np.uint16), (self._n_tokens,)),
             "residuals": (np.dtype(np.uint8), (self._n_tokens, self.codec.nbytes)),
-            "dense": (np.dtype(np.float16), (self.n, self.dense_dim)),
+            "dense": (np.dtype(np.int8), (self.n, dense_codes.width(self.dense_dim))),
         }
         if self.folder is None:
             self._compressed = {
@@ -411,7 +414,7 @@ class SegmentWriter:
         dense = self.staged_dense()
         if self.folder is None:
             codes, residuals = codec.encode(self.staged_tokens())
-            self._compressed = {"codes": codes, "residuals": residuals, "dense": dense.astype(np.float16)}
+            self._compressed = {"codes": codes, "residuals": residuals, "dense": dense_codes.encode(dense)}
             self.codec = codec
             return
         block = 1 << 14  # tokens at a time: memory stays bounded on any write
@@ -423,9 +426,9 @@ class SegmentWriter:
                     codes, residuals = codec.encode(self.staged_tokens(start=start, stop=start + block))
                     fc.write(codes.tobytes())
                     fr.write(residuals.tobytes())
-            with open(self.folder / "dense16.npy", "wb") as fd:
-                fd.write(_npy_header(np.dtype(np.float16), (self.n, self.dense_dim)))
-                fd.write(np.asarray(dense, np.float16).tobytes())
+            with open(self.folder / "dense8.npy", "wb") as fd:
+                fd.write(_npy_header(np.dtype(np.int8), (self.n, dense_codes.width(self.dense_dim))))
+                fd.write(dense_codes.encode(dense).tobytes())
             self.codec = codec
             self._write_postings()
         except OSError as exc:
@@ -482,7 +485,7 @@ class SegmentWriter:
             if self.codec is not None:  # the compressed arrays replace the float16 staging ones
                 for array_name in _STREAMED:
                     (self.folder / f"{array_name}.npy").unlink()
-                os.rename(self.folder / "dense16.npy", self.folder / "dense.npy")
+                os.rename(self.folder / "dense8.npy", self.folder / "dense.npy")
                 for array_name in ("codes", "residuals", "dense"):
                     with open(self.folder / f"{array_name}.npy", "rb+") as f:
                         os.fsync(f.fileno())
@@ -518,3 +521,10 @@ class SegmentWriter:
         self._files, self._coded = {}, {}
         if self.folder is not None:
             shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _dense8(dense: np.ndarray, dense_dim: int) -> np.ndarray:
+    """Dense rows for a compressed segment: 8-bit rows copied as they are, float ones coded."""
+    if dense.dtype == np.int8 and dense.shape[1:] == (dense_codes.width(dense_dim),):
+        return np.ascontiguousarray(dense)
+    return dense_codes.encode(dense)

@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from colcade.engine import dense_codes
 from colcade.engine import shortlist as dense_shortlist
 from colcade.engine.codec import MAX_CENTROIDS, ResidualCodec
 from colcade.engine.partition import Partition
@@ -168,7 +169,7 @@ def _recode(state: State, positions: np.ndarray, writer: SegmentWriter, batch: i
         for seg, local, idx in state.locate(chunk):
             for i, j in zip(local, idx):
                 tokens[j] = seg.passage_tokens(i)
-            dense[idx] = seg.dense[local]
+            dense[idx] = dense_codes.decode(seg.dense[local])
         writer.append(tokens, dense)
 
 
