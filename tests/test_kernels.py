@@ -170,9 +170,13 @@ def test_cell_scores_kernel_matches_reference(seed):
     cells = np.stack([rng.choice(k, c, replace=False) for _ in range(nq)])
     gains = rng.random((nq, c)).astype(np.float32)
     limit = int(rng.integers(1, n + 1))
-    got = cell_scores(cells, gains, postings.heads, postings.blob, n, limit)
-    want = cell_scores_reference(cells, gains, postings.heads, postings.blob, n, limit)
-    np.testing.assert_allclose(got, want, rtol=1e-6)
+    ids, scores = cell_scores(cells, gains, postings.heads, postings.blob, n, limit)
+    want_ids, want_scores = cell_scores_reference(cells, gains, postings.heads, postings.blob, n, limit)
+    order = np.argsort(ids)  # the kernel lists passages as it meets them
+    np.testing.assert_array_equal(ids[order], want_ids)
+    np.testing.assert_allclose(scores[order], want_scores, rtol=1e-6)
+    got = np.zeros(n, np.float32)
+    got[ids] = scores
     # The definition: per query token, the first (best) cell holding the passage, lists over limit skipped.
     p = int(rng.integers(n))
     expect = 0.0
@@ -233,3 +237,25 @@ def test_elias_fano_lists_round_trip_and_match_the_kernel_bit_for_bit():
     # About 2 + log2(universe / count) bits an id: far below int32's 32.
     ids = np.sort(rng.choice(1_000_000, 20_000, replace=False))
     assert eliasfano.pack(ids, 1_000_000).nbytes * 8 / len(ids) < 7.7
+
+
+def test_cell_scores_scratch_is_clean_from_query_to_query_and_after_a_damaged_list():
+    from colcade.engine.kernels import cell_scores, cell_scores_reference
+    from colcade.engine.postings import Postings
+
+    rng = np.random.default_rng(9)
+    n, k = 300, 20
+    offsets = np.concatenate([[0], np.cumsum(rng.integers(1, 20, n))])
+    p = Postings.build(rng.integers(0, k, offsets[-1]).astype(np.uint16), offsets, k)
+    half = p.blob.copy()
+    half[len(half) // 2 :] = 0  # the lists there decode to fewer ids than they hold
+    for _ in range(3):  # the same thread's scratch, reused
+        cells = np.stack([rng.choice(k, 3, replace=False) for _ in range(4)])
+        gains = rng.random((4, 3)).astype(np.float32)
+        ids, scores = cell_scores(cells, gains, p.heads, p.blob, n, n)
+        want_ids, want = cell_scores_reference(cells, gains, p.heads, p.blob, n, n)
+        order = np.argsort(ids)
+        np.testing.assert_array_equal(ids[order], want_ids)
+        np.testing.assert_allclose(scores[order], want, rtol=1e-6)
+        with pytest.raises(InvalidInputError, match="damaged"):  # fails midway, after touching slots
+            cell_scores(cells, gains, p.heads, half, n, n)

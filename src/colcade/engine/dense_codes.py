@@ -18,8 +18,8 @@ def encode(vectors: np.ndarray) -> np.ndarray:
     """int8 ``[n, d + 4]`` rows of float vectors ``[n, d]``.
 
     >>> v = np.array([[0.5, -1.0, 0.25]], np.float32)
-    >>> decode(encode(v)).round(3).tolist()
-    [[0.504, -1.0, 0.252]]
+    >>> [round(x, 3) for x in decode(encode(v))[0].tolist()]
+    [0.504, -1.0, 0.252]
     """
     vectors = np.asarray(vectors, np.float32)
     peak = np.abs(vectors).max(axis=1) if vectors.shape[1] else np.zeros(len(vectors), np.float32)

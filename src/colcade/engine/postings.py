@@ -88,15 +88,14 @@ class Postings:
         ``i``'s best centroids (best first), ``gains`` what holding each is worth; a passage gains,
         for each query token, the first (best) of its centroids it holds. Lists of more than
         ``limit`` passages are passed over (the centroids of [CLS], "the", "." that every passage
-        holds, which rank nothing and would touch every passage). Returns (local ids, summed gains).
+        holds, which rank nothing and would touch every passage). Returns (local ids, summed
+        gains) of the passages met, in no particular order.
 
         >>> p = Postings.build(np.array([0, 1, 1, 2], np.uint16), np.array([0, 2, 4]), 3)
         >>> p.scores(np.array([[1, 0]]), np.array([[0.5, 0.2]]), limit=2)
-        (array([0, 1]), array([0.5, 0.5], dtype=float32))
+        (array([0, 1], dtype=int32), array([0.5, 0.5], dtype=float32))
         """
-        acc = cell_scores(cells, gains, self.heads, self.blob, self.n, limit)
-        touched = np.flatnonzero(acc > 0)
-        return touched, acc[touched]
+        return cell_scores(cells, gains, self.heads, self.blob, self.n, limit)
 
 
 def _whole(blob: np.ndarray, heads: np.ndarray, k: int, n: int) -> bool:
