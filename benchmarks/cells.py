@@ -53,27 +53,30 @@ def index_of(kind: str, queries: list[EncodedQuery]) -> tuple[LateIndex, list[li
     return index, json.loads(truth_path.read_text())
 
 
+def measure(index: LateIndex, queries: list[EncodedQuery], truth: list[list[str]], widths: dict) -> list[str]:
+    """At ``widths``: fidelity@10 to ``truth`` (the first queries'), p50 ms, and each stage's median ms."""
+    for q in queries[:5]:
+        index.search(q, k=10, **widths)
+    times, stages, fid = [], [], []
+    for i, q in enumerate(queries):
+        t0 = time.perf_counter()
+        hits = index.search(q, k=10, **widths)
+        times.append((time.perf_counter() - t0) * 1e3)
+        stages.append([s.ms for s in hits.stats])
+        if i < len(truth):
+            fid.append(len({h.id for h in hits} & set(truth[i])) / 10)
+    median = np.median(stages, axis=0)
+    return [f"{np.mean(fid):.3f}", f"{np.median(times):.1f}", " / ".join(f"{x:.1f}" for x in median)]
+
+
 def main() -> None:
     queries = [EncodedQuery(dense=pool(q), tokens=q) for q in fit().queries if len(q)][:QUERIES]
     rows = []
     for kind in ("text", "patches"):
         index, truth = index_of(kind, queries)
         for widths in VARIANTS:
-            for q in queries[:5]:
-                index.search(q, k=10, **widths)
-            times, stages, fid = [], [], []
-            for i, q in enumerate(queries):
-                t0 = time.perf_counter()
-                hits = index.search(q, k=10, **widths)
-                times.append((time.perf_counter() - t0) * 1e3)
-                stages.append([s.ms for s in hits.stats])
-                if i < len(truth):
-                    fid.append(len({h.id for h in hits} & set(truth[i])) / 10)
             label = f"{widths['n_cells']}" + (", every candidate reranked" if "n_prefilter" in widths else "")
-            median = np.median(stages, axis=0)
-            rows.append(
-                [kind, label, f"{np.mean(fid):.3f}", f"{np.median(times):.1f}", " / ".join(f"{x:.1f}" for x in median)]
-            )
+            rows.append([kind, label, *measure(index, queries, truth, widths)])
             print(rows[-1], file=sys.stderr, flush=True)
         index.close()
     body = (

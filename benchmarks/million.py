@@ -18,12 +18,12 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cells import measure  # noqa: E402
 from embeddings import CACHE  # noqa: E402
 from realistic import fit  # noqa: E402
 from report import ROOT, table, write_section  # noqa: E402
@@ -58,18 +58,7 @@ def main() -> None:
     truth = json.loads(truth_path.read_text())
     rows = []
     for label, widths in VARIANTS:
-        for q in queries[:5]:
-            index.search(q, k=10, **widths)
-        times, stages, fid = [], [], []
-        for i, q in enumerate(queries):
-            t0 = time.perf_counter()
-            hits = index.search(q, k=10, **widths)
-            times.append((time.perf_counter() - t0) * 1e3)
-            stages.append([s.ms for s in hits.stats])
-            if i < len(truth):
-                fid.append(len({h.id for h in hits} & set(truth[i])) / 10)
-        median = np.median(stages, axis=0)
-        rows.append([label, f"{np.mean(fid):.3f}", f"{np.median(times):.1f}", " / ".join(f"{x:.1f}" for x in median)])
+        rows.append([label, *measure(index, queries, truth, widths)])
         print(rows[-1], file=sys.stderr, flush=True)
     (seg, *_) = index._store.state.segments
     old = seg.dense.dtype == np.float16

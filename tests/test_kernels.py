@@ -259,3 +259,22 @@ def test_cell_scores_scratch_is_clean_from_query_to_query_and_after_a_damaged_li
         np.testing.assert_allclose(scores[order], want, rtol=1e-6)
         with pytest.raises(InvalidInputError, match="damaged"):  # fails midway, after touching slots
             cell_scores(cells, gains, p.heads, half, n, n)
+
+
+def test_cell_scores_over_segments_of_different_sizes_share_one_scratch():
+    from colcade.engine.kernels import cell_scores, cell_scores_reference
+    from colcade.engine.postings import Postings
+
+    rng = np.random.default_rng(12)
+    lists = []
+    for n in (300, 40, 300, 500, 40):  # segments of an index take turns, larger and smaller
+        offsets = np.concatenate([[0], np.cumsum(rng.integers(1, 20, n))])
+        lists.append((n, Postings.build(rng.integers(0, 16, offsets[-1]).astype(np.uint16), offsets, 16)))
+    for n, p in lists:
+        cells = np.stack([rng.choice(16, 3, replace=False) for _ in range(4)])
+        gains = rng.random((4, 3)).astype(np.float32)
+        ids, scores = cell_scores(cells, gains, p.heads, p.blob, n, n)
+        want_ids, want = cell_scores_reference(cells, gains, p.heads, p.blob, n, n)
+        order = np.argsort(ids)
+        np.testing.assert_array_equal(ids[order], want_ids)
+        np.testing.assert_allclose(scores[order], want, rtol=1e-6)

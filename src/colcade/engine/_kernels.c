@@ -553,8 +553,9 @@ static void ef_pack_list(const int32_t *ids, int64_t count, int64_t universe, ui
  * A passage's score and stamp share one 8-byte slot (one cache miss where two arrays took two: the
  * slots of a million passages do not fit in cache), and the passages touched are listed as they
  * are met, so nothing scans all the slots. The slots come in zeroed and go back zeroed (only the
- * touched ones are reset), so a caller keeps them from query to query. Returns how many were touched, or -1 if a list decodes
- * to an id past the universe or to fewer ids than it holds (damaged). */
+ * touched ones are reset), so a caller keeps them from query to query. Returns how many were
+ * touched, or -1 if a list decodes to an id past the universe or to fewer ids than it holds
+ * (damaged; the slots are zeroed all the same). */
 typedef struct { float acc; int32_t stamp; } Slot;
 
 static int64_t run_cell_scores(const int64_t *cells, const float *gains, int nq, int c, const int64_t *counts,
@@ -587,10 +588,7 @@ static int64_t run_cell_scores(const int64_t *cells, const float *gains, int nq,
                         low &= mask;
                     }
                     const int64_t p = (high << l) | (int64_t)low;
-                    if (p < 0 || p >= universe) {
-                        memset(slot, 0, (size_t)universe * sizeof(Slot)); /* zeroed all the same */
-                        return -1;
-                    }
+                    if (p < 0 || p >= universe) goto damaged;
                     __builtin_prefetch(slot + p, 1);
                     ids[got++] = p;
                     r++;
@@ -607,10 +605,7 @@ static int64_t run_cell_scores(const int64_t *cells, const float *gains, int nq,
                     }
                 }
             }
-            if (r != count) {
-                memset(slot, 0, (size_t)universe * sizeof(Slot));
-                return -1;
-            }
+            if (r != count) goto damaged;
         }
     for (int64_t t = 0; t < m; t++) {
         if (t + 16 < m) __builtin_prefetch(slot + touched[t + 16], 1);
@@ -620,6 +615,9 @@ static int64_t run_cell_scores(const int64_t *cells, const float *gains, int nq,
         s->stamp = 0;
     }
     return m;
+damaged:
+    memset(slot, 0, (size_t)universe * sizeof(Slot));
+    return -1;
 }
 
 /* ---------------------------------------------------------------- Python glue */

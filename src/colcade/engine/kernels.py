@@ -266,11 +266,13 @@ _buffers = threading.local()
 def _cell_buffers(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """This thread's scratch for ``cell_scores`` over ``n`` passages: zeroed slots (a score and a
     stamp each; the kernel hands them back zeroed) and room for the touched ids and their scores.
-    Kept from query to query: a fresh 8 bytes a passage costs a page fault a 512 passages."""
+    Kept from query to query, sized for the largest segment seen (an index's segments differ in
+    size and take turns): a fresh 8 bytes a passage costs a page fault a 512 passages."""
     held = getattr(_buffers, "held", None)
-    if held is None or len(held[1]) != n:
+    if held is None or len(held[1]) < n:
         held = _buffers.held = (np.zeros(n, np.int64), np.empty(n, np.int32), np.empty(n, np.float32))
-    return held
+    slots, touched, scores = held
+    return slots[:n], touched[:n], scores[:n]
 
 
 def cell_scores_reference(

@@ -62,16 +62,16 @@ class Postings:
 
         def build() -> tuple[np.ndarray, ...]:
             built = cls.build(codes, offsets, k)
+            if folder is not None:  # lists of the int32 form this replaces: best effort (read-only keeps them)
+                for name in _LEGACY:
+                    try:
+                        (folder / name).unlink(missing_ok=True)
+                    except OSError:
+                        pass
             return built.blob, built.heads
 
         paths = None if folder is None else [folder / f for f in _FILES]
         blob, heads = derived(paths, lambda b, h: _whole(b, h, k, n), build, strict)
-        if folder is not None:
-            for name in _LEGACY:  # best effort: a read-only index keeps them, unused
-                try:
-                    (folder / name).unlink(missing_ok=True)
-                except OSError:
-                    pass
         return cls(heads, blob, n)
 
     def __len__(self) -> int:
