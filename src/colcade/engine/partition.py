@@ -61,7 +61,7 @@ class Partition:
 
     def assign(self, vectors: np.ndarray) -> np.ndarray:
         """The list of each vector (its best centroid by inner product), int32, block by block
-        (``vectors`` as a segment stores them: float, or 8-bit codes)."""
+        (``vectors`` as a segment stores them: float, or 4- or 8-bit codes)."""
         out = np.empty(len(vectors), np.int32)
         for start in range(0, len(vectors), _BLOCK):
             block = np.ascontiguousarray(dense_codes.decode(vectors[start : start + _BLOCK]))

@@ -184,7 +184,7 @@ class DenseShortlist:
     def _add(self, segments: Sequence[Any]) -> None:
         rows = self.rows
         for seg in segments:
-            rows = rows.plus(np.asarray(seg.dense))  # as stored (8-bit codes when compressed, mapped): no copy
+            rows = rows.plus(np.asarray(seg.dense))  # as stored (4-bit codes when compressed, mapped): no copy
         held = [*self._held, *segments]
         n = len(rows)
         if n <= self.ivf_above:

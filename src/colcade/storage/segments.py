@@ -14,8 +14,9 @@ Compressed segments (the default; ``colcade.engine.codec``) hold, instead of tok
     residuals.npy uint8  [T, d*nbits/8]    each token's residual buckets, packed
     codec.txt                              the name of the codec (``codecs/<name>/`` in the index)
 
-and their dense vectors in 8 bits (``engine/dense_codes.py``: int8 ``[n, dense_dim + 4]``, each
-row's scale in its last 4 bytes; float16 ``[n, dense_dim]`` in segments written before).
+and their dense vectors in 4 bits (``engine/dense_codes.py``: uint8 ``[n, dense_dim / 2 + 4]``, each
+row's step in its last 4 bytes; 8 bits, int8 ``[n, dense_dim + 4]``, for an odd ``dense_dim`` and in
+segments written before, as is float16 ``[n, dense_dim]``).
 
 ``SegmentWriter`` streams batches of passages to disk, so memory does not grow with the size
 of an add: each array is appended to a ``.npy`` file whose header is rewritten with the final
@@ -159,11 +160,10 @@ class Segment:
         if self.codec is not None:
             assert self.codes is not None
             t = len(self.codes)
-            old = self.dense.dtype == np.float16  # written before dense vectors took 8 bits
             expected = {
                 "codes": (np.uint16, (t,)),
                 "residuals": (np.uint8, (t, self.codec.nbytes)),
-                "dense": (np.float16, (n, dense_dim)) if old else (np.int8, (n, dense_codes.width(dense_dim))),
+                "dense": _dense_layout(self.dense.dtype, n, dense_dim),
             }
             if self.codec.dim != dim:
                 return [f"its codec is for {self.codec.dim} dimensions"]
@@ -297,7 +297,7 @@ class SegmentWriter:
                     self._coded = {
                         "codes": open(self.folder / "codes.npy", "wb"),
                         "residuals": open(self.folder / "residuals.npy", "wb"),
-                        "dense": open(self.folder / "dense8.npy", "wb"),
+                        "dense": open(self.folder / "dense-coded.npy", "wb"),
                     }
                     for f in self._coded.values():
                         f.write(b"\0" * _HEADER)  # placeholder header, written over by finish
@@ -309,7 +309,7 @@ class SegmentWriter:
         arrays: dict[str, np.ndarray] = {
             "codes": np.ascontiguousarray(codes, np.uint16),
             "residuals": np.ascontiguousarray(residuals, np.uint8),
-            "dense": _dense8(dense, self.dense_dim),
+            "dense": _dense_rows(dense, self.dense_dim),
         }
         for array_name, array in arrays.items():
             if self.folder is None:
@@ -333,7 +333,7 @@ class SegmentWriter:
         shapes: dict[str, tuple[np.dtype[Any], tuple[int, ...]]] = {
             "codes": (np.dtype(np.uint16), (self._n_tokens,)),
             "residuals": (np.dtype(np.uint8), (self._n_tokens, self.codec.nbytes)),
-            "dense": (np.dtype(np.int8), (self.n, dense_codes.width(self.dense_dim))),
+            "dense": _dense_layout(None, self.n, self.dense_dim),
         }
         if self.folder is None:
             self._compressed = {
@@ -426,8 +426,8 @@ class SegmentWriter:
                     codes, residuals = codec.encode(self.staged_tokens(start=start, stop=start + block))
                     fc.write(codes.tobytes())
                     fr.write(residuals.tobytes())
-            with open(self.folder / "dense8.npy", "wb") as fd:
-                fd.write(_npy_header(np.dtype(np.int8), (self.n, dense_codes.width(self.dense_dim))))
+            with open(self.folder / "dense-coded.npy", "wb") as fd:
+                fd.write(_npy_header(*_dense_layout(None, self.n, self.dense_dim)))
                 fd.write(dense_codes.encode(dense).tobytes())
             self.codec = codec
             self._write_postings()
@@ -485,7 +485,7 @@ class SegmentWriter:
             if self.codec is not None:  # the compressed arrays replace the float16 staging ones
                 for array_name in _STREAMED:
                     (self.folder / f"{array_name}.npy").unlink()
-                os.rename(self.folder / "dense8.npy", self.folder / "dense.npy")
+                os.rename(self.folder / "dense-coded.npy", self.folder / "dense.npy")
                 for array_name in ("codes", "residuals", "dense"):
                     with open(self.folder / f"{array_name}.npy", "rb+") as f:
                         os.fsync(f.fileno())
@@ -523,8 +523,20 @@ class SegmentWriter:
             shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def _dense8(dense: np.ndarray, dense_dim: int) -> np.ndarray:
-    """Dense rows for a compressed segment: 8-bit rows copied as they are, float ones coded."""
-    if dense.dtype == np.int8 and dense.shape[1:] == (dense_codes.width(dense_dim),):
+def _dense_rows(dense: np.ndarray, dense_dim: int) -> np.ndarray:
+    """Dense rows for a compressed segment: rows in the current layout copied as they are, others
+    (float, or 8-bit rows of segments written before) coded."""
+    if dense_codes.current(dense, dense_dim):
         return np.ascontiguousarray(dense)
-    return dense_codes.encode(dense)
+    return dense_codes.encode(dense_codes.decode(dense))
+
+
+def _dense_layout(stored: np.dtype | None, n: int, dense_dim: int) -> tuple[np.dtype, tuple[int, int]]:
+    """What a compressed segment's dense array must be: the current layout, or (``stored``: the
+    dtype found) one written before: float16 rows, or 8 bits."""
+    if stored == np.float16:
+        return np.dtype(np.float16), (n, dense_dim)
+    if stored == np.int8:
+        return np.dtype(np.int8), (n, dense_dim + 4)
+    dtype, cols = dense_codes.layout(dense_dim)
+    return dtype, (n, cols)
