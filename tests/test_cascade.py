@@ -123,6 +123,18 @@ def test_plan_defaults_scale_with_corpus_and_k():
     assert plan(10_000, 5, n_shortlist=30, n_prefilter=500).n_prefilter == 30
 
 
+def test_a_short_query_gets_a_wider_compressed_prefilter_for_the_same_rerank_work():
+    from colcade.engine.cascade import RERANK_TOKENS
+
+    assert plan(100_000, 10, compressed=True, n_query_tokens=RERANK_TOKENS).n_prefilter == 200
+    assert plan(100_000, 10, compressed=True, n_query_tokens=64).n_prefilter == 200  # never narrower
+    short = plan(100_000, 10, compressed=True, n_query_tokens=4)
+    assert short.n_prefilter * 4 >= 200 * RERANK_TOKENS > (short.n_prefilter - 1) * 4
+    assert plan(100_000, 10, n_query_tokens=4).n_prefilter == 100  # sign bits: unchanged
+    assert plan(100_000, 10, compressed=True, n_prefilter=50, n_query_tokens=4).n_prefilter == 50  # asked for
+    assert plan(300, 10, compressed=True, n_query_tokens=1).n_prefilter == 300  # at most the shortlist
+
+
 def test_batch_search_matches_single_searches():
     tokens, queries = clustered_corpus(300, 32, seed=8)
     index = build(tokens, 32)

@@ -135,10 +135,12 @@ def test_index_stores_codes_by_default_and_searches_them(tmp_path) -> None:
     decoded = seg.passage_tokens(7)
     assert hits[0].score == pytest.approx(float((query.tokens @ decoded.T).max(1).sum()), abs=1e-3)
     # The cascade at default widths agrees with exhaustive MaxSim over the same stored vectors,
-    # its centroid prefilter keeping twice the float16 width (max(200, 20k)).
+    # its centroid prefilter keeping twice the float16 width (max(200, 20k)), 21 / 5 times that
+    # for a 5-token query: here every passage.
     cascaded = index.search(query, k=5)
     assert [h.id for h in cascaded] == [h.id for h in hits]
-    assert [(s.name, s.candidates_out) for s in cascaded.stats][1] == ("prefilter", 200)
+    assert [(s.name, s.candidates_out) for s in cascaded.stats][1] == ("prefilter", N)
+    assert {s.name: s for s in index.search(query, k=5, n_prefilter=200).stats}["prefilter"].candidates_out == 200
 
 
 def test_float16_storage_is_exact_and_four_times_larger(tmp_path) -> None:
@@ -387,3 +389,20 @@ def test_segments_with_float16_dense_vectors_still_open_search_and_compact(tmp_p
     (after,) = reopened._store.state.segments
     assert after.dense.dtype == np.uint8  # compaction brings it to the current layout
     assert _cosines(dense_codes.decode(after.dense), np.delete(old, 1, axis=0).astype(np.float32)).min() > 0.97
+
+
+def test_short_queries_keep_more_passages_after_the_centroid_prefilter(tmp_path) -> None:
+    docs = passages(N, 64, seed=44)
+    index = _index(tmp_path)
+    index.add(ids=[f"p{i}" for i in range(N)], tokens=docs)
+    assert index._store.state.segments[0].codec is not None
+    i = next(i for i, d in enumerate(docs) if len(d) >= 30)
+
+    def kept(n_tokens: int) -> int:
+        hits = index.search(EncodedQuery(dense=docs[i].mean(0), tokens=docs[i][:n_tokens]), k=10)
+        assert hits[0].id == f"p{i}"
+        return {s.name: s for s in hits.stats}["prefilter"].candidates_out
+
+    assert kept(30) == 200
+    assert kept(10) == 420  # 200 x 21 / 10: the rerank works as hard as for 21 tokens
+    assert kept(2) == N  # wider than the corpus: every passage is reranked

@@ -239,6 +239,32 @@ def test_elias_fano_lists_round_trip_and_match_the_kernel_bit_for_bit():
     assert eliasfano.pack(ids, 1_000_000).nbytes * 8 / len(ids) < 7.7
 
 
+def test_cell_scores_kernel_over_many_passages_matches_reference():
+    """Lists of 200k passages, the first ids of a list in other words than its last: the kernel's
+    result is the definition's, a list that ends short is refused, and the scratch comes back clean."""
+    from colcade.engine.kernels import cell_scores, cell_scores_reference
+    from colcade.engine.postings import Postings
+
+    rng = np.random.default_rng(11)
+    n, k = 200_003, 48
+    offsets = np.concatenate([[0], np.cumsum(rng.integers(1, 4, n))])
+    p = Postings.build(rng.integers(0, k, offsets[-1]).astype(np.uint16), offsets, k)
+    cells = np.stack([rng.choice(k, 4, replace=False) for _ in range(6)])
+    gains = rng.random(cells.shape).astype(np.float32)
+    ids, scores = cell_scores(cells, gains, p.heads, p.blob, n, n)
+    want_ids, want = cell_scores_reference(cells, gains, p.heads, p.blob, n, n)
+    order = np.argsort(ids)
+    np.testing.assert_array_equal(ids[order], want_ids)
+    np.testing.assert_allclose(scores[order], want, rtol=1e-6)
+    assert want_ids.max() > 199_000  # read to the end
+    tail = p.blob.copy()
+    tail[int(p.heads[1, cells[0, 0] + 1]) - 1] = 0  # a list's last high word: it ends short
+    with pytest.raises(InvalidInputError, match="damaged"):
+        cell_scores(cells, gains, p.heads, tail, n, n)
+    again, _ = cell_scores(cells, gains, p.heads, p.blob, n, n)  # the scratch came back zeroed
+    np.testing.assert_array_equal(np.sort(again), want_ids)
+
+
 def test_cell_scores_scratch_is_clean_from_query_to_query_and_after_a_damaged_list():
     from colcade.engine.kernels import cell_scores, cell_scores_reference
     from colcade.engine.postings import Postings

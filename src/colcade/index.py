@@ -526,7 +526,14 @@ class LateIndex:
         compressed = any(s.codec is not None for s in state.segments)
         n_shortlist, n_prefilter, n_cells = widths_asked
         widths = cascade.plan(
-            n_allowed, k, n_shortlist, n_prefilter, exhaustive, compressed=compressed, n_cells=n_cells
+            n_allowed,
+            k,
+            n_shortlist,
+            n_prefilter,
+            exhaustive,
+            compressed=compressed,
+            n_cells=n_cells,
+            n_query_tokens=len(encoded.tokens),
         )
         lex_pos = lexical[0] if lexical is not None else None
         # Fusion ranks every reranked candidate, so the cascade hands them all back.

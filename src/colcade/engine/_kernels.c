@@ -593,13 +593,15 @@ static int64_t run_cell_scores(const int64_t *cells, const float *gains, int nq,
                     ids[got++] = p;
                     r++;
                     if (got == 64 || r == count) {
+                        /* Without branches: whether a passage is new, or new to token i, is
+                         * a coin toss the predictor loses, and each loss cost more than the rest. */
                         for (int t = 0; t < got; t++) {
                             Slot *s = slot + ids[t];
-                            if (s->stamp != i + 1) {
-                                if (!s->stamp) touched[m++] = (int32_t)ids[t];
-                                s->stamp = i + 1;
-                                s->acc += gain;
-                            }
+                            const int32_t stamp = s->stamp;
+                            if (m < universe) touched[m] = (int32_t)ids[t]; /* kept only if new */
+                            m += stamp == 0;
+                            s->acc += stamp != i + 1 ? gain : 0.0f;
+                            s->stamp = i + 1;
                         }
                         got = 0;
                     }

@@ -39,6 +39,10 @@ FULL_SCAN_BELOW = 8192  # passages: scanning all their bits costs ~5 ms at ~1.5 
 # its 5k passages, full scan off) and on 100k synthetic text passages of another seed than the
 # benchmark's (4: fidelity@10 0.980 against 0.963 for 1; benchmarks/cells.py).
 N_CELLS, N_CELLS_LARGE, LARGE = 1, 4, 50_000
+# A compressed index's prefilter width was chosen on SciFact's train queries, whose median is 21
+# tokens; a shorter query gets a proportionally wider one, the same passages x query tokens of
+# rerank: centroid interaction sums fewer token scores, so its ranking is noisier.
+RERANK_TOKENS = 21
 
 
 @dataclass(frozen=True)
@@ -59,12 +63,16 @@ def plan(
     full_scan_below: int = FULL_SCAN_BELOW,
     compressed: bool = False,
     n_cells: int | None = None,
+    n_query_tokens: int | None = None,
 ) -> Widths:
     """Stage widths for a corpus of ``n_allowed`` passages (after filtering).
 
     A compressed index's prefilter (each token scored by its centroid alone) is coarser than
     sign bits, so it keeps twice as many: on SciFact's train queries, keeping 100 lost 0.0017
     nDCG@10 against exhaustive MaxSim over the same codes, keeping 200 lost none (fidelity 0.998).
+    Those queries' median is 21 tokens (``RERANK_TOKENS``); a query of ``n_query_tokens`` fewer
+    keeps ``21 / n_query_tokens`` times as many: the same dot products in the rerank as 21 tokens
+    (decoding each passage's codes comes on top: benchmarks/prefilter.py measures the time).
 
     Token-level candidates (``n_cells``, compressed indexes only) join the dense shortlist when
     there is one; 0 turns them off.
@@ -77,6 +85,8 @@ def plan(
     Widths(n_shortlist=2048, n_prefilter=200, n_cells=1)
     >>> plan(100_000, 10, compressed=True)
     Widths(n_shortlist=2048, n_prefilter=200, n_cells=4)
+    >>> plan(100_000, 10, compressed=True, n_query_tokens=7)
+    Widths(n_shortlist=2048, n_prefilter=600, n_cells=4)
     >>> plan(100_000, 10, exhaustive=True)
     Widths(n_shortlist=100000, n_prefilter=100000, n_cells=0)
     """
@@ -92,6 +102,8 @@ def plan(
     n_shortlist = min(int(n_shortlist), n_allowed)
     if n_prefilter is None:
         n_prefilter = max(200, 20 * k) if compressed else max(100, 10 * k)
+        if compressed and n_query_tokens:
+            n_prefilter = -(-n_prefilter * max(RERANK_TOKENS, n_query_tokens) // n_query_tokens)
     default_cells = N_CELLS_LARGE if n_allowed > LARGE else N_CELLS
     cells = (default_cells if n_cells is None else int(n_cells)) if compressed and n_shortlist < n_allowed else 0
     return Widths(n_shortlist, min(int(n_prefilter), n_shortlist), cells)

@@ -19,6 +19,7 @@ import numpy as np
 
 _SCALE = 4  # bytes: the float32 step (or scale) at the end of a row
 _STEP = 0.3352  # of the row's rms: Max's optimal uniform quantizer, 16 levels, Gaussian input
+_PAIRS = np.stack([np.arange(256) & 15, np.arange(256) >> 4], axis=1).astype(np.float32) - 7.5  # [256, 2]
 
 
 def layout(dim: int) -> tuple[np.dtype, int]:
@@ -65,11 +66,8 @@ def decode(rows: np.ndarray) -> np.ndarray:
     if rows.dtype != np.uint8:
         return np.asarray(rows, np.float32)
     step = np.ascontiguousarray(rows[:, -_SCALE:]).view(np.float32)  # [n, 1]
-    packed = rows[:, :-_SCALE]
-    out = np.empty((len(rows), 2 * packed.shape[1]), np.float32)
-    out[:, 0::2] = packed & 15
-    out[:, 1::2] = packed >> 4
-    out -= 7.5
+    packed = np.ascontiguousarray(rows[:, :-_SCALE])  # np.take on a contiguous index: ~5x fancy indexing
+    out: np.ndarray = np.take(_PAIRS, packed, axis=0).reshape(len(rows), -1)  # a byte's two values at once
     out *= step
     return out
 
