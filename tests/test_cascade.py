@@ -133,6 +133,7 @@ def test_a_short_query_gets_a_wider_compressed_prefilter_for_the_same_rerank_wor
     assert plan(100_000, 10, n_query_tokens=4).n_prefilter == 100  # sign bits: unchanged
     assert plan(100_000, 10, compressed=True, n_prefilter=50, n_query_tokens=4).n_prefilter == 50  # asked for
     assert plan(300, 10, compressed=True, n_query_tokens=1).n_prefilter == 300  # at most the shortlist
+    assert plan(100_000, 10, compressed=True, n_shortlist=5000, n_query_tokens=1).n_prefilter == 1600  # 8x at most
 
 
 def test_batch_search_matches_single_searches():

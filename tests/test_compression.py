@@ -323,6 +323,9 @@ def test_dense_codes_keep_inner_products_to_about_a_hundredth() -> None:
     # the order of inner products, which is what the shortlist needs, mostly holds
     assert np.corrcoef(back @ q, v @ q)[0, 1] > 0.98
     np.testing.assert_array_equal(dense_codes.decode(v.astype(np.float16)), v.astype(np.float16))  # old rows as is
+    assert dense_codes.decode(rows[:0]).shape == (0, 128)
+    huge = dense_codes.decode(dense_codes.encode(np.array([[1e20, -1e20, 3e19, 0.0]], np.float32)))
+    assert np.isfinite(huge).all() and huge[0, 0] > 1e19 > -1e19 > huge[0, 1]  # its rms does not overflow
     eight = dense_codes.encode(v[:, :127])  # an odd dimension keeps 8 bits (two dims a byte would not fill it)
     assert eight.dtype == np.int8 and eight.shape == (500, 131)
     err8 = np.abs(dense_codes.decode(eight) @ q[:127] - v[:, :127] @ q[:127])
@@ -405,4 +408,4 @@ def test_short_queries_keep_more_passages_after_the_centroid_prefilter(tmp_path)
 
     assert kept(30) == 200
     assert kept(10) == 420  # 200 x 21 / 10: the rerank works as hard as for 21 tokens
-    assert kept(2) == N  # wider than the corpus: every passage is reranked
+    assert kept(3) == N  # 8x, wider than the corpus: every passage is reranked

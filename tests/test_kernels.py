@@ -265,6 +265,21 @@ def test_cell_scores_kernel_over_many_passages_matches_reference():
     np.testing.assert_array_equal(np.sort(again), want_ids)
 
 
+def test_cell_scores_when_every_passage_is_touched():
+    """The kernel lists a passage as it first meets it, writing ahead of the count: with every
+    passage met, later ids must not land past the buffer (n entries) or over a listed one."""
+    from colcade.engine.kernels import cell_scores
+    from colcade.engine.postings import Postings
+
+    n = 50
+    offsets = np.arange(0, 2 * n + 1, 2)
+    codes = np.tile(np.array([0, 1], np.uint16), n)  # every passage is in both lists
+    p = Postings.build(codes, offsets, 2)
+    ids, scores = cell_scores(np.array([[0, 1], [1, 0]]), np.array([[0.5, 0.25], [2.0, 1.0]]), p.heads, p.blob, n, n)
+    np.testing.assert_array_equal(np.sort(ids), np.arange(n))
+    np.testing.assert_allclose(scores, 2.5)  # each token's first (best) list only
+
+
 def test_cell_scores_scratch_is_clean_from_query_to_query_and_after_a_damaged_list():
     from colcade.engine.kernels import cell_scores, cell_scores_reference
     from colcade.engine.postings import Postings

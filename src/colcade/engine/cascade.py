@@ -42,7 +42,7 @@ N_CELLS, N_CELLS_LARGE, LARGE = 1, 4, 50_000
 # A compressed index's prefilter width was chosen on SciFact's train queries, whose median is 21
 # tokens; a shorter query gets a proportionally wider one, the same passages x query tokens of
 # rerank: centroid interaction sums fewer token scores, so its ranking is noisier.
-RERANK_TOKENS = 21
+RERANK_TOKENS, MAX_WIDEN = 21, 8
 
 
 @dataclass(frozen=True)
@@ -71,8 +71,9 @@ def plan(
     sign bits, so it keeps twice as many: on SciFact's train queries, keeping 100 lost 0.0017
     nDCG@10 against exhaustive MaxSim over the same codes, keeping 200 lost none (fidelity 0.998).
     Those queries' median is 21 tokens (``RERANK_TOKENS``); a query of ``n_query_tokens`` fewer
-    keeps ``21 / n_query_tokens`` times as many: the same dot products in the rerank as 21 tokens
-    (decoding each passage's codes comes on top: benchmarks/prefilter.py measures the time).
+    keeps ``21 / n_query_tokens`` times as many (at most 8x): the same dot products in the rerank
+    as 21 tokens (decoding each passage's codes comes on top: benchmarks/prefilter.py measures
+    the time).
 
     Token-level candidates (``n_cells``, compressed indexes only) join the dense shortlist when
     there is one; 0 turns them off.
@@ -102,8 +103,9 @@ def plan(
     n_shortlist = min(int(n_shortlist), n_allowed)
     if n_prefilter is None:
         n_prefilter = max(200, 20 * k) if compressed else max(100, 10 * k)
-        if compressed and n_query_tokens:
-            n_prefilter = -(-n_prefilter * max(RERANK_TOKENS, n_query_tokens) // n_query_tokens)
+        if compressed and n_query_tokens:  # at most 8x: each passage's codes are decoded in full
+            tokens = min(RERANK_TOKENS, n_query_tokens)
+            n_prefilter = min(-(-n_prefilter * RERANK_TOKENS // tokens), n_prefilter * MAX_WIDEN)
     default_cells = N_CELLS_LARGE if n_allowed > LARGE else N_CELLS
     cells = (default_cells if n_cells is None else int(n_cells)) if compressed and n_shortlist < n_allowed else 0
     return Widths(n_shortlist, min(int(n_prefilter), n_shortlist), cells)

@@ -6,7 +6,10 @@ step as 4 bytes (float32), one uint8 array ``[n, d / 2 + 4]``: a nibble ``v`` re
 for 16 levels of a Gaussian (J. Max, 1960), so the rare large component is clipped instead of
 stretching every level. At d=128 that is 68 bytes a passage against 132 at 8 bits and 256 for
 float16; a unit vector's inner products move by ~7e-3, and the dense shortlist keeps as many of
-the exact top-10 as at 8 bits (100k passages, benchmarks/BENCHMARKS.md "Compressed storage").
+the exact top-10 as at 8 bits (100k synthetic passages: BENCHMARKS.md, "How many bits the dense
+shortlist needs"; the real collections: "Compressed storage: size, quality, fidelity"). A vector
+with one dominant component loses more (its peak is clipped at 2.7 rms): the dense vectors colcade
+makes are pooled token vectors, whose largest component is 3-4 rms.
 
 Rows written before are read as they are: 8 bits (int8 ``[n, d + 4]``, a row's float32 scale
 last; still written for an odd ``d``), float16 ``[n, d]`` in older compressed segments, and float32
@@ -46,7 +49,7 @@ def encode(vectors: np.ndarray) -> np.ndarray:
     n, dim = vectors.shape
     if dim % 2:
         return _encode8(vectors)
-    rms = np.sqrt(np.einsum("ij,ij->i", vectors, vectors) / max(dim, 1))
+    rms = np.sqrt(np.einsum("ij,ij->i", vectors, vectors, dtype=np.float64) / max(dim, 1))  # no overflow
     step = (rms * _STEP).astype(np.float32)  # 0 for an all-zero row: it decodes to zeros
     scaled = np.divide(vectors, step[:, None], out=np.zeros_like(vectors), where=step[:, None] > 0)
     nibbles = np.clip(np.floor(scaled) + 8, 0, 15).astype(np.uint8)
@@ -67,7 +70,7 @@ def decode(rows: np.ndarray) -> np.ndarray:
         return np.asarray(rows, np.float32)
     step = np.ascontiguousarray(rows[:, -_SCALE:]).view(np.float32)  # [n, 1]
     packed = np.ascontiguousarray(rows[:, :-_SCALE])  # np.take on a contiguous index: ~5x fancy indexing
-    out: np.ndarray = np.take(_PAIRS, packed, axis=0).reshape(len(rows), -1)  # a byte's two values at once
+    out: np.ndarray = np.take(_PAIRS, packed, axis=0).reshape(len(rows), 2 * packed.shape[1])  # two a byte
     out *= step
     return out
 
