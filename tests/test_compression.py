@@ -351,47 +351,54 @@ def test_compressed_segments_store_dense_vectors_in_4_bits_and_compaction_copies
     np.testing.assert_array_equal(batch.dense, dense_codes.decode(stored[1:]))
 
 
+def _with_old_dense_rows(tmp_path, docs, old_rows, before=lambda index: None):
+    """An index of ``docs`` whose one segment holds its dense vectors as ``old_rows(current rows)``
+    (as an earlier version wrote them), reopened; with ``before(index)`` (taken before the rewrite)
+    and the rows written."""
+    from colcade.engine import dense_codes
+
+    index = _index(tmp_path)
+    index.add(ids=[f"p{i}" for i in range(N)], tokens=docs)
+    seen = before(index)
+    (seg,) = index._store.state.segments
+    old = old_rows(dense_codes.decode(seg.dense))
+    index.close()
+    np.save(tmp_path / "idx" / "segments" / seg.name / "dense.npy", old)
+    reopened = LateIndex.open(tmp_path / "idx")
+    assert reopened._store.state.segments[0].dense.dtype == old.dtype
+    return reopened, seen, old
+
+
+def _compaction_codes_old_rows(index: LateIndex, old: np.ndarray) -> None:
+    from colcade.engine import dense_codes
+
+    index.delete(["p1"])
+    index.compact()
+    (after,) = index._store.state.segments
+    assert after.dense.dtype == np.uint8  # compaction brings it to the current layout
+    assert _cosines(dense_codes.decode(after.dense), np.delete(dense_codes.decode(old), 1, axis=0)).min() > 0.97
+
+
 def test_segments_with_8_bit_dense_vectors_still_open_search_and_compact(tmp_path) -> None:
     from colcade.engine import dense_codes
 
     docs = passages(N, 64, seed=43)
-    index = _index(tmp_path)
-    index.add(ids=[f"p{i}" for i in range(N)], tokens=docs)
-    (seg,) = index._store.state.segments
+    reopened, _, eight = _with_old_dense_rows(tmp_path, docs, dense_codes._encode8)
     q = EncodedQuery(dense=docs[9].mean(0), tokens=docs[9][:6])
-    eight = dense_codes._encode8(dense_codes.decode(seg.dense))  # as the previous release wrote them
-    index.close()
-    np.save(tmp_path / "idx" / "segments" / seg.name / "dense.npy", eight)
-    reopened = LateIndex.open(tmp_path / "idx")
-    assert reopened._store.state.segments[0].dense.dtype == np.int8
     assert reopened.search(q, k=3)[0].id == "p9"
-    reopened.delete(["p1"])
-    reopened.compact()
-    (after,) = reopened._store.state.segments
-    assert after.dense.dtype == np.uint8  # compaction brings it to the current layout
-    assert _cosines(dense_codes.decode(after.dense), np.delete(dense_codes.decode(eight), 1, axis=0)).min() > 0.97
+    _compaction_codes_old_rows(reopened, eight)
 
 
 def test_segments_with_float16_dense_vectors_still_open_search_and_compact(tmp_path) -> None:
-    from colcade.engine import dense_codes
-
     docs = passages(N, 64, seed=42)
-    index = _index(tmp_path)
-    index.add(ids=[f"p{i}" for i in range(N)], tokens=docs)
-    (seg,) = index._store.state.segments
     q = EncodedQuery(dense=docs[9].mean(0), tokens=docs[9][:6])
-    want = [h.id for h in index.search(q, k=10, n_shortlist=50, n_prefilter=30)]
-    old = dense_codes.decode(seg.dense).astype(np.float16)  # as segments were written before
-    index.close()
-    np.save(tmp_path / "idx" / "segments" / seg.name / "dense.npy", old)
-    reopened = LateIndex.open(tmp_path / "idx")
-    assert reopened._store.state.segments[0].dense.dtype == np.float16
-    assert [h.id for h in reopened.search(q, k=10, n_shortlist=50, n_prefilter=30)] == want
-    reopened.delete(["p1"])
-    reopened.compact()
-    (after,) = reopened._store.state.segments
-    assert after.dense.dtype == np.uint8  # compaction brings it to the current layout
-    assert _cosines(dense_codes.decode(after.dense), np.delete(old, 1, axis=0).astype(np.float32)).min() > 0.97
+
+    def search(index: LateIndex) -> list[str]:
+        return [h.id for h in index.search(q, k=10, n_shortlist=50, n_prefilter=30)]
+
+    reopened, want, old = _with_old_dense_rows(tmp_path, docs, lambda rows: rows.astype(np.float16), search)
+    assert search(reopened) == want
+    _compaction_codes_old_rows(reopened, old)
 
 
 def test_short_queries_keep_more_passages_after_the_centroid_prefilter(tmp_path) -> None:

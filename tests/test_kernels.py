@@ -157,9 +157,21 @@ def test_compressed_kernels_match_reference_on_every_path(simd, dim, nbits, nq, 
     )
 
 
+def _cell_scores_match_reference(cells, gains, postings, n, limit):
+    """The kernel's (ids, scores), checked against the numpy definition (the kernel lists passages
+    as it meets them, the definition in ascending order)."""
+    from colcade.engine.kernels import cell_scores, cell_scores_reference
+
+    ids, scores = cell_scores(cells, gains, postings.heads, postings.blob, n, limit)
+    want_ids, want = cell_scores_reference(cells, gains, postings.heads, postings.blob, n, limit)
+    order = np.argsort(ids)
+    np.testing.assert_array_equal(ids[order], want_ids)
+    np.testing.assert_allclose(scores[order], want, rtol=1e-6)
+    return ids, scores
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_cell_scores_kernel_matches_reference(seed):
-    from colcade.engine.kernels import cell_scores, cell_scores_reference
     from colcade.engine.postings import Postings
 
     rng = np.random.default_rng(seed)
@@ -170,11 +182,7 @@ def test_cell_scores_kernel_matches_reference(seed):
     cells = np.stack([rng.choice(k, c, replace=False) for _ in range(nq)])
     gains = rng.random((nq, c)).astype(np.float32)
     limit = int(rng.integers(1, n + 1))
-    ids, scores = cell_scores(cells, gains, postings.heads, postings.blob, n, limit)
-    want_ids, want_scores = cell_scores_reference(cells, gains, postings.heads, postings.blob, n, limit)
-    order = np.argsort(ids)  # the kernel lists passages as it meets them
-    np.testing.assert_array_equal(ids[order], want_ids)
-    np.testing.assert_allclose(scores[order], want_scores, rtol=1e-6)
+    ids, scores = _cell_scores_match_reference(cells, gains, postings, n, limit)
     got = np.zeros(n, np.float32)
     got[ids] = scores
     # The definition: per query token, the first (best) cell holding the passage, lists over limit skipped.
@@ -242,7 +250,7 @@ def test_elias_fano_lists_round_trip_and_match_the_kernel_bit_for_bit():
 def test_cell_scores_kernel_over_many_passages_matches_reference():
     """Lists of 200k passages, the first ids of a list in other words than its last: the kernel's
     result is the definition's, a list that ends short is refused, and the scratch comes back clean."""
-    from colcade.engine.kernels import cell_scores, cell_scores_reference
+    from colcade.engine.kernels import cell_scores
     from colcade.engine.postings import Postings
 
     rng = np.random.default_rng(11)
@@ -251,11 +259,8 @@ def test_cell_scores_kernel_over_many_passages_matches_reference():
     p = Postings.build(rng.integers(0, k, offsets[-1]).astype(np.uint16), offsets, k)
     cells = np.stack([rng.choice(k, 4, replace=False) for _ in range(6)])
     gains = rng.random(cells.shape).astype(np.float32)
-    ids, scores = cell_scores(cells, gains, p.heads, p.blob, n, n)
-    want_ids, want = cell_scores_reference(cells, gains, p.heads, p.blob, n, n)
-    order = np.argsort(ids)
-    np.testing.assert_array_equal(ids[order], want_ids)
-    np.testing.assert_allclose(scores[order], want, rtol=1e-6)
+    ids, _ = _cell_scores_match_reference(cells, gains, p, n, n)
+    want_ids = np.sort(ids)
     assert want_ids.max() > 199_000  # read to the end
     tail = p.blob.copy()
     tail[int(p.heads[1, cells[0, 0] + 1]) - 1] = 0  # a list's last high word: it ends short
@@ -281,7 +286,7 @@ def test_cell_scores_when_every_passage_is_touched():
 
 
 def test_cell_scores_scratch_is_clean_from_query_to_query_and_after_a_damaged_list():
-    from colcade.engine.kernels import cell_scores, cell_scores_reference
+    from colcade.engine.kernels import cell_scores
     from colcade.engine.postings import Postings
 
     rng = np.random.default_rng(9)
@@ -293,17 +298,12 @@ def test_cell_scores_scratch_is_clean_from_query_to_query_and_after_a_damaged_li
     for _ in range(3):  # the same thread's scratch, reused
         cells = np.stack([rng.choice(k, 3, replace=False) for _ in range(4)])
         gains = rng.random((4, 3)).astype(np.float32)
-        ids, scores = cell_scores(cells, gains, p.heads, p.blob, n, n)
-        want_ids, want = cell_scores_reference(cells, gains, p.heads, p.blob, n, n)
-        order = np.argsort(ids)
-        np.testing.assert_array_equal(ids[order], want_ids)
-        np.testing.assert_allclose(scores[order], want, rtol=1e-6)
+        _cell_scores_match_reference(cells, gains, p, n, n)
         with pytest.raises(InvalidInputError, match="damaged"):  # fails midway, after touching slots
             cell_scores(cells, gains, p.heads, half, n, n)
 
 
 def test_cell_scores_over_segments_of_different_sizes_share_one_scratch():
-    from colcade.engine.kernels import cell_scores, cell_scores_reference
     from colcade.engine.postings import Postings
 
     rng = np.random.default_rng(12)
@@ -314,8 +314,4 @@ def test_cell_scores_over_segments_of_different_sizes_share_one_scratch():
     for n, p in lists:
         cells = np.stack([rng.choice(16, 3, replace=False) for _ in range(4)])
         gains = rng.random((4, 3)).astype(np.float32)
-        ids, scores = cell_scores(cells, gains, p.heads, p.blob, n, n)
-        want_ids, want = cell_scores_reference(cells, gains, p.heads, p.blob, n, n)
-        order = np.argsort(ids)
-        np.testing.assert_array_equal(ids[order], want_ids)
-        np.testing.assert_allclose(scores[order], want, rtol=1e-6)
+        _cell_scores_match_reference(cells, gains, p, n, n)

@@ -486,7 +486,7 @@ class SegmentWriter:
                 for array_name in _STREAMED:
                     (self.folder / f"{array_name}.npy").unlink()
                 os.rename(self.folder / "dense-coded.npy", self.folder / "dense.npy")
-                (self.folder / "dense8.npy").unlink(missing_ok=True)  # staged by an earlier release
+                (self.folder / "dense8.npy").unlink(missing_ok=True)  # staged by an earlier version
                 for array_name in ("codes", "residuals", "dense"):
                     with open(self.folder / f"{array_name}.npy", "rb+") as f:
                         os.fsync(f.fileno())
