@@ -114,6 +114,7 @@ struct Source {
     const uint16_t *tokens;                                 /* float16 rows */
     const uint16_t *codes; const uint8_t *packed;           /* compressed rows */
     const float *centroids, *lut; int nbytes, per_byte;
+    const float *by_bucket;                                 /* 2 bits: [4][d], bucket b's value of each dimension */
     int unit;                                               /* put decoded rows back on the unit sphere */
 };
 
@@ -196,6 +197,52 @@ static void fill_residual2_avx2(const Source *s, int64_t row, int nt, int d, int
                 for (; k + 8 <= d; k += 8) _mm256_storeu_ps(dst + k, _mm256_mul_ps(_mm256_loadu_ps(dst + k), inv));
                 for (; k < d; k++) dst[k] *= 1.0f / sqrtf(total);
             }
+        }
+    }
+}
+
+/* 2 bits a dimension with AVX-512: 16 dimensions (4 bytes) a step, with no table lookup.
+ * Each lane tests its two bits in the broadcast word and picks its bucket's value from four
+ * registers of per-dimension values (by_bucket: 6 KB at d=384, held in L1), where the byte
+ * table (384 KB) was read from L2 one byte at a time: the whole kernel 1.3-1.5x faster at
+ * d=384. The same with AVX2's compares and blends was not faster than its table (1.02-1.05x). */
+__attribute__((target("avx512f")))
+static void fill_residual2_avx512(const Source *s, int64_t row, int nt, int d, int padded, float *buf) {
+    const int nbytes = s->nbytes, d16 = d / 16 * 16;
+    /* Lane i holds dimension 4*(i/4) + i%4 of its 4 bytes: byte i/4, bits 7-2j (high) and 6-2j (low). */
+    const __m512i lo_bit = _mm512_setr_epi32(1 << 6, 1 << 4, 1 << 2, 1 << 0, 1 << 14, 1 << 12, 1 << 10, 1 << 8,
+                                             1 << 22, 1 << 20, 1 << 18, 1 << 16, 1 << 30, 1 << 28, 1 << 26, 1 << 24);
+    const __m512i hi_bit = _mm512_slli_epi32(lo_bit, 1);
+    const float *w0 = s->by_bucket, *w1 = w0 + d, *w2 = w1 + d, *w3 = w2 + d;
+    for (int j = 0; j < padded; j++) {
+        const int64_t r = row + (j < nt ? j : nt - 1);
+        const float *c = s->centroids + (size_t)s->codes[r] * d;
+        const uint8_t *p = s->packed + (size_t)r * nbytes;
+        float *dst = buf + (size_t)j * d;
+        __m512 ss = _mm512_setzero_ps();
+        for (int k = 0; k < d16; k += 16) {
+            uint32_t word;
+            memcpy(&word, p + k / 4, 4);
+            const __m512i x = _mm512_set1_epi32((int)word);
+            const __mmask16 lo = _mm512_test_epi32_mask(x, lo_bit), hi = _mm512_test_epi32_mask(x, hi_bit);
+            const __m512 a = _mm512_mask_blend_ps(lo, _mm512_loadu_ps(w0 + k), _mm512_loadu_ps(w1 + k));
+            const __m512 b = _mm512_mask_blend_ps(lo, _mm512_loadu_ps(w2 + k), _mm512_loadu_ps(w3 + k));
+            const __m512 v = _mm512_add_ps(_mm512_loadu_ps(c + k), _mm512_mask_blend_ps(hi, a, b));
+            ss = _mm512_fmadd_ps(v, v, ss);
+            _mm512_storeu_ps(dst + k, v);
+        }
+        float total = _mm512_reduce_add_ps(ss);
+        for (int k = d16; k < d; k++) {
+            const int bucket = (p[k / 4] >> (6 - 2 * (k % 4))) & 3;
+            dst[k] = c[k] + s->by_bucket[(size_t)bucket * d + k];
+            total += dst[k] * dst[k];
+        }
+        if (s->unit && total > 0.0f) {
+            const float inv = 1.0f / sqrtf(total);
+            const __m512 vinv = _mm512_set1_ps(inv);
+            int k = 0;
+            for (; k < d16; k += 16) _mm512_storeu_ps(dst + k, _mm512_mul_ps(_mm512_loadu_ps(dst + k), vinv));
+            for (; k < d; k++) dst[k] *= inv;
         }
     }
 }
@@ -658,7 +705,7 @@ static PyObject *py_maxsim_f16(PyObject *self, PyObject *args) {
     if (nq <= 0 || d <= 0 || q.len < (Py_ssize_t)sizeof(float) * nq * d) {
         PyErr_SetString(PyExc_ValueError, "q must hold nq * d float32 values");
     } else if (check_candidates(&offsets, &cand, &out, sizeof(float), &tokens, (Py_ssize_t)d * 2) == 0) {
-        Source src = {fill_f16, tokens.buf, NULL, NULL, NULL, NULL, 0, 0, 0};
+        Source src = {fill_f16, tokens.buf, NULL, NULL, NULL, NULL, 0, 0, NULL, 0};
         FloatJob job = {q.buf, src, offsets.buf, cand.buf, out.buf, cand.len / (Py_ssize_t)sizeof(int64_t), nq, d};
         int rc;
         Py_BEGIN_ALLOW_THREADS
@@ -710,15 +757,25 @@ static PyObject *py_maxsim_residual(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "packed residuals must hold nbytes bytes for every code");
     } else if (check_candidates(&offsets, &cand, &out, sizeof(float), &codes, 2) == 0 &&
                check_codes(codes.buf, offsets.buf, cand.buf, m, k) == 0) {
-        Source src = {fill_residual, NULL, codes.buf, packed.buf, centroids.buf, lut.buf, nbytes, per_byte, unit};
+        Source src = {fill_residual, NULL, codes.buf, packed.buf, centroids.buf, lut.buf, nbytes, per_byte, NULL, unit};
+        float *by_bucket = NULL;
 #ifdef COLCADE_X86
         if (use_avx2 && per_byte == 4) src.fill = fill_residual2_avx2;
+        if (use_avx512 && per_byte == 4 && (by_bucket = malloc(sizeof(float) * 4 * (size_t)d))) {
+            /* Bucket b of every dimension of byte position p: the table's row for byte value b * 0x55. */
+            const float *table = lut.buf;
+            for (int b = 0; b < 4; b++)
+                for (int k = 0; k < d; k++) by_bucket[(size_t)b * d + k] = table[((size_t)(k / 4) * 256 + b * 0x55) * 4 + k % 4];
+            src.by_bucket = by_bucket;
+            src.fill = fill_residual2_avx512;
+        }
 #endif
         FloatJob job = {q.buf, src, offsets.buf, cand.buf, out.buf, m, nq, d};
         int rc;
         Py_BEGIN_ALLOW_THREADS
         rc = run_maxsim(&job);
         Py_END_ALLOW_THREADS
+        free(by_bucket);
         if (rc) PyErr_NoMemory(); else result = Py_NewRef(Py_None);
     }
     PyBuffer_Release(&q); PyBuffer_Release(&codes); PyBuffer_Release(&packed); PyBuffer_Release(&centroids);
