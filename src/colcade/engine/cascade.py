@@ -17,6 +17,7 @@ exhaustive MaxSim exactly (same kernel, same tie-break: score, then insertion or
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,10 +40,14 @@ FULL_SCAN_BELOW = 8192  # passages: scanning all their bits costs ~5 ms at ~1.5 
 # its 5k passages, full scan off) and on 100k synthetic text passages of another seed than the
 # benchmark's (4: fidelity@10 0.980 against 0.963 for 1; benchmarks/cells.py).
 N_CELLS, N_CELLS_LARGE, LARGE = 1, 4, 50_000
-# A compressed index's prefilter width was chosen on SciFact's train queries, whose median is 21
-# tokens; a shorter query gets a proportionally wider one, the same passages x query tokens of
-# rerank: centroid interaction sums fewer token scores, so its ranking is noisier.
-RERANK_TOKENS, MAX_WIDEN = 21, 8
+# A compressed index's prefilter width was chosen on SciFact's train queries (median 21 tokens).
+# A shorter query's centroid ranking is noisier (it sums fewer token scores) and its rerank is
+# cheaper, so it keeps as many passages as the rerank scores in the time of the base width at
+# 17-32 tokens. The compressed kernel's time a passage by query tokens, relative to 17-32 (one
+# thread, SciFact's train corpus, 1,000 passages x 120 tokens: 17.1 / 20.2 / 25.2 ms at <= 8 /
+# 9-16 / 17-32 tokens; decoding a passage costs the same for any query, products come in
+# 8- and 16-wide registers): (at most this many query tokens, relative time).
+RERANK_COST = ((8, 0.68), (16, 0.80))
 
 
 @dataclass(frozen=True)
@@ -70,10 +75,9 @@ def plan(
     A compressed index's prefilter (each token scored by its centroid alone) is coarser than
     sign bits, so it keeps twice as many: on SciFact's train queries, keeping 100 lost 0.0017
     nDCG@10 against exhaustive MaxSim over the same codes, keeping 200 lost none (fidelity 0.998).
-    Those queries' median is 21 tokens (``RERANK_TOKENS``); a query of ``n_query_tokens`` fewer
-    keeps ``21 / n_query_tokens`` times as many (at most 8x): the same dot products in the rerank
-    as 21 tokens (decoding each passage's codes comes on top: benchmarks/prefilter.py measures
-    the time).
+    Those queries' median is 21 tokens; a query of at most 16 ``n_query_tokens`` keeps as many
+    as its rerank scores in the same time (``RERANK_COST``: 295 at <= 8 tokens, 250 at 9-16),
+    since its centroid ranking is noisier (benchmarks/prefilter.py measures both).
 
     Token-level candidates (``n_cells``, compressed indexes only) join the dense shortlist when
     there is one; 0 turns them off.
@@ -87,7 +91,7 @@ def plan(
     >>> plan(100_000, 10, compressed=True)
     Widths(n_shortlist=2048, n_prefilter=200, n_cells=4)
     >>> plan(100_000, 10, compressed=True, n_query_tokens=7)
-    Widths(n_shortlist=2048, n_prefilter=600, n_cells=4)
+    Widths(n_shortlist=2048, n_prefilter=295, n_cells=4)
     >>> plan(100_000, 10, exhaustive=True)
     Widths(n_shortlist=100000, n_prefilter=100000, n_cells=0)
     """
@@ -103,9 +107,9 @@ def plan(
     n_shortlist = min(int(n_shortlist), n_allowed)
     if n_prefilter is None:
         n_prefilter = max(200, 20 * k) if compressed else max(100, 10 * k)
-        if compressed and n_query_tokens:  # at most 8x: each passage's codes are decoded in full
-            tokens = min(RERANK_TOKENS, n_query_tokens)
-            n_prefilter = min(-(-n_prefilter * RERANK_TOKENS // tokens), n_prefilter * MAX_WIDEN)
+        if compressed and n_query_tokens:
+            cost = next((c for most, c in RERANK_COST if n_query_tokens <= most), 1.0)
+            n_prefilter = math.ceil(n_prefilter / cost)
     default_cells = N_CELLS_LARGE if n_allowed > LARGE else N_CELLS
     cells = (default_cells if n_cells is None else int(n_cells)) if compressed and n_shortlist < n_allowed else 0
     return Widths(n_shortlist, min(int(n_prefilter), n_shortlist), cells)
