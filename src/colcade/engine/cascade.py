@@ -45,8 +45,9 @@ N_CELLS, N_CELLS_LARGE, LARGE = 1, 4, 50_000
 # cheaper, so it keeps as many passages as the rerank scores in the time of the base width at
 # 17-32 tokens. The compressed kernel's time a passage by query tokens, relative to 17-32 (one
 # thread, SciFact's train corpus, 1,000 passages x 120 tokens: 17.1 / 20.2 / 25.2 ms at <= 8 /
-# 9-16 / 17-32 tokens; decoding a passage costs the same for any query, products come in
-# 8- and 16-wide registers): (at most this many query tokens, relative time).
+# 9-16 / 17-32 tokens when chosen, 0.70 / 0.81 of the last in benchmarks/prefilter.py's rerun;
+# decoding a passage costs the same for any query, products come in 8- and 16-wide registers):
+# (at most this many query tokens, relative time).
 RERANK_COST = ((8, 0.68), (16, 0.80))
 
 

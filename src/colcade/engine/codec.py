@@ -13,7 +13,8 @@ train queries (the split used to choose it; benchmarks/compression.py reports ev
 
 Scores need no decoding pass of their own: the kernels (``kernels.maxsim_codes`` and
 ``kernels.maxsim_residual``) read the codes directly, the residual through ``lut()``, a table of
-the 4 (at 2 bits) reconstructed residual values of every byte value at every byte position.
+the 4 (at 2 bits) reconstructed residual values of every byte value at every byte position (on
+AVX-512, through each dimension's 4 bucket values, taken from it).
 """
 
 from __future__ import annotations
