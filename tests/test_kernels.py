@@ -124,11 +124,16 @@ def test_numpy_backend_can_be_forced(monkeypatch):
     )
 
 
-# 132: an odd byte count; 8: no whole 16-dimension step of the AVX-512 decoder, only its tail
-@pytest.mark.parametrize("dim, nbits", [(384, 2), (132, 2), (128, 2), (8, 2), (64, 4), (24, 1)])
+# 132: an odd byte count; 8: no whole 16-dimension step of the AVX-512 decoder, only its tail.
+# Rotated: 1.5 bits (1- and 2-bit blocks), 3 (2 and 4), 0.75 (0 and 1).
+@pytest.mark.parametrize(
+    "dim, nbits, rotate",
+    [(384, 2, False), (132, 2, False), (128, 2, False), (8, 2, False), (64, 4, False), (24, 1, False)]
+    + [(384, 1.5, True), (64, 3.0, True), (64, 0.75, True)],
+)
 @pytest.mark.parametrize("nq", [1, 14, 33])
 @pytest.mark.parametrize("unit", [True, False])
-def test_compressed_kernels_match_reference_on_every_path(simd, dim, nbits, nq, unit):
+def test_compressed_kernels_match_reference_on_every_path(simd, dim, nbits, rotate, nq, unit):
     from colcade.engine.codec import ResidualCodec
 
     rng = np.random.default_rng(dim + nq)
@@ -136,8 +141,8 @@ def test_compressed_kernels_match_reference_on_every_path(simd, dim, nbits, nq, 
     v /= np.linalg.norm(v, axis=1, keepdims=True)
     if not unit:  # vectors of any length: decoded as coded, not rescaled
         v *= rng.uniform(0.5, 2.0, (len(v), 1)).astype(np.float32)
-    codec = ResidualCodec.train(v, nbits=nbits)
-    assert codec.unit == unit
+    codec = ResidualCodec.train(v, nbits=nbits, rotate=rotate)
+    assert codec.unit == unit and (codec.rotation is not None) == rotate and codec.nbytes == dim * nbits / 8
     lengths = rng.integers(1, 60, 50)
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     codes, packed = codec.encode(v[: offsets[-1]])

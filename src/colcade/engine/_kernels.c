@@ -17,6 +17,11 @@
  *       the float MaxSim of maxsim_f16 over compressed tokens (codec.py): token j reads back as
  *       centroids[codes[j]] + lut[p][packed[j][p]] (per_byte dims for each byte p)
  *
+ *   maxsim_mixed(q, codes, packed, centroids, table, width, offsets, cand, out, nq, d, nbytes, unit)
+ *       the same for a rotated codec: dimension k holds width[k] (0, 1, 2 or 4) bits, packed in
+ *       order, high bits first; it reads back as centroids[codes[j]][k] + table[bucket][k]
+ *       (q and centroids already rotated: the kernel never sees the rotation)
+ *
  *   maxsim_codes(ct, codes, offsets, cand, out, nq, k)
  *       ct      float32 [k, nq]      centroid-query scores, transposed (PLAID's centroid interaction)
  *       out     float32 [m]          out[c] = sum_i max_j ct[codes_j][i]
@@ -116,6 +121,10 @@ struct Source {
     const float *centroids, *lut; int nbytes, per_byte;
     const float *by_bucket;                                 /* 2 bits: [4][d], bucket b's value of each dimension */
     int unit;                                               /* put decoded rows back on the unit sphere */
+    /* Mixed widths (a rotated codec): by_bucket is [16][d]; dimension k holds width[k] bits at
+     * bit pos[k] % 8 of byte pos[k] / 8 (counted from the low bit); on AVX-512, block i (16
+     * dimensions) holds block_width[i] bits each, from byte block_byte[i]. */
+    const uint8_t *width; const int32_t *pos; const uint8_t *block_width; const int32_t *block_byte;
 };
 
 /* Scale a decoded row to unit length (a unit codec's vectors were unit length before coding). */
@@ -155,6 +164,21 @@ static void fill_residual(const Source *s, int64_t row, int nt, int d, int padde
                 const float *restrict l = lut + ((size_t)b * 256 + p[b]) * per_byte;
                 for (int t = 0; t < per_byte; t++) dst[b * per_byte + t] = c[b * per_byte + t] + l[t];
             }
+        }
+        if (s->unit) to_unit(dst, d);
+    }
+}
+
+/* Mixed widths, one dimension at a time: the portable decoder. */
+static void fill_mixed(const Source *s, int64_t row, int nt, int d, int padded, float *buf) {
+    for (int j = 0; j < padded; j++) {
+        const int64_t r = row + (j < nt ? j : nt - 1);
+        const float *restrict c = s->centroids + (size_t)s->codes[r] * d;
+        const uint8_t *restrict p = s->packed + (size_t)r * s->nbytes;
+        float *restrict dst = buf + (size_t)j * d;
+        for (int k = 0; k < d; k++) {
+            const int bucket = (p[s->pos[k] >> 3] >> (s->pos[k] & 7)) & ((1 << s->width[k]) - 1);
+            dst[k] = c[k] + s->by_bucket[(size_t)bucket * d + k];
         }
         if (s->unit) to_unit(dst, d);
     }
@@ -243,6 +267,131 @@ static void fill_residual2_avx512(const Source *s, int64_t row, int nt, int d, i
             int k = 0;
             for (; k < d16; k += 16) _mm512_storeu_ps(dst + k, _mm512_mul_ps(_mm512_loadu_ps(dst + k), vinv));
             for (; k < d; k++) dst[k] *= inv;
+        }
+    }
+}
+
+/* Mixed widths with AVX2: each block of 16 dimensions in two halves of 8, as on AVX-512 below
+ * (blends for 1 and 2 bits, a gather for 4), so AVX2 machines keep a vector decoder. */
+__attribute__((target("avx2,fma")))
+static void fill_mixed_avx2(const Source *s, int64_t row, int nt, int d, int padded, float *buf) {
+    /* Lane i of half h: 1 bit at word bit 8h + 7 - i; 2 bits (low bit) at 16h + 8(i/4) + 6 - 2(i%4). */
+    const __m256i bit1 = _mm256_setr_epi32(1 << 7, 1 << 6, 1 << 5, 1 << 4, 1 << 3, 1 << 2, 1 << 1, 1 << 0);
+    const __m256i lo_bit = _mm256_setr_epi32(1 << 6, 1 << 4, 1 << 2, 1 << 0, 1 << 14, 1 << 12, 1 << 10, 1 << 8);
+    const __m256i hi_bit = _mm256_slli_epi32(lo_bit, 1);
+    const __m256i nibble = _mm256_setr_epi32(4, 0, 12, 8, 20, 16, 28, 24); /* 4 bits: high nibble first */
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i stride = _mm256_set1_epi32(d), low4 = _mm256_set1_epi32(15);
+    const float *w0 = s->by_bucket, *w1 = w0 + d, *w2 = w1 + d, *w3 = w2 + d;
+#define TEST(x, bit) _mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_and_si256(x, bit), bit))
+    for (int j = 0; j < padded; j++) {
+        const int64_t r = row + (j < nt ? j : nt - 1);
+        const float *c = s->centroids + (size_t)s->codes[r] * d;
+        const uint8_t *p = s->packed + (size_t)r * s->nbytes;
+        float *dst = buf + (size_t)j * d;
+        __m256 ss = _mm256_setzero_ps();
+        for (int i = 0, k = 0; k < d; i++) {
+            const uint8_t *b = p + s->block_byte[i];
+            const int w = s->block_width[i];
+            for (int h = 0; h < 2; h++, k += 8) {
+                __m256 res;
+                if (w == 0) {
+                    res = _mm256_loadu_ps(w0 + k);
+                } else if (w == 1) {
+                    const __m256i x = _mm256_set1_epi32(b[h]);
+                    res = _mm256_blendv_ps(_mm256_loadu_ps(w0 + k), _mm256_loadu_ps(w1 + k), TEST(x, bit1));
+                } else if (w == 2) {
+                    uint16_t word;
+                    memcpy(&word, b + 2 * h, 2);
+                    const __m256i x = _mm256_set1_epi32(word);
+                    const __m256 lo = TEST(x, lo_bit), hi = TEST(x, hi_bit);
+                    const __m256 a = _mm256_blendv_ps(_mm256_loadu_ps(w0 + k), _mm256_loadu_ps(w1 + k), lo);
+                    const __m256 e = _mm256_blendv_ps(_mm256_loadu_ps(w2 + k), _mm256_loadu_ps(w3 + k), lo);
+                    res = _mm256_blendv_ps(a, e, hi);
+                } else {
+                    uint32_t word;
+                    memcpy(&word, b + 4 * h, 4);
+                    const __m256i bucket = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)word), nibble), low4);
+                    const __m256i at = _mm256_add_epi32(_mm256_mullo_epi32(bucket, stride), _mm256_add_epi32(lane, _mm256_set1_epi32(k)));
+                    res = _mm256_i32gather_ps(w0, at, 4);
+                }
+                const __m256 v = _mm256_add_ps(_mm256_loadu_ps(c + k), res);
+                ss = _mm256_fmadd_ps(v, v, ss);
+                _mm256_storeu_ps(dst + k, v);
+            }
+        }
+#undef TEST
+        if (s->unit) {
+            float lanes[8];
+            _mm256_storeu_ps(lanes, ss);
+            const float total = lanes[0] + lanes[1] + lanes[2] + lanes[3] + lanes[4] + lanes[5] + lanes[6] + lanes[7];
+            if (total > 0.0f) {
+                const __m256 inv = _mm256_set1_ps(1.0f / sqrtf(total));
+                for (int k = 0; k < d; k += 8) _mm256_storeu_ps(dst + k, _mm256_mul_ps(_mm256_loadu_ps(dst + k), inv));
+            }
+        }
+    }
+}
+
+/* Mixed widths with AVX-512, 16 dimensions (one block, one width) a step: 0 bits read bucket
+ * 0's values, 1 and 2 bits pick among 2 or 4 registers by mask blends as above, 4 bits gather
+ * from the [16][d] table (only the few highest-variance blocks get 4). */
+__attribute__((target("avx512f")))
+static void fill_mixed_avx512(const Source *s, int64_t row, int nt, int d, int padded, float *buf) {
+    const __m512i bit1 = _mm512_setr_epi32(1 << 7, 1 << 6, 1 << 5, 1 << 4, 1 << 3, 1 << 2, 1 << 1, 1 << 0,
+                                           1 << 15, 1 << 14, 1 << 13, 1 << 12, 1 << 11, 1 << 10, 1 << 9, 1 << 8);
+    const __m512i lo_bit = _mm512_setr_epi32(1 << 6, 1 << 4, 1 << 2, 1 << 0, 1 << 14, 1 << 12, 1 << 10, 1 << 8,
+                                             1 << 22, 1 << 20, 1 << 18, 1 << 16, 1 << 30, 1 << 28, 1 << 26, 1 << 24);
+    const __m512i hi_bit = _mm512_slli_epi32(lo_bit, 1);
+    const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __m512i stride = _mm512_set1_epi32(d);
+    const __m128i low4 = _mm_set1_epi8(0x0f);
+    const float *w0 = s->by_bucket, *w1 = w0 + d, *w2 = w1 + d, *w3 = w2 + d;
+    for (int j = 0; j < padded; j++) {
+        const int64_t r = row + (j < nt ? j : nt - 1);
+        const float *c = s->centroids + (size_t)s->codes[r] * d;
+        const uint8_t *p = s->packed + (size_t)r * s->nbytes;
+        float *dst = buf + (size_t)j * d;
+        __m512 ss = _mm512_setzero_ps();
+        for (int i = 0, k = 0; k < d; i++, k += 16) {
+            const uint8_t *b = p + s->block_byte[i];
+            __m512 res;
+            switch (s->block_width[i]) {
+                case 0: res = _mm512_loadu_ps(w0 + k); break;
+                case 1: {
+                    uint16_t word;
+                    memcpy(&word, b, 2);
+                    const __mmask16 one = _mm512_test_epi32_mask(_mm512_set1_epi32(word), bit1);
+                    res = _mm512_mask_blend_ps(one, _mm512_loadu_ps(w0 + k), _mm512_loadu_ps(w1 + k));
+                    break;
+                }
+                case 2: {
+                    uint32_t word;
+                    memcpy(&word, b, 4);
+                    const __m512i x = _mm512_set1_epi32((int)word);
+                    const __mmask16 lo = _mm512_test_epi32_mask(x, lo_bit), hi = _mm512_test_epi32_mask(x, hi_bit);
+                    const __m512 a = _mm512_mask_blend_ps(lo, _mm512_loadu_ps(w0 + k), _mm512_loadu_ps(w1 + k));
+                    const __m512 e = _mm512_mask_blend_ps(lo, _mm512_loadu_ps(w2 + k), _mm512_loadu_ps(w3 + k));
+                    res = _mm512_mask_blend_ps(hi, a, e);
+                    break;
+                }
+                default: { /* 4 bits: byte i/2 of the block, its high nibble for even lanes */
+                    const __m128i x = _mm_loadl_epi64((const __m128i *)b);
+                    const __m128i hi = _mm_and_si128(_mm_srli_epi16(x, 4), low4), lo = _mm_and_si128(x, low4);
+                    const __m512i bucket = _mm512_cvtepu8_epi32(_mm_unpacklo_epi8(hi, lo));
+                    const __m512i at = _mm512_add_epi32(_mm512_mullo_epi32(bucket, stride), _mm512_add_epi32(lane, _mm512_set1_epi32(k)));
+                    res = _mm512_i32gather_ps(at, w0, 4);
+                    break;
+                }
+            }
+            const __m512 v = _mm512_add_ps(_mm512_loadu_ps(c + k), res);
+            ss = _mm512_fmadd_ps(v, v, ss);
+            _mm512_storeu_ps(dst + k, v);
+        }
+        const float total = _mm512_reduce_add_ps(ss);
+        if (s->unit && total > 0.0f) {
+            const __m512 inv = _mm512_set1_ps(1.0f / sqrtf(total));
+            for (int k = 0; k < d; k += 16) _mm512_storeu_ps(dst + k, _mm512_mul_ps(_mm512_loadu_ps(dst + k), inv));
         }
     }
 }
@@ -783,6 +932,69 @@ static PyObject *py_maxsim_residual(PyObject *self, PyObject *args) {
     return result;
 }
 
+/* Where each dimension's bits sit (Source.pos) and, when every block of 16 dimensions has one
+ * width, each block's width and first byte; -1 when the widths do not fill nbytes exactly or
+ * a dimension would straddle two bytes. Returns whether the blocks hold (the AVX-512 decoder). */
+static int mixed_layout(const uint8_t *width, int d, int nbytes, int32_t *pos, uint8_t *block_width,
+                        int32_t *block_byte) {
+    int64_t bit = 0;
+    int blocks = d % 16 == 0;
+    for (int k = 0; k < d; k++) {
+        const int w = width[k];
+        if (!(w == 0 || w == 1 || w == 2 || w == 4) || bit % 8 + w > 8) return -1;
+        pos[k] = (int32_t)((bit / 8) * 8 + 8 - w - bit % 8);
+        if (k % 16 == 0) { block_width[k / 16] = (uint8_t)w; block_byte[k / 16] = (int32_t)(bit / 8); }
+        else if (w != width[k - k % 16]) blocks = 0;
+        bit += w;
+    }
+    return bit == (int64_t)nbytes * 8 ? blocks : -1;
+}
+
+static PyObject *py_maxsim_mixed(PyObject *self, PyObject *args) {
+    Py_buffer q, codes, packed, centroids, table, width, offsets, cand, out;
+    int nq, d, nbytes, unit;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*y*y*y*y*w*iiii", &q, &codes, &packed, &centroids, &table, &width, &offsets,
+                          &cand, &out, &nq, &d, &nbytes, &unit))
+        return NULL;
+    PyObject *result = NULL;
+    const Py_ssize_t m = cand.len / (Py_ssize_t)sizeof(int64_t);
+    const int k = (int)(centroids.len / ((Py_ssize_t)sizeof(float) * (d > 0 ? d : 1)));
+    int32_t *pos = NULL, *block_byte = NULL;
+    uint8_t *block_width = NULL;
+    int blocks = -1;
+    if (d > 0 && width.len == d && (pos = malloc(sizeof(int32_t) * d)) && (block_byte = malloc(sizeof(int32_t) * (d / 16 + 1))) &&
+        (block_width = malloc(d / 16 + 1)))
+        blocks = mixed_layout(width.buf, d, nbytes, pos, block_width, block_byte);
+    if (nq <= 0 || d <= 0 || q.len < (Py_ssize_t)sizeof(float) * nq * d) {
+        PyErr_SetString(PyExc_ValueError, "q must hold nq * d float32 values");
+    } else if (blocks < 0) {
+        PyErr_SetString(PyExc_ValueError, "widths must be d values of 0, 1, 2 or 4 bits that fill nbytes whole bytes");
+    } else if (table.len < (Py_ssize_t)sizeof(float) * 16 * d) {
+        PyErr_SetString(PyExc_ValueError, "the bucket table must be [16, d]");
+    } else if (codes.len / 2 > 0 && packed.len < (codes.len / 2) * nbytes) {
+        PyErr_SetString(PyExc_ValueError, "packed residuals must hold nbytes bytes for every code");
+    } else if (check_candidates(&offsets, &cand, &out, sizeof(float), &codes, 2) == 0 &&
+               check_codes(codes.buf, offsets.buf, cand.buf, m, k) == 0) {
+        Source src = {fill_mixed, NULL, codes.buf, packed.buf, centroids.buf, NULL, nbytes, 0, table.buf, unit,
+                      width.buf, pos, block_width, block_byte};
+#ifdef COLCADE_X86
+        if (use_avx2 && blocks) src.fill = fill_mixed_avx2;
+        if (use_avx512 && blocks) src.fill = fill_mixed_avx512;
+#endif
+        FloatJob job = {q.buf, src, offsets.buf, cand.buf, out.buf, m, nq, d};
+        int rc;
+        Py_BEGIN_ALLOW_THREADS
+        rc = run_maxsim(&job);
+        Py_END_ALLOW_THREADS
+        if (rc) PyErr_NoMemory(); else result = Py_NewRef(Py_None);
+    }
+    free(pos); free(block_byte); free(block_width);
+    PyBuffer_Release(&q); PyBuffer_Release(&codes); PyBuffer_Release(&packed); PyBuffer_Release(&centroids);
+    PyBuffer_Release(&table); PyBuffer_Release(&width); PyBuffer_Release(&offsets); PyBuffer_Release(&cand);
+    PyBuffer_Release(&out);
+    return result;
+}
+
 static PyObject *py_maxsim_codes(PyObject *self, PyObject *args) {
     Py_buffer ct, codes, offsets, cand, out;
     int nq, k;
@@ -909,6 +1121,7 @@ static PyMethodDef methods[] = {
     {"maxsim_f16", py_maxsim_f16, METH_VARARGS, "Float MaxSim of a query against candidate passages."},
     {"maxsim_hamming", py_maxsim_hamming, METH_VARARGS, "Hamming MaxSim of a query against candidate passages."},
     {"maxsim_residual", py_maxsim_residual, METH_VARARGS, "Float MaxSim over compressed passage tokens."},
+    {"maxsim_mixed", py_maxsim_mixed, METH_VARARGS, "Float MaxSim over tokens coded with mixed widths."},
     {"maxsim_codes", py_maxsim_codes, METH_VARARGS, "Centroid-interaction MaxSim over passages' codes."},
     {"cell_scores", py_cell_scores, METH_VARARGS, "Centroid interaction of passages from posting lists."},
     {"ef_pack", py_ef_pack, METH_VARARGS, "Pack ascending posting lists in Elias-Fano form."},
