@@ -30,9 +30,13 @@ def passages(n: int, d: int, seed: int = 0) -> list[np.ndarray]:
     return np.split(v, np.cumsum(lengths)[:-1])
 
 
-@pytest.fixture(scope="module")
-def codec() -> ResidualCodec:
-    return ResidualCodec.train(clustered(6000, 64))
+@pytest.fixture(scope="module", params=["rotated", "uniform"])
+def codec(request) -> ResidualCodec:
+    """The default coding (rotated, 1.75 bits a dimension) and the one before it (2 bits in every
+    dimension), which indexes written earlier hold."""
+    if request.param == "rotated":
+        return ResidualCodec.train(clustered(6000, 64))
+    return ResidualCodec.train(clustered(6000, 64), nbits=2, rotate=False)
 
 
 def test_centroid_count_follows_plaid_and_is_capped() -> None:
@@ -41,10 +45,11 @@ def test_centroid_count_follows_plaid_and_is_capped() -> None:
     assert centroid_count(10**9) == 4096
 
 
-def test_codec_reconstructs_closely_and_packs_two_bits(codec: ResidualCodec) -> None:
+def test_codec_reconstructs_closely_and_packs_its_bits(codec: ResidualCodec) -> None:
     v = clustered(2000, 64, seed=1)
     codes, packed = codec.encode(v)
-    assert codes.dtype == np.uint16 and packed.shape == (2000, 16)  # 64 dims x 2 bits = 16 bytes
+    width = 14 if codec.rotation is not None else 16  # 64 dims x 1.75 bits on average, or x 2 bits
+    assert codes.dtype == np.uint16 and packed.shape == (2000, width) and codec.nbytes == width
     assert int(codes.max()) < codec.k
     decoded = codec.decode(codes, packed)
     cos = np.sum(decoded * v, axis=1) / np.linalg.norm(decoded, axis=1)
@@ -59,7 +64,8 @@ def test_a_codec_of_unit_vectors_decodes_unit_vectors_and_others_as_coded() -> N
     unit = ResidualCodec.train(v)
     assert unit.unit
     decoded = unit.decode(*unit.encode(v))
-    np.testing.assert_allclose(np.linalg.norm(decoded, axis=1), 1.0, rtol=1e-5)
+    # Unit in the rotated axes the kernel scores in; the float16 rotation back moves lengths by ~1e-5.
+    np.testing.assert_allclose(np.linalg.norm(decoded, axis=1), 1.0, rtol=2e-4)
     scaled = v * np.linspace(0.5, 2.0, len(v), dtype=np.float32)[:, None]
     free = ResidualCodec.train(scaled)
     assert not free.unit
@@ -67,12 +73,40 @@ def test_a_codec_of_unit_vectors_decodes_unit_vectors_and_others_as_coded() -> N
     assert np.corrcoef(lengths, np.linalg.norm(scaled, axis=1))[0, 1] > 0.9  # lengths kept, not forced to 1
     with pytest.raises(InvalidInputError, match="unit-length"):  # scores would change silently otherwise
         unit.encode(scaled)
-    # Codecs saved before the flag existed (not unit) keep the name their segments give.
+    # Codecs saved before the flag existed (not unit, not rotated) keep the name their segments give.
+    free, unit = ResidualCodec.train(scaled, nbits=2, rotate=False), ResidualCodec.train(v, nbits=2, rotate=False)
     old = ResidualCodec(free.centroids, free.cutoffs, free.weights, free.nbits, free.trained_on)
     assert (
         old.name == free.name
         and unit.name != ResidualCodec(unit.centroids, unit.cutoffs, unit.weights, unit.nbits, unit.trained_on).name
     )
+
+
+def test_rotation_puts_the_bits_where_the_variance_is() -> None:
+    """Token vectors whose spread differs by direction (real ones span ~100x): rotated and given
+    bits by variance, 2 bits a dimension reconstruct better than 2 bits in every dimension; at
+    1.5 bits the high-variance blocks get the widest codes."""
+    rng = np.random.default_rng(8)
+    mix = np.linalg.qr(rng.standard_normal((64, 64)))[0].astype(np.float32)  # spread along no axis
+    v = clustered(8000, 64, seed=2) + (rng.standard_normal((8000, 64)) * np.geomspace(0.6, 0.006, 64)) @ mix
+    v = (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
+    train, test = v[:6000], v[6000:]
+
+    def error(c: ResidualCodec) -> float:
+        return float(np.mean(np.sum((c.decode(*c.encode(test)) - test) ** 2, axis=1)))
+
+    uniform = ResidualCodec.train(train, nbits=2, rotate=False)
+    rotated, fewer = ResidualCodec.train(train, nbits=2), ResidualCodec.train(train, nbits=1.5)
+    assert rotated.nbytes == uniform.nbytes == 16 and fewer.nbytes == 12
+    assert error(rotated) < 0.8 * error(uniform)
+    blocks = fewer.widths.reshape(-1, 16)[:, 0]
+    assert blocks[0] == blocks.max() and blocks[-1] == blocks.min() < blocks.max()
+
+
+@pytest.mark.parametrize("nbits, dim", [(0, 64), (5, 64), (1.5, 100), ("2", 64), (8.5, 64)])
+def test_bit_budgets_no_codec_meets_are_refused_at_create(tmp_path, nbits, dim) -> None:
+    with pytest.raises(InvalidInputError, match="nbits"):
+        LateIndex.create(tmp_path / "idx", encoder=PrecomputedEncoder(dim=dim), nbits=nbits)
 
 
 def test_codec_save_load_round_trip_and_damage(codec: ResidualCodec, tmp_path) -> None:
@@ -81,9 +115,17 @@ def test_codec_save_load_round_trip_and_damage(codec: ResidualCodec, tmp_path) -
     loaded = ResidualCodec.load(folder)
     assert loaded.name == codec.name and loaded.trained_on == codec.trained_on and loaded.unit == codec.unit
     np.testing.assert_array_equal(loaded.weights, codec.weights)
+    np.testing.assert_array_equal(loaded.widths, codec.widths)
+    v = clustered(50, 64, seed=9)
+    np.testing.assert_array_equal(loaded.decode(*loaded.encode(v)), codec.decode(*codec.encode(v)))
     np.save(folder / "weights.npy", codec.weights + 1)
     with pytest.raises(CorruptIndexError, match="does not match"):
         ResidualCodec.load(folder)
+    if codec.rotation is not None:  # the rotation is named by the hash too
+        np.save(folder / "weights.npy", codec.weights)
+        np.save(folder / "rotation.npy", -codec.rotation.astype(np.float16))
+        with pytest.raises(CorruptIndexError, match="does not match"):
+            ResidualCodec.load(folder)
 
 
 def test_kernels_refuse_codes_past_the_centroids(codec: ResidualCodec) -> None:
@@ -123,7 +165,7 @@ def test_index_stores_codes_by_default_and_searches_them(tmp_path) -> None:
     assert {"codes.npy", "residuals.npy", "codec.txt"} <= files and "tokens.npy" not in files
     n_tokens = sum(len(p) for p in docs)
     coded = os.path.getsize(segment / "codes.npy") + os.path.getsize(segment / "residuals.npy") - 2 * 128
-    assert coded == n_tokens * (64 // 4 + 2)  # 2 bits a dimension plus a 2-byte centroid id
+    assert coded == n_tokens * (64 * 7 // 32 + 2)  # 1.75 bits a dimension plus a 2-byte centroid id
     index.close()
 
     index = LateIndex.open(tmp_path / "idx")
@@ -141,6 +183,35 @@ def test_index_stores_codes_by_default_and_searches_them(tmp_path) -> None:
     assert [h.id for h in cascaded] == [h.id for h in hits]
     assert [(s.name, s.candidates_out) for s in cascaded.stats][1] == ("prefilter", 295)
     assert {s.name: s for s in index.search(query, k=5, n_prefilter=200).stats}["prefilter"].candidates_out == 200
+
+
+def test_an_index_coded_before_rotation_opens_searches_and_compacts(tmp_path, monkeypatch) -> None:
+    """Segments of the earlier coding (2 bits in every dimension, no rotation) keep their codec;
+    a later write of over 4x the tokens fits a rotated one beside it; both rank together, and
+    compaction refits one rotated codec without losing a passage."""
+    train = ResidualCodec.train.__func__  # type: ignore[attr-defined]
+    monkeypatch.setattr(ResidualCodec, "train", classmethod(lambda cls, *a, **kw: train(cls, *a, **kw, rotate=False)))
+    index = _index(tmp_path, nbits=2)
+    first = passages(N, 64, seed=11)
+    index.add(ids=[f"a{i}" for i in range(N)], tokens=first)
+    index.close()
+    monkeypatch.undo()
+
+    index = LateIndex.open(tmp_path / "idx")
+    (old,) = index._store.state.segments
+    assert old.codec is not None and old.codec.rotation is None and old.codec.nbytes == 16
+    second = passages(5 * N, 64, seed=12)
+    index.add(ids=[f"b{i}" for i in range(5 * N)], tokens=second)
+    new = index._store.state.segments[1]
+    assert new.codec is not None and new.codec.rotation is not None and new.codec.nbytes == 16  # nbits=2 kept
+    for pid, docs in (("a3", first[3]), ("b40", second[40])):
+        query = EncodedQuery(dense=docs.mean(0), tokens=docs[:6])
+        assert index.search(query, k=1)[0].id == pid
+    index.compact()
+    (merged,) = index._store.state.segments
+    assert merged.codec is not None and merged.codec.rotation is not None and len(index) == 6 * N
+    query = EncodedQuery(dense=first[3].mean(0), tokens=first[3][:6])
+    assert index.search(query, k=1)[0].id == "a3"
 
 
 def test_float16_storage_is_exact_and_four_times_larger(tmp_path) -> None:
@@ -416,3 +487,13 @@ def test_short_queries_keep_more_passages_after_the_centroid_prefilter(tmp_path)
     assert kept(30) == 200
     assert kept(10) == 250  # 200 / 0.80: a 9-16-token rerank takes 0.80 of the time a passage
     assert kept(3) == 295  # 200 / 0.68
+
+
+def test_dimensions_that_cannot_be_rotated_default_to_two_bits_everywhere(tmp_path) -> None:
+    index = LateIndex.create(tmp_path / "idx", encoder=PrecomputedEncoder(dim=40))
+    docs = passages(N, 40, seed=13)
+    index.add(ids=[f"p{i}" for i in range(N)], tokens=docs)
+    (segment,) = index._store.state.segments
+    assert segment.codec is not None and segment.codec.rotation is None and segment.codec.nbytes == 10
+    query = EncodedQuery(dense=docs[5].mean(0), tokens=docs[5][:4])
+    assert index.search(query, k=1)[0].id == "p5"

@@ -72,21 +72,24 @@ class LateIndex:
         *,
         lock_timeout: float = DEFAULT_TIMEOUT,
         storage: str = "compressed",
-        nbits: int = 2,
+        nbits: float | None = None,
     ) -> LateIndex:
         """A new, empty index in the folder ``path`` (which must not exist or be empty).
 
         Without ``encoder``, colcade's embedded default encoder is used. ``lock_timeout``: how
         many seconds a write waits for another process's write before ``IndexLockedError``.
-        ``storage``: ``"compressed"`` (token vectors as a centroid id plus ``nbits`` a
-        dimension: 7-8x smaller; nDCG@10 measured 0.0015-0.0040 below exact, BENCHMARKS.md) or
-        ``"float16"`` (exact MaxSim scores).
+        ``storage``: ``"compressed"`` (token vectors as a centroid id plus ``nbits`` residual
+        bits a dimension on average, rotated to where they matter most: ~8-9x smaller at the
+        default, 1.75; 2 in every dimension where ``dim`` is not a multiple of 16;
+        BENCHMARKS.md measures what it costs) or ``"float16"`` (exact MaxSim scores).
         """
         encoder = encoder if encoder is not None else default_encoder()
         return cls(Store.create(Path(path), describe(encoder), lock_timeout, storage=storage, nbits=nbits), encoder)
 
     @classmethod
-    def in_memory(cls, encoder: Encoder | None = None, *, storage: str = "compressed", nbits: int = 2) -> LateIndex:
+    def in_memory(
+        cls, encoder: Encoder | None = None, *, storage: str = "compressed", nbits: float | None = None
+    ) -> LateIndex:
         """An index that lives in this process only (tests, notebooks, small corpora)."""
         encoder = encoder if encoder is not None else default_encoder()
         return cls(Store.create(None, describe(encoder), storage=storage, nbits=nbits), encoder)
@@ -123,7 +126,7 @@ class LateIndex:
         *,
         lock_timeout: float = DEFAULT_TIMEOUT,
         storage: str = "compressed",
-        nbits: int = 2,
+        nbits: float | None = None,
     ) -> LateIndex:
         """Open the index at ``path``, or create it there if there is none (a notebook cell or a
         script that runs twice). ``storage`` and ``nbits`` apply only when it is created."""

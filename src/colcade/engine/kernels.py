@@ -174,23 +174,31 @@ def maxsim_residual(
         _check(offsets, cand, len(codes))
         return maxsim_residual_reference(q, codec, codes, packed, offsets, cand)
     out = np.empty(len(cand), dtype=np.float32)
-    if len(cand):
-        _call(
-            _c.maxsim_residual,
-            q,
-            np.ascontiguousarray(codes, np.uint16),
-            np.ascontiguousarray(packed, np.uint8),
-            codec.centroids,
-            codec.lut(),
-            offsets,
-            cand,
-            out,
-            q.shape[0],
-            codec.dim,
-            codec.nbytes,
-            8 // codec.nbits,
-            int(codec.unit),
-        )
+    if not len(cand):
+        return out
+    codes, packed = np.ascontiguousarray(codes, np.uint16), np.ascontiguousarray(packed, np.uint8)
+    if codec.rotation is not None:  # the kernel works in the rotated axes: rotate the query once
+        q = np.ascontiguousarray(q @ codec.rotation)
+        centroids, table = codec.kernel_centroids, codec.table
+        args = (q, codes, packed, centroids, table, codec.widths, offsets, cand, out, q.shape[0], codec.dim)
+        _call(_c.maxsim_mixed, *args, codec.nbytes, int(codec.unit))
+        return out
+    _call(
+        _c.maxsim_residual,
+        q,
+        codes,
+        packed,
+        codec.centroids,
+        codec.lut(),
+        offsets,
+        cand,
+        out,
+        q.shape[0],
+        codec.dim,
+        codec.nbytes,
+        8 // int(codec.nbits),
+        int(codec.unit),
+    )
     return out
 
 

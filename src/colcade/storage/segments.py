@@ -11,7 +11,8 @@ A segment is a folder of ``.npy`` files, memory-mapped when read. Exact (float16
 Compressed segments (the default; ``colcade.engine.codec``) hold, instead of tokens and bits::
 
     codes.npy     uint16 [T]               each token's centroid
-    residuals.npy uint8  [T, d*nbits/8]    each token's residual buckets, packed
+    residuals.npy uint8  [T, nbytes]       each token's residual buckets, packed (the codec's width:
+                                           d * 1.75 / 8 by default, d / 4 in segments written before)
     codec.txt                              the name of the codec (``codecs/<name>/`` in the index)
 
 and their dense vectors in 4 bits (``engine/dense_codes.py``: uint8 ``[n, dense_dim / 2 + 4]``, each

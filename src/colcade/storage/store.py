@@ -42,7 +42,7 @@ import numpy as np
 
 from colcade.engine import dense_codes
 from colcade.engine import shortlist as dense_shortlist
-from colcade.engine.codec import MAX_CENTROIDS, ResidualCodec
+from colcade.engine.codec import MAX_CENTROIDS, ResidualCodec, check_nbits, default_nbits
 from colcade.engine.partition import Partition
 from colcade.engine.shortlist import DenseShortlist
 from colcade.errors import (
@@ -198,11 +198,10 @@ MIN_TRAIN = 1 << 14  # tokens: below this an index stays float16 (a codec fitted
 TRAINED_ENOUGH = 1 << 18  # tokens: a codec fitted to this many is kept for every later write
 
 
-def check_storage(storage: str, nbits: int) -> None:
+def check_storage(storage: str, nbits: float, dim: int | None = None) -> None:
     if storage not in STORAGE_KINDS:
         raise InvalidInputError(f"storage must be one of {', '.join(map(repr, STORAGE_KINDS))}, but got {storage!r}")
-    if nbits not in (1, 2, 4, 8):
-        raise InvalidInputError(f"nbits must be 1, 2, 4 or 8, but got {nbits!r}")
+    check_nbits(nbits, dim)
 
 
 def write_manifest(path: Path, encoder_info: dict[str, Any], storage: dict[str, Any] | None = None) -> None:
@@ -297,11 +296,12 @@ class Store:
         lock_timeout: float = DEFAULT_TIMEOUT,
         ivf_above: int | None = None,
         storage: str = "compressed",
-        nbits: int = 2,
+        nbits: float | None = None,
     ) -> Store:
         """A new index: built in a temporary folder and renamed into place, so two processes
         creating the same path cannot both succeed (the loser gets IndexExistsError)."""
-        check_storage(storage, nbits)
+        nbits = default_nbits(encoder_info.get("dim")) if nbits is None else nbits
+        check_storage(storage, nbits, encoder_info.get("dim"))
         layout = {"kind": storage, "nbits": nbits} if storage == "compressed" else {"kind": storage}
         if path is None:
             store = cls(None, encoder_info, lock_timeout, ivf_above, layout)
@@ -663,7 +663,7 @@ class Store:
         ]:
             share = int(round(16 * MAX_CENTROIDS * n / total))  # a sample in proportion
             parts.append(read(np.sort(rng.choice(n, size=min(n, max(1, share)), replace=False))))
-        codec = ResidualCodec.train(np.concatenate(parts), total, int(self.storage["nbits"]))
+        codec = ResidualCodec.train(np.concatenate(parts), total, self.storage["nbits"])
         if self.path is not None:
             (self.path / CODECS).mkdir(exist_ok=True)
             try:
