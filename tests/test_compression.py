@@ -103,7 +103,7 @@ def test_rotation_puts_the_bits_where_the_variance_is() -> None:
     assert blocks[0] == blocks.max() and blocks[-1] == blocks.min() < blocks.max()
 
 
-@pytest.mark.parametrize("nbits, dim", [(0, 64), (5, 64), (1.5, 100), ("2", 64), (8.5, 64)])
+@pytest.mark.parametrize("nbits, dim", [(0, 64), (0.1, 64), (5, 64), (1.5, 100), (1.5, 32), ("2", 64), (8.5, 64)])
 def test_bit_budgets_no_codec_meets_are_refused_at_create(tmp_path, nbits, dim) -> None:
     with pytest.raises(InvalidInputError, match="nbits"):
         LateIndex.create(tmp_path / "idx", encoder=PrecomputedEncoder(dim=dim), nbits=nbits)
@@ -497,3 +497,15 @@ def test_dimensions_that_cannot_be_rotated_default_to_two_bits_everywhere(tmp_pa
     assert segment.codec is not None and segment.codec.rotation is None and segment.codec.nbytes == 10
     query = EncodedQuery(dense=docs[5].mean(0), tokens=docs[5][:4])
     assert index.search(query, k=1)[0].id == "p5"
+
+
+def test_eight_bits_code_every_dimension_unrotated_and_numpy_numbers_are_budgets(tmp_path) -> None:
+    v = clustered(6000, 64)
+    codec = ResidualCodec.train(v, nbits=8)
+    assert codec.rotation is None and codec.nbytes == 64
+    assert np.median(np.sum(codec.decode(*codec.encode(v[:500])) * v[:500], axis=1)) > 0.999
+    index = LateIndex.create(tmp_path / "idx", encoder=PrecomputedEncoder(dim=64), nbits=np.float32(1.5))
+    docs = passages(N, 64, seed=14)
+    index.add(ids=[f"p{i}" for i in range(N)], tokens=docs)
+    (segment,) = index._store.state.segments
+    assert segment.codec is not None and segment.codec.nbytes == 12

@@ -321,3 +321,41 @@ def test_cell_scores_over_segments_of_different_sizes_share_one_scratch():
         cells = np.stack([rng.choice(16, 3, replace=False) for _ in range(4)])
         gains = rng.random((4, 3)).astype(np.float32)
         _cell_scores_match_reference(cells, gains, p, n, n)
+
+
+_GUARDED = r"""
+import ctypes, mmap, sys
+import numpy as np
+from colcade.engine import _kernels as C
+
+C.set_simd(int(sys.argv[1]))
+page = mmap.PAGESIZE
+m = mmap.mmap(-1, 2 * page)
+addr = ctypes.addressof(ctypes.c_char.from_buffer(m))
+libc = ctypes.CDLL(None)
+libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+assert libc.mprotect(addr + page, page, 0) == 0  # the page after the rows: no access
+d, n = 64, 3
+for widths in ([2] * 16 + [1] * 16 + [0] * 32, [0] * 64):  # trailing 0-bit blocks; no bits at all
+    widths = np.array(widths, np.uint8)
+    nbytes = int(widths.sum()) // 8
+    packed = np.frombuffer(m, np.uint8, count=n * nbytes, offset=page - n * nbytes)  # ends at the guard
+    table = np.arange(16 * d, dtype=np.float32).reshape(16, d) / 1e3
+    out = np.zeros(1, np.float32)
+    args = (np.ones((1, d), np.float32), np.zeros(n, np.uint16), packed, np.zeros((1, d), np.float32), table)
+    C.maxsim_mixed(*args, widths, np.array([0, n], np.int64), np.array([0], np.int64), out, 1, d, nbytes, 0)
+    print(out[0])
+"""
+
+
+@pytest.mark.skipif(kernels.backend() == "numpy", reason="the compiled kernels are not built")
+@pytest.mark.parametrize("level", [0, 1, 2])
+def test_mixed_decoders_read_nothing_past_a_row(level):
+    """Dimensions of 0 bits own no byte: no decoder may read one (a segment's last row ends its
+    memory-mapped file). The rows end at a page with no access; a read past them kills the child."""
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-c", _GUARDED, str(level)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-500:]
+    assert [float(x) for x in run.stdout.split()] == pytest.approx([sum(range(64)) / 1e3] * 2)  # bucket 0 everywhere

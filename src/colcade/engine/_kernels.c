@@ -176,8 +176,8 @@ static void fill_mixed(const Source *s, int64_t row, int nt, int d, int padded, 
         const float *restrict c = s->centroids + (size_t)s->codes[r] * d;
         const uint8_t *restrict p = s->packed + (size_t)r * s->nbytes;
         float *restrict dst = buf + (size_t)j * d;
-        for (int k = 0; k < d; k++) {
-            const int bucket = (p[s->pos[k] >> 3] >> (s->pos[k] & 7)) & ((1 << s->width[k]) - 1);
+        for (int k = 0; k < d; k++) { /* a dimension of 0 bits owns no byte: nothing to read */
+            const int bucket = s->width[k] ? (p[s->pos[k] >> 3] >> (s->pos[k] & 7)) & ((1 << s->width[k]) - 1) : 0;
             dst[k] = c[k] + s->by_bucket[(size_t)bucket * d + k];
         }
         if (s->unit) to_unit(dst, d);

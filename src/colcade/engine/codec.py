@@ -37,6 +37,7 @@ import functools
 import hashlib
 import json
 import math
+import numbers
 import os
 from pathlib import Path
 
@@ -213,9 +214,9 @@ class ResidualCodec:
         buckets = 16 if rotation is not None else 2 ** int(nbits)
         cutoffs = np.full((d, buckets - 1), np.inf, np.float32)  # unused cutoffs: +inf, never exceeded
         weights = np.zeros((d, buckets), np.float32)
-        for w in np.unique(widths):
+        for w in map(int, np.unique(widths)):  # a Python int: 2 ** np.uint8(8) overflows to 0
             dims = np.flatnonzero(widths == w)
-            cutoffs[dims, : 2**w - 1], weights[dims, : 2**w] = _quantize(residual[:, dims], int(w))
+            cutoffs[dims, : 2**w - 1], weights[dims, : 2**w] = _quantize(residual[:, dims], w)
         if rotation is None:
             return cls(centroids, cutoffs, weights, nbits, n, unit)
         return cls(centroids, cutoffs, weights, nbits, n, unit, widths, rotation, steps)
@@ -381,23 +382,24 @@ def _buckets(residual: np.ndarray, cutoffs: np.ndarray) -> np.ndarray:
 
 def rotates(nbits: float, dim: int) -> bool:
     """Whether a codec of ``nbits`` a dimension at ``dim`` is rotated (blocks of 16 whole
-    dimensions, at most 4 bits each); 8 bits, and dimensions not a multiple of 16, are not."""
-    return dim > 0 and dim % ROTATED_BLOCK == 0 and nbits <= 4
+    dimensions, at most 4 bits each); 8 bits, dimensions not a multiple of 16, and fewer than 64
+    (too few blocks to share the bits: 1.75 would round down to 1 bit at d=16) are not."""
+    return dim >= 4 * ROTATED_BLOCK and dim % ROTATED_BLOCK == 0 and nbits <= 4
 
 
 def default_nbits(dim: int | None) -> float:
     """``DEFAULT_NBITS`` where ``dim`` can be rotated; else 2 bits in every dimension (PLAID's).
 
-    >>> default_nbits(384), default_nbits(100)
-    (1.75, 2)
+    >>> default_nbits(384), default_nbits(100), default_nbits(32)
+    (1.75, 2, 2)
     """
     return DEFAULT_NBITS if dim is None or rotates(DEFAULT_NBITS, dim) else 2
 
 
 def check_nbits(nbits: float, dim: int | None = None) -> None:
     """Refuse a bit budget no codec can meet (``dim``: the token vectors', where known)."""
-    if isinstance(nbits, bool) or not isinstance(nbits, (int, float)) or not (0 < nbits <= 4 or nbits == 8):
-        raise InvalidInputError(f"nbits must be a number in (0, 4] or 8, but got {nbits!r}")
+    if isinstance(nbits, bool) or not isinstance(nbits, numbers.Real) or not (0.25 <= nbits <= 4 or nbits == 8):
+        raise InvalidInputError(f"nbits must be a number in [0.25, 4] or 8, but got {nbits!r}")
     if dim is not None and not rotates(nbits, dim) and nbits not in (1, 2, 4, 8):
         raise InvalidInputError(
             f"{dim}-dim token vectors cannot be rotated (blocks of {ROTATED_BLOCK} dimensions), so every dimension "

@@ -170,6 +170,8 @@ def maxsim_residual(
     offsets, cand = _prepare(offsets, cand)
     if q.ndim != 2 or q.shape[1] != codec.dim:
         raise InvalidInputError(f"query tokens must be [nq, {codec.dim}], but got {q.shape}")
+    if packed.ndim != 2 or packed.shape != (len(codes), codec.nbytes):
+        raise InvalidInputError(f"packed residuals must be [{len(codes)}, {codec.nbytes}], but got {packed.shape}")
     if backend() == "numpy":
         _check(offsets, cand, len(codes))
         return maxsim_residual_reference(q, codec, codes, packed, offsets, cand)

@@ -302,6 +302,7 @@ class Store:
         creating the same path cannot both succeed (the loser gets IndexExistsError)."""
         nbits = default_nbits(encoder_info.get("dim")) if nbits is None else nbits
         check_storage(storage, nbits, encoder_info.get("dim"))
+        nbits = int(nbits) if float(nbits).is_integer() else float(nbits)  # JSON, from numpy numbers too
         layout = {"kind": storage, "nbits": nbits} if storage == "compressed" else {"kind": storage}
         if path is None:
             store = cls(None, encoder_info, lock_timeout, ivf_above, layout)
