@@ -126,6 +126,9 @@ def test_codec_save_load_round_trip_and_damage(codec: ResidualCodec, tmp_path) -
         np.save(folder / "rotation.npy", -codec.rotation.astype(np.float16))
         with pytest.raises(CorruptIndexError, match="does not match"):
             ResidualCodec.load(folder)
+        (folder / "steps.npy").unlink()
+        with pytest.raises(CorruptIndexError, match="lacks a file"):
+            ResidualCodec.load(folder)
 
 
 def test_kernels_refuse_codes_past_the_centroids(codec: ResidualCodec) -> None:

@@ -355,7 +355,9 @@ class ResidualCodec:
                 steps=steps,
             )
         except FileNotFoundError:
-            raise
+            if not (folder / "codec.json").exists():  # no codec here: the store says what to do
+                raise
+            raise CorruptIndexError(f"the codec in {folder} lacks a file: rebuild the index") from None
         except Exception as exc:
             raise CorruptIndexError(f"cannot read the codec in {folder}: {exc}. Rebuild the index.") from exc
         if codec.name != folder.name:
