@@ -250,8 +250,16 @@ class ResidualCodec:
             residual = block - self.centroids[codes[start : start + len(block)]]
             if self.rotation is not None:
                 residual = residual @ self.rotation
-            packed[start : start + len(block)] = self._pack(_buckets(residual, self.cutoffs))
+            packed[start : start + len(block)] = self._pack(self._buckets(residual))
         return codes, packed
+
+    def _buckets(self, residual: np.ndarray) -> np.ndarray:
+        """Each dimension's bucket, against its own width's cutoffs only (a rotated codec's table
+        pads every dimension to 15: comparing against all of them took 1.6-2x as long)."""
+        out = np.zeros(residual.shape, np.uint8)  # 0-bit dimensions: bucket 0
+        for w, lo, hi, _ in self._runs:
+            out[:, lo:hi] = _buckets(residual[:, lo:hi], self.cutoffs[lo:hi, : 2**w - 1])
+        return out
 
     def _pack(self, buckets: np.ndarray) -> np.ndarray:
         out = np.zeros((len(buckets), self.nbytes), np.uint8)
