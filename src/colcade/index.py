@@ -80,7 +80,7 @@ class LateIndex:
         many seconds a write waits for another process's write before ``IndexLockedError``.
         ``storage``: ``"compressed"`` (token vectors as a centroid id plus ``nbits`` residual
         bits a dimension on average, rotated to where they matter most: ~8-9x smaller at the
-        default, 1.75; 2 in every dimension where ``dim`` is not a multiple of 16;
+        default, 1.75; 2 in every dimension where ``dim`` is under 64 or not a multiple of 16;
         BENCHMARKS.md measures what it costs) or ``"float16"`` (exact MaxSim scores).
         """
         encoder = encoder if encoder is not None else default_encoder()
