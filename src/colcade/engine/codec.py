@@ -10,8 +10,8 @@ with the centroids), and each block of 16 axes gets 0, 1, 2 or 4 bits by its var
 ``nbits`` bits a dimension on average (1.75 by default: 84 bytes at d=384, plus the 2-byte code).
 Real residuals are far from isotropic (their covariance's eigenvalues span ~100x), so bits
 given where the variance is lose less than the same bits in every dimension:
-benchmarks/rotation.py measures fidelity@10 to float MaxSim 0.925 at 1.75 bits rotated against
-0.911 at 2 bits in every dimension, on SciFact's train queries (the split the default was
+benchmarks/rotation.py measures fidelity@10 to float MaxSim 0.924 at 1.75 bits rotated against
+0.912 at 2 bits in every dimension, on SciFact's train queries (the split the default was
 chosen on). Dot products need no decoding back: a query is rotated by the same matrix, so the
 kernels score in the rotated axes. A rotated codec stores its centroids in int8, a step a
 dimension (a 4,096-centroid codec is 1.5 MB at d=384, where float16 took 3 MB).
@@ -52,7 +52,7 @@ MAX_CENTROIDS = 4096
 _BLOCK = 1 << 14  # tokens encoded at a time (memory stays bounded on any write: ~25 MB at d=384)
 # Residual bits a dimension on average by default, rotated (see ``train``): the fewest of 1.5,
 # 1.75 and 2 whose fidelity@10 on SciFact's train queries is no lower than 2 bits in every
-# dimension gave (benchmarks/rotation.py: 0.910, 0.925, 0.932 against 0.911).
+# dimension gave (benchmarks/rotation.py: 0.911, 0.924, 0.934 against 0.912).
 DEFAULT_NBITS = 1.75
 ROTATED_BLOCK = 16  # dimensions sharing a width: whole bytes at every width, one AVX-512 register
 ROTATED_WIDTHS = (0, 1, 2, 4)
@@ -207,7 +207,7 @@ class ResidualCodec:
         if rotate:
             # Principal axes, rounded to float16 as stored; dot products need no orthogonality
             # (a query is rotated by the same matrix), and rounding moves a vector by ~1e-5.
-            eigen, axes = np.linalg.eigh(np.cov(residual.T.astype(np.float64)))
+            _, axes = np.linalg.eigh(np.cov(residual.T.astype(np.float64)))  # ascending eigenvalues
             rotation = np.ascontiguousarray(axes[:, ::-1]).astype(np.float16).astype(np.float32)
             residual = residual @ rotation
             widths = allocate_widths(residual.var(axis=0), nbits)

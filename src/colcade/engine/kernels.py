@@ -181,9 +181,22 @@ def maxsim_residual(
     codes, packed = np.ascontiguousarray(codes, np.uint16), np.ascontiguousarray(packed, np.uint8)
     if codec.rotation is not None:  # the kernel works in the rotated axes: rotate the query once
         q = np.ascontiguousarray(q @ codec.rotation)
-        centroids, table = codec.kernel_centroids, codec.table
-        args = (q, codes, packed, centroids, table, codec.widths, offsets, cand, out, q.shape[0], codec.dim)
-        _call(_c.maxsim_mixed, *args, codec.nbytes, int(codec.unit))
+        _call(
+            _c.maxsim_mixed,
+            q,
+            codes,
+            packed,
+            codec.kernel_centroids,
+            codec.table,
+            codec.widths,
+            offsets,
+            cand,
+            out,
+            q.shape[0],
+            codec.dim,
+            codec.nbytes,
+            int(codec.unit),
+        )
         return out
     _call(
         _c.maxsim_residual,
