@@ -359,3 +359,31 @@ def test_mixed_decoders_read_nothing_past_a_row(level):
     run = subprocess.run([sys.executable, "-c", _GUARDED, str(level)], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr[-500:]
     assert [float(x) for x in run.stdout.split()] == pytest.approx([sum(range(64)) / 1e3] * 2)  # bucket 0 everywhere
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    k=st.integers(1, 300),
+    nq=st.integers(1, 20),
+    m=st.integers(1, 12),
+    levels=st.integers(1, 50),
+    seed=st.integers(0, 2**16),
+)
+def test_top_rows_matches_a_stable_sort_ties_included(k, nq, m, levels, seed):
+    """Each column's best centroids: the kernel against argsort, on tables with many ties (few
+    distinct values), so the tie rule (the lower row first) is exercised too."""
+    m = min(m, k)
+    table = np.random.default_rng(seed).integers(0, levels, (k, nq)).astype(np.float32) / levels
+    rows, best = kernels.top_rows(table, m)
+    want_rows, want_best = kernels.top_rows_reference(table, m)
+    np.testing.assert_array_equal(rows, want_rows)
+    np.testing.assert_array_equal(best, want_best)
+
+
+def test_top_rows_refuses_shapes_it_cannot_serve():
+    with pytest.raises(InvalidInputError):
+        kernels.top_rows(np.zeros((3, 2), np.float32), 4)
+    with pytest.raises(InvalidInputError):
+        kernels.top_rows(np.zeros((3, 2), np.float32), 0)
+    with pytest.raises(InvalidInputError):
+        kernels.top_rows(np.zeros(3, np.float32), 1)

@@ -1017,6 +1017,46 @@ static PyObject *py_maxsim_codes(PyObject *self, PyObject *args) {
     return result;
 }
 
+/* Each column's m best rows of a row-major [k, nq] table, best first, a tie to the lower row: one
+   pass, an insertion only where a value beats its column's m-th best so far (rarely, past the
+   first rows). */
+static void run_top_rows(const float *table, Py_ssize_t k, int nq, int m, int64_t *rows, float *best) {
+    for (Py_ssize_t i = 0; i < (Py_ssize_t)nq * m; i++) { rows[i] = -1; best[i] = -INFINITY; }
+    for (Py_ssize_t r = 0; r < k; r++) {
+        const float *row = table + r * nq;
+        for (int j = 0; j < nq; j++) {
+            const float v = row[j];
+            float *b = best + (Py_ssize_t)j * m;
+            int64_t *at = rows + (Py_ssize_t)j * m;
+            if (!(v > b[m - 1]) && at[m - 1] >= 0) continue;
+            int slot = m - 1;
+            while (slot > 0 && (v > b[slot - 1] || at[slot - 1] < 0)) {
+                b[slot] = b[slot - 1]; at[slot] = at[slot - 1]; slot--;
+            }
+            b[slot] = v; at[slot] = r;
+        }
+    }
+}
+
+static PyObject *py_top_rows(PyObject *self, PyObject *args) {
+    Py_buffer table, rows, best;
+    Py_ssize_t k;
+    int nq, m;
+    if (!PyArg_ParseTuple(args, "y*w*w*nii", &table, &rows, &best, &k, &nq, &m)) return NULL;
+    PyObject *result = NULL;
+    if (k <= 0 || nq <= 0 || m <= 0 || m > k || table.len < (Py_ssize_t)sizeof(float) * nq * k ||
+        rows.len < (Py_ssize_t)sizeof(int64_t) * nq * m || best.len < (Py_ssize_t)sizeof(float) * nq * m) {
+        PyErr_SetString(PyExc_ValueError, "table must hold k * nq float32 values, the outputs nq * m, 0 < m <= k");
+    } else {
+        Py_BEGIN_ALLOW_THREADS
+        run_top_rows(table.buf, k, nq, m, rows.buf, best.buf);
+        Py_END_ALLOW_THREADS
+        result = Py_NewRef(Py_None);
+    }
+    PyBuffer_Release(&table); PyBuffer_Release(&rows); PyBuffer_Release(&best);
+    return result;
+}
+
 /* Every list a kernel reads must be laid out as its count says, inside the words given. */
 static int check_lists(const int64_t *counts, const int64_t *words, Py_ssize_t k, Py_ssize_t n_words,
                        int64_t universe, const int64_t *cells, Py_ssize_t m) {
@@ -1123,6 +1163,7 @@ static PyMethodDef methods[] = {
     {"maxsim_residual", py_maxsim_residual, METH_VARARGS, "Float MaxSim over compressed passage tokens."},
     {"maxsim_mixed", py_maxsim_mixed, METH_VARARGS, "Float MaxSim over tokens coded with mixed widths."},
     {"maxsim_codes", py_maxsim_codes, METH_VARARGS, "Centroid-interaction MaxSim over passages' codes."},
+    {"top_rows", py_top_rows, METH_VARARGS, "Each column's best rows of a [k, nq] table, best first."},
     {"cell_scores", py_cell_scores, METH_VARARGS, "Centroid interaction of passages from posting lists."},
     {"ef_pack", py_ef_pack, METH_VARARGS, "Pack ascending posting lists in Elias-Fano form."},
     {"isa", py_isa, METH_NOARGS, "The instruction set in use: 'avx2' or 'scalar'."},

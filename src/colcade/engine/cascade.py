@@ -27,7 +27,7 @@ import numpy as np
 
 from colcade.encoders.base import EncodedQuery
 from colcade.engine.codec import ResidualCodec
-from colcade.engine.kernels import binarize, maxsim, maxsim_codes, maxsim_hamming, maxsim_residual
+from colcade.engine.kernels import binarize, maxsim, maxsim_codes, maxsim_hamming, maxsim_residual, top_rows
 from colcade.engine.shortlist import DenseShortlist
 from colcade.errors import InvalidInputError
 from colcade.results import StageStats
@@ -180,10 +180,7 @@ def _token_candidates(
             continue
         table = prefilter.table(seg.codec)  # [k, nq]
         m = min(n_cells + 1, len(table))
-        top = np.argpartition(-table, m - 1, axis=0)[:m]
-        top_scores = np.take_along_axis(table, top, axis=0)
-        order = np.argsort(-top_scores, axis=0, kind="stable")
-        top, top_scores = np.take_along_axis(top, order, axis=0), np.take_along_axis(top_scores, order, axis=0)
+        top, top_scores = top_rows(table, m)
         floor = top_scores[n_cells] if m > n_cells else np.zeros(table.shape[1], np.float32)
         cells, gains = top[:n_cells].T, (top_scores[:n_cells] - floor).T
         local, score = seg.postings.scores(cells, gains, limit=max(1, seg.n // 4))

@@ -234,6 +234,31 @@ def maxsim_codes(ct: np.ndarray, codes: np.ndarray, offsets: np.ndarray, cand: n
     return out
 
 
+def top_rows(table: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each column's ``m`` best rows of ``table`` (float32 ``[k, nq]``), best first, a tie to the
+    lower row: (rows int64 ``[m, nq]``, their values float32 ``[m, nq]``). A query token's best
+    centroids, from the centroid-query table; one pass where a partial sort strides the columns.
+
+    >>> top_rows(np.array([[0.1, 0.9], [0.5, 0.2], [0.5, 0.4]], np.float32), 2)[0]
+    array([[1, 0],
+           [2, 2]])
+    """
+    table = np.ascontiguousarray(table, np.float32)
+    if table.ndim != 2 or not 0 < m <= table.shape[0] or not table.shape[1]:
+        raise InvalidInputError(f"cannot take the {m} best rows of a table of shape {table.shape}")
+    if backend() == "numpy":
+        return top_rows_reference(table, m)
+    k, nq = table.shape
+    rows, best = np.empty((nq, m), np.int64), np.empty((nq, m), np.float32)
+    _call(_c.top_rows, table, rows, best, k, nq, m)
+    return rows.T.copy(), best.T.copy()
+
+
+def top_rows_reference(table: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
+    rows = np.argsort(-table, axis=0, kind="stable")[:m]
+    return rows, np.take_along_axis(table, rows, axis=0)
+
+
 def maxsim_residual_reference(
     q: np.ndarray, codec: ResidualCodec, codes: np.ndarray, packed: np.ndarray, offsets: np.ndarray, cand: np.ndarray
 ) -> np.ndarray:
