@@ -28,7 +28,7 @@ from report import ROOT, table, write_section  # noqa: E402
 
 from colcade.app.eval import fidelity, ndcg  # noqa: E402
 from colcade.encoders.default import MiniLMEncoder  # noqa: E402
-from colcade.engine.codec import MAX_CENTROIDS, ResidualCodec  # noqa: E402
+from colcade.engine.codec import FLAT_CENTROIDS, ResidualCodec  # noqa: E402
 
 MAX_QUERIES = 200
 VARIANTS = [  # label, bits a dimension on average, rotated
@@ -67,7 +67,7 @@ def main() -> None:
         vectors = np.concatenate(tokens).astype(np.float32)
         del tokens
         rng = np.random.default_rng(0)
-        sample = vectors[rng.choice(len(vectors), min(len(vectors), 16 * MAX_CENTROIDS), replace=False)]
+        sample = vectors[rng.choice(len(vectors), min(len(vectors), 16 * FLAT_CENTROIDS), replace=False)]
         runs_of: dict[str, list] = {}
         for split in splits:
             coll, _, queries_emb = load(name, encoder, split=split)

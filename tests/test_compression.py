@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from colcade import EncodedQuery, LateIndex, PrecomputedEncoder
+from colcade.engine import codec as codec_module
 from colcade.engine import kernels
 from colcade.engine.codec import ResidualCodec, centroid_count
 from colcade.errors import CorruptIndexError, InvalidInputError
@@ -30,19 +31,59 @@ def passages(n: int, d: int, seed: int = 0) -> list[np.ndarray]:
     return np.split(v, np.cumsum(lengths)[:-1])
 
 
-@pytest.fixture(scope="module", params=["rotated", "uniform"])
+def small_trees(mp: pytest.MonkeyPatch) -> None:
+    """Two-level codebooks past 64 centroids and at 4 tokens a leaf: a few thousand tokens get
+    one, where the defaults ask for millions."""
+    mp.setattr(codec_module, "FLAT_CENTROIDS", 64)
+    mp.setattr(codec_module, "TOKENS_A_LEAF", 4)
+
+
+@pytest.fixture(scope="module", params=["rotated", "uniform", "tree"])
 def codec(request) -> ResidualCodec:
-    """The default coding (rotated, 1.75 bits a dimension) and the one before it (2 bits in every
-    dimension), which indexes written earlier hold."""
+    """The default coding (rotated, 1.75 bits a dimension), the one before it (2 bits in every
+    dimension), which indexes written earlier hold, and the default with a two-level codebook."""
     if request.param == "rotated":
         return ResidualCodec.train(clustered(6000, 64))
+    if request.param == "tree":
+        with pytest.MonkeyPatch.context() as mp:
+            small_trees(mp)
+            tree = ResidualCodec.train(clustered(6000, 64))
+        assert tree.coarse is not None and tree.coarse.shape == (32, 64) and tree.k == 1024
+        return tree
     return ResidualCodec.train(clustered(6000, 64), nbits=2, rotate=False)
 
 
 def test_centroid_count_follows_plaid_and_is_capped() -> None:
     assert centroid_count(1) == 1
     assert centroid_count(10_000) == 1024  # 2^floor(log2(16 * 100))
-    assert centroid_count(10**9) == 4096
+    assert centroid_count(2_000_000) == 4096  # PLAID asks 16,384, but leaves would be ~122 tokens each
+    assert centroid_count(6_000_000) == 16384
+    assert centroid_count(10**9) == 65536  # codes are uint16
+
+
+def test_a_two_level_codebook_codes_each_token_to_the_best_leaf_of_its_best_coarse_centroid() -> None:
+    with pytest.MonkeyPatch.context() as mp:
+        small_trees(mp)
+        tree = ResidualCodec.train(clustered(6000, 64))
+        mp.setattr(codec_module, "TOKENS_A_LEAF", 10**9)  # the same sample, a flat codebook of 64
+        flat = ResidualCodec.train(clustered(6000, 64))
+    assert tree.coarse is not None and flat.coarse is None and flat.k == 64
+    v = clustered(3000, 64, seed=5)
+    codes = tree.assign(v)
+    m = tree.k // len(tree.coarse)
+    group = np.argmax(v @ tree.coarse.T, axis=1)
+    np.testing.assert_array_equal(codes // m, group)
+    best = [g * m + np.argmax(tree.centroids[g * m : (g + 1) * m] @ x) for x, g in zip(v, group)]
+    np.testing.assert_array_equal(codes, best)
+    # Finer centroids leave smaller residuals (what the leaves are for).
+    err = [np.mean(np.sum((v - c.centroids[c.assign(v)]) ** 2, axis=1)) for c in (tree, flat)]
+    assert err[0] < 0.8 * err[1]
+
+
+def test_a_codebook_split_unevenly_is_refused() -> None:
+    c = np.eye(6, 4, dtype=np.float32)
+    with pytest.raises(InvalidInputError, match="evenly"):
+        ResidualCodec(c, np.zeros((4, 3)), np.zeros((4, 4)), 2, 6, coarse=np.eye(4, dtype=np.float32))
 
 
 def test_codec_reconstructs_closely_and_packs_its_bits(codec: ResidualCodec) -> None:
@@ -127,6 +168,16 @@ def test_codec_save_load_round_trip_and_damage(codec: ResidualCodec, tmp_path) -
         with pytest.raises(CorruptIndexError, match="does not match"):
             ResidualCodec.load(folder)
         (folder / "steps.npy").unlink()
+        with pytest.raises(CorruptIndexError, match="lacks a file"):
+            ResidualCodec.load(folder)
+    if codec.coarse is not None:  # the coarse centroids are named too, and needed
+        shutil.rmtree(folder)
+        codec.save(folder)
+        np.testing.assert_array_equal(ResidualCodec.load(folder).coarse, codec.coarse)
+        np.save(folder / "coarse.npy", codec.coarse[::-1].astype(np.float16))
+        with pytest.raises(CorruptIndexError, match="does not match"):
+            ResidualCodec.load(folder)
+        (folder / "coarse.npy").unlink()
         with pytest.raises(CorruptIndexError, match="lacks a file"):
             ResidualCodec.load(folder)
 
@@ -215,6 +266,37 @@ def test_an_index_coded_before_rotation_opens_searches_and_compacts(tmp_path, mo
     assert merged.codec is not None and merged.codec.rotation is not None and len(index) == 6 * N
     query = EncodedQuery(dense=first[3].mean(0), tokens=first[3][:6])
     assert index.search(query, k=1)[0].id == "a3"
+
+
+def test_an_index_with_a_two_level_codebook_searches_reopens_and_compacts(tmp_path, monkeypatch) -> None:
+    """What a large index gets (a codebook of leaves under coarse centroids), on a small one."""
+    small_trees(monkeypatch)
+    docs = passages(N, 64, seed=21)
+    index = _index(tmp_path)
+    index.add(ids=[f"p{i}" for i in range(N)], tokens=docs)
+    (seg,) = index._store.state.segments
+    assert seg.codec is not None and seg.codec.coarse is not None and seg.codec.k > 64
+    assert json.loads((tmp_path / "idx" / "codecs" / seg.codec.name / "codec.json").read_text())["coarse"] == len(
+        seg.codec.coarse
+    )
+    index.close()
+    monkeypatch.undo()  # reading needs nothing but the saved codec
+
+    index = LateIndex.open(tmp_path / "idx")
+    (seg,) = index._store.state.segments
+    assert seg.codec is not None and seg.codec.coarse is not None
+    queries = [EncodedQuery(dense=docs[i].mean(0), tokens=docs[i][:6]) for i in (4, 300, 777)]
+    for i, q in zip((4, 300, 777), queries):
+        exact = index.search(q, k=5, exhaustive=True)
+        decoded = [seg.passage_tokens(int(h.id[1:])) for h in exact]
+        want = [float((q.tokens @ d.T).max(1).sum()) for d in decoded]
+        np.testing.assert_allclose([h.score for h in exact], want, atol=1e-3)
+        assert exact[0].id == f"p{i}" and index.search(q, k=1, n_shortlist=20, n_cells=4)[0].id == f"p{i}"
+    before = [[(h.id, h.score) for h in index.search(q, k=5, exhaustive=True)] for q in queries]
+    index.delete(["p1"])
+    index.compact()
+    assert [[(h.id, h.score) for h in index.search(q, k=5, exhaustive=True)] for q in queries] == before
+    assert index._store.state.segments[0].codec.name == seg.codec.name  # codes copied, not coded again
 
 
 def test_float16_storage_is_exact_and_four_times_larger(tmp_path) -> None:

@@ -46,9 +46,17 @@ import numpy as np
 
 from colcade.errors import CorruptIndexError, InvalidInputError
 
-# PLAID's rule asks for more centroids past 65k tokens; the cap keeps fitting them to ~15 s on
-# 2 cores (a 16-per-centroid sample, 10 iterations). Set by build time, not by any collection's scores.
-MAX_CENTROIDS = 4096
+# Up to FLAT_CENTROIDS, a token's centroid is the best of all of them (one matrix product), as
+# PLAID's rule asks up to 65k tokens; fitting them takes ~15 s on 2 cores. Past that, centroids are
+# a two-level codebook (``TREE_CENTROIDS`` at most: codes are uint16): ``g`` coarse centroids, each
+# with ``k / g`` leaves fitted to its own tokens, and a token takes the best leaf of its best coarse
+# centroid, ~2 sqrt(k) products where a flat search takes k. Set by build time, not by any scores.
+FLAT_CENTROIDS = 4096
+TREE_CENTROIDS = 1 << 16
+MAX_CENTROIDS = TREE_CENTROIDS
+# Tokens a centroid stands for at least, past FLAT_CENTROIDS: a leaf of a small index would cost
+# more bytes than it saves (65,536 int8 leaves are 8 MB at d=128: 0.5 B/token at 16 M tokens).
+TOKENS_A_LEAF = 256
 _BLOCK = 1 << 14  # tokens encoded at a time (memory stays bounded on any write: ~25 MB at d=384)
 # Residual bits a dimension on average by default, rotated (see ``train``): the fewest of 1.5,
 # 1.75 and 2 whose fidelity@10 on SciFact's train queries is no lower than 2 bits in every
@@ -60,13 +68,26 @@ _DISTORTION = {0: 1.0, 1: 0.3634, 2: 0.1175, 4: 0.0095}  # Lloyd-Max, unit Gauss
 
 
 def centroid_count(n_tokens: int) -> int:
-    """PLAID's rule, 2^floor(log2(16 sqrt(T))), capped at ``MAX_CENTROIDS`` and at the tokens there are.
+    """PLAID's rule, 2^floor(log2(16 sqrt(T))), capped at the tokens there are and at
+    ``FLAT_CENTROIDS``; past it, at ``TREE_CENTROIDS`` and one centroid for ``TOKENS_A_LEAF`` tokens.
 
     >>> centroid_count(100), centroid_count(10_000), centroid_count(1_000_000)
     (64, 1024, 4096)
+    >>> centroid_count(6_000_000), centroid_count(120_000_000)
+    (16384, 65536)
     """
-    k = 2 ** int(math.log2(16 * math.sqrt(max(1, n_tokens))))
-    return int(max(1, min(k, MAX_CENTROIDS, 2 ** int(math.log2(max(1, n_tokens))))))
+    t = max(1, n_tokens)
+    k = min(2 ** int(math.log2(16 * math.sqrt(t))), 2 ** int(math.log2(t)))
+    return int(max(1, min(k, max(FLAT_CENTROIDS, min(TREE_CENTROIDS, 2 ** int(math.log2(t / TOKENS_A_LEAF)))))))
+
+
+def coarse_count(k: int) -> int:
+    """Coarse centroids of a two-level codebook of ``k`` (0: flat): ~sqrt(k), so both levels cost alike.
+
+    >>> coarse_count(4096), coarse_count(16384), coarse_count(65536)
+    (0, 128, 256)
+    """
+    return 0 if k <= FLAT_CENTROIDS else 2 ** math.ceil(math.log2(k) / 2)
 
 
 def spherical_kmeans(sample: np.ndarray, k: int, per_centroid: int, seed: int = 0) -> np.ndarray:
@@ -86,6 +107,33 @@ def spherical_kmeans(sample: np.ndarray, k: int, per_centroid: int, seed: int = 
     return np.asarray(kmeans.centroids, np.float32)
 
 
+def tree_kmeans(sample: np.ndarray, k: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A two-level codebook: (coarse ``[g, d]``, leaves ``[k, d]``, group ``i``'s in rows
+    ``i * k/g`` on). Each coarse centroid's leaves are fitted to the sample's tokens whose best
+    coarse centroid it is, so a token is coded the way the leaves were fitted. A group with fewer
+    tokens than leaves repeats its coarse centroid for the rest (a tie goes to the first)."""
+    g = coarse_count(k)
+    m = k // g
+    coarse = spherical_kmeans(sample, g, per_centroid=256, seed=seed).astype(np.float16).astype(np.float32)
+    group = _best(sample, coarse)
+    leaves = np.repeat(coarse, m, axis=0)
+    for i in range(g):
+        mine = sample[group == i]
+        if len(mine):
+            fitted = spherical_kmeans(mine, min(m, len(mine)), per_centroid=256, seed=seed + i)
+            leaves[i * m : i * m + len(fitted)] = fitted
+    return coarse, leaves
+
+
+def _best(vectors: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """The highest-scoring row of ``centroids`` for each vector, int64, a block at a time."""
+    out = np.empty(len(vectors), np.int64)
+    for start in range(0, len(vectors), _BLOCK):
+        block = np.asarray(vectors[start : start + _BLOCK], np.float32)
+        out[start : start + len(block)] = np.argmax(block @ centroids.T, axis=1)
+    return out
+
+
 class ResidualCodec:
     """Centroids, residual bucket cutoffs and bucket weights (and, for a rotated codec, the
     rotation and each dimension's width); immutable once trained."""
@@ -101,8 +149,11 @@ class ResidualCodec:
         widths: np.ndarray | None = None,
         rotation: np.ndarray | None = None,
         steps: np.ndarray | None = None,
+        coarse: np.ndarray | None = None,
     ) -> None:
         self.centroids = np.ascontiguousarray(centroids, np.float32)
+        # A two-level codebook's coarse centroids; centroid c's group is c // (k / len(coarse)).
+        self.coarse = None if coarse is None else np.ascontiguousarray(coarse, np.float32)
         # Stored as int8 multiples of a step a dimension (rotated codecs), else as float16 values.
         self.steps = None if steps is None else np.ascontiguousarray(steps, np.float32)
         self.cutoffs = np.ascontiguousarray(cutoffs, np.float32)  # [d, buckets - 1], ascending per row
@@ -124,6 +175,13 @@ class ResidualCodec:
             if not np.isin(self.widths, ROTATED_WIDTHS).all() or self.weights.shape[1] != 16:
                 raise InvalidInputError("a rotated codec's widths must be 0, 1, 2 or 4 bits, its table 16 buckets")
             self.nbits = float(self.widths.mean())
+        if self.coarse is not None and (
+            self.coarse.ndim != 2
+            or self.coarse.shape[1] != self.dim
+            or not len(self.coarse)
+            or self.k % len(self.coarse)
+        ):
+            raise InvalidInputError(f"a codec's {self.k} centroids must split evenly among its coarse centroids")
         self._runs = _runs(self.widths)
         self.nbytes = int(self.widths.sum()) // 8  # residual bytes a token
         self._index: faiss.Index | None = None
@@ -141,6 +199,8 @@ class ResidualCodec:
             h.update(b"rotated" + self.widths.tobytes() + self.rotation.tobytes())
         if self.unit:  # codecs saved before the flag existed keep their names
             h.update(b"unit")
+        if self.coarse is not None:
+            h.update(b"coarse" + self.coarse.tobytes())
         return "codec-" + h.hexdigest()[:16]
 
     @functools.cached_property
@@ -185,11 +245,16 @@ class ResidualCodec:
             )
         n = len(sample) if n_tokens is None else n_tokens
         unit = _unit_length(sample)
-        k = centroid_count(min(n, len(sample)))
+        # As many as the tokens stood for ask, as far as the sample holds 16 a centroid.
+        k = min(centroid_count(n), max(centroid_count(len(sample)), 2 ** int(math.log2(max(1, len(sample) // 16)))))
         # Rounded as stored first, so residuals are measured from the centroids as read back:
         # int8 for a rotated codec (a quarter of float32; the rounding adds ~0.2% to the residual's
         # variance, and 4,096 centroids are most of the codec on a small index), else float16.
-        centroids = spherical_kmeans(sample, k, per_centroid=16, seed=seed)
+        coarse = None
+        if coarse_count(k):
+            coarse, centroids = tree_kmeans(sample, k, seed=seed)
+        else:
+            centroids = spherical_kmeans(sample, k, per_centroid=16, seed=seed)
         steps = None
         if rotate:
             steps = np.abs(centroids).max(axis=0) / np.float32(127)
@@ -197,7 +262,7 @@ class ResidualCodec:
             centroids = np.round(centroids / steps).astype(np.int8).astype(np.float32) * steps
         else:
             centroids = centroids.astype(np.float16).astype(np.float32)
-        assign = cls(centroids, np.zeros((d, 255)), np.zeros((d, 256)), 8, n).assign  # centroids alone
+        assign = cls(centroids, np.zeros((d, 255)), np.zeros((d, 256)), 8, n, coarse=coarse).assign  # centroids alone
         # Residual statistics from at most 16k tokens: quantiles need no more, and memory stays small.
         if len(sample) > 1 << 14:
             sample = sample[np.random.default_rng(seed).choice(len(sample), 1 << 14, replace=False)]
@@ -218,11 +283,14 @@ class ResidualCodec:
             dims = np.flatnonzero(widths == w)
             cutoffs[dims, : 2**w - 1], weights[dims, : 2**w] = _quantize(residual[:, dims], w)
         if rotation is None:
-            return cls(centroids, cutoffs, weights, nbits, n, unit)
-        return cls(centroids, cutoffs, weights, nbits, n, unit, widths, rotation, steps)
+            return cls(centroids, cutoffs, weights, nbits, n, unit, coarse=coarse)
+        return cls(centroids, cutoffs, weights, nbits, n, unit, widths, rotation, steps, coarse)
 
     def assign(self, vectors: np.ndarray) -> np.ndarray:
-        """The nearest centroid (highest inner product) of each vector: uint16 ``[T]``."""
+        """The nearest centroid (highest inner product) of each vector: uint16 ``[T]``; with a
+        two-level codebook, the nearest leaf of the nearest coarse centroid."""
+        if self.coarse is not None:
+            return self._descend(vectors)
         if self._index is None:
             index = faiss.IndexFlatIP(self.dim)
             index.add(self.centroids)
@@ -232,6 +300,24 @@ class ResidualCodec:
             block = np.ascontiguousarray(vectors[start : start + _BLOCK], np.float32)
             _, found = self._index.search(block, 1)
             out[start : start + len(block)] = found[:, 0]
+        return out
+
+    def _descend(self, vectors: np.ndarray) -> np.ndarray:
+        assert self.coarse is not None
+        m = self.k // len(self.coarse)
+        out = np.empty(len(vectors), np.uint16)
+        step = _BLOCK * 4  # groups of ~m tokens a block keep the leaves' products matrix-sized
+        for start in range(0, len(vectors), step):
+            block = np.ascontiguousarray(vectors[start : start + step], np.float32)
+            group = np.argmax(block @ self.coarse.T, axis=1)
+            order = np.argsort(group, kind="stable")
+            bounds = np.searchsorted(group[order], np.arange(len(self.coarse) + 1))
+            codes = np.empty(len(block), np.int64)
+            for i in np.flatnonzero(np.diff(bounds)):
+                rows = order[bounds[i] : bounds[i + 1]]
+                leaves = self.centroids[i * m : (i + 1) * m]
+                codes[rows] = i * m + np.argmax(block[rows] @ leaves.T, axis=1)
+            out[start : start + len(block)] = codes
         return out
 
     def encode(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -322,6 +408,9 @@ class ResidualCodec:
             np.save(tmp / "rotation.npy", self.rotation.astype(np.float16))  # exact: float16 values
             np.save(tmp / "widths.npy", self.widths)
             info["coding"] = "rotated"
+        if self.coarse is not None:
+            np.save(tmp / "coarse.npy", self.coarse.astype(np.float16))  # exact: trained as float16 values
+            info["coarse"] = len(self.coarse)
         (tmp / "codec.json").write_text(json.dumps(info))
         for f in tmp.iterdir():
             with open(f, "rb+") as fh:
@@ -361,6 +450,7 @@ class ResidualCodec:
                 widths=np.load(folder / "widths.npy", allow_pickle=False) if rotated else None,
                 rotation=np.load(folder / "rotation.npy", allow_pickle=False) if rotated else None,
                 steps=steps,
+                coarse=np.load(folder / "coarse.npy", allow_pickle=False) if "coarse" in info else None,
             )
         except FileNotFoundError:
             if not (folder / "codec.json").exists():  # no codec here: the store says what to do

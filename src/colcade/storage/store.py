@@ -42,7 +42,7 @@ import numpy as np
 
 from colcade.engine import dense_codes
 from colcade.engine import shortlist as dense_shortlist
-from colcade.engine.codec import MAX_CENTROIDS, ResidualCodec, check_nbits, default_nbits
+from colcade.engine.codec import ResidualCodec, centroid_count, check_nbits, default_nbits
 from colcade.engine.partition import Partition
 from colcade.engine.shortlist import DenseShortlist
 from colcade.errors import (
@@ -658,11 +658,11 @@ class Store:
         if total < MIN_TRAIN:
             return None
         rng = np.random.default_rng(0)
-        parts = []
+        parts, want = [], 16 * centroid_count(total)  # 16 tokens a centroid: k-means needs no more
         for n, read in [(writer.n_tokens, lambda rows: writer.staged_tokens(rows))] + [
             (s.n_tokens, lambda rows, s=s: np.asarray(s.tokens[rows], np.float32)) for s in floats
         ]:
-            share = int(round(16 * MAX_CENTROIDS * n / total))  # a sample in proportion
+            share = int(round(want * n / total))  # a sample in proportion
             parts.append(read(np.sort(rng.choice(n, size=min(n, max(1, share)), replace=False))))
         codec = ResidualCodec.train(np.concatenate(parts), total, self.storage["nbits"])
         if self.path is not None:
