@@ -16,6 +16,14 @@ chosen on). Dot products need no decoding back: a query is rotated by the same m
 kernels score in the rotated axes. A rotated codec stores its centroids in int8, a step a
 dimension (a 4,096-centroid codec is 1.5 MB at d=384, where float16 took 3 MB).
 
+Up to 4,096 centroids (``FLAT_CENTROIDS``) a token's code is its best of all of them. A larger
+index (past ~1 M tokens: one centroid for at least 256 tokens, up to 65,536) gets a **two-level
+codebook**: ~sqrt(k) coarse centroids, each with as many leaves fitted to the tokens it holds,
+and a token is coded to the best leaf of its best coarse centroid. Coding then takes ~2 sqrt(k)
+products a token instead of k (5x faster at 16,384 than a flat search of 4,096), and finer
+centroids leave smaller residuals and shorter posting lists. Everything that reads codes sees
+``k`` centroids as before; the coarse level serves coding alone.
+
 Codecs of the earlier coding (``nbits`` bits in every dimension, no rotation, float16
 centroids) still load and score as before; dimensions that are not a multiple of 16, and 8
 bits, are coded that way.
@@ -53,7 +61,6 @@ from colcade.errors import CorruptIndexError, InvalidInputError
 # centroid, ~2 sqrt(k) products where a flat search takes k. Set by build time, not by any scores.
 FLAT_CENTROIDS = 4096
 TREE_CENTROIDS = 1 << 16
-MAX_CENTROIDS = TREE_CENTROIDS
 # Tokens a centroid stands for at least, past FLAT_CENTROIDS: a leaf of a small index would cost
 # more bytes than it saves (65,536 int8 leaves are 8 MB at d=128: 0.5 B/token at 16 M tokens).
 TOKENS_A_LEAF = 256

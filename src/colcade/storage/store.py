@@ -196,6 +196,7 @@ def to_json(metadata: dict[str, Any], id_: str) -> str:
 STORAGE_KINDS = ("compressed", "float16")
 MIN_TRAIN = 1 << 14  # tokens: below this an index stays float16 (a codec fitted to fewer generalizes poorly)
 TRAINED_ENOUGH = 1 << 18  # tokens: a codec fitted to this many is kept for every later write
+CODEC_SAMPLE_BYTES = 1 << 29  # the most a codec's training sample holds in memory
 
 
 def check_storage(storage: str, nbits: float, dim: int | None = None) -> None:
@@ -658,7 +659,9 @@ class Store:
         if total < MIN_TRAIN:
             return None
         rng = np.random.default_rng(0)
-        parts, want = [], 16 * centroid_count(total)  # 16 tokens a centroid: k-means needs no more
+        # 16 tokens a centroid (k-means needs no more), within 512 MB of float32: at d=384 that
+        # holds 16 for 16,384 centroids, so fewer are fitted past it.
+        parts, want = [], min(16 * centroid_count(total), CODEC_SAMPLE_BYTES // (4 * self.dim))
         for n, read in [(writer.n_tokens, lambda rows: writer.staged_tokens(rows))] + [
             (s.n_tokens, lambda rows, s=s: np.asarray(s.tokens[rows], np.float32)) for s in floats
         ]:
