@@ -39,6 +39,7 @@ VARIANTS: list[tuple[str, dict[str, int]]] = [
     ("n_cells 1", {"n_cells": 1}),
     ("n_cells 2", {"n_cells": 2}),
     ("n_cells 8", {"n_cells": 8}),
+    ("n_cells 16", {"n_cells": 16}),
     ("dense shortlist of 4,096", {"n_shortlist": 4096}),
     ("prefilter keeps 400", {"n_prefilter": 400}),
     ("every candidate reranked (prefilter keeps 5,000)", {"n_prefilter": 5000}),
@@ -63,6 +64,10 @@ def main() -> None:
     (seg, *_) = index._store.state.segments
     old = seg.dense.dtype == np.float16
     made = " Its dense rows are float16: it was built before dense vectors took 8 bits." if old else ""
+    codec = seg.codec
+    if codec is not None:
+        levels = f", a two-level codebook under {len(codec.coarse)} coarse ones" if codec.coarse is not None else ""
+        made += f" Its codec: {codec.k:,} centroids{levels}, {codec.nbits:g} bits a dimension."
     index.close()
     body = (
         "## Where a million passages lose fidelity and time\n\n"
