@@ -537,6 +537,7 @@ class LateIndex:
             compressed=compressed,
             n_cells=n_cells,
             n_query_tokens=len(encoded.tokens),
+            codebook=max((s.codec.k for s in state.segments if s.codec is not None), default=0),
         )
         lex_pos = lexical[0] if lexical is not None else None
         # Fusion ranks every reranked candidate, so the cascade hands them all back.

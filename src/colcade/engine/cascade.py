@@ -37,9 +37,12 @@ from colcade.storage.store import State
 FULL_SCAN_BELOW = 8192  # passages: scanning all their bits costs ~5 ms at ~1.5 M passages/s
 # Centroids a query token takes candidates from. Posting lists grow with the corpus while the dense
 # shortlist covers less of it, so large indexes take more: chosen on SciFact's train queries (1 at
-# its 5k passages, full scan off) and on 100k synthetic text passages of another seed than the
-# benchmark's (4: fidelity@10 0.980 against 0.963 for 1; benchmarks/cells.py).
-N_CELLS, N_CELLS_LARGE, LARGE = 1, 4, 50_000
+# its 5k passages, full scan off) and on 100k synthetic passages of another seed than the
+# benchmark's (benchmarks/cells.py). There, one in 1,024 of the codebook's centroids was the best
+# tried both with 4,096 centroids (4 cells: text fidelity@10 0.980 against 0.963 for 1) and with
+# the 16,384 of a two-level codebook (16 cells: text 0.990 against 0.968 for 4, patches 0.890
+# against 0.710; a finer cell holds fewer passages, so it takes more of them for the same reach).
+N_CELLS, N_CELLS_LARGE, LARGE, CENTROIDS_A_CELL = 1, 4, 50_000, 1024
 # A compressed index's prefilter width was chosen on SciFact's train queries (median 21 tokens).
 # A shorter query's centroid ranking is noisier (it sums fewer token scores) and its rerank is
 # cheaper, so it keeps as many passages as the rerank scores in the time of the base width at
@@ -70,6 +73,7 @@ def plan(
     compressed: bool = False,
     n_cells: int | None = None,
     n_query_tokens: int | None = None,
+    codebook: int = 0,
 ) -> Widths:
     """Stage widths for a corpus of ``n_allowed`` passages (after filtering).
 
@@ -81,7 +85,8 @@ def plan(
     since its centroid ranking is noisier (benchmarks/prefilter.py measures both).
 
     Token-level candidates (``n_cells``, compressed indexes only) join the dense shortlist when
-    there is one; 0 turns them off.
+    there is one; 0 turns them off. Above ``LARGE`` passages a query token takes them from one in
+    ``CENTROIDS_A_CELL`` of the ``codebook``'s centroids (the largest codec's), 4 at least.
 
     >>> plan(1_000, 10)
     Widths(n_shortlist=1000, n_prefilter=100, n_cells=0)
@@ -91,6 +96,8 @@ def plan(
     Widths(n_shortlist=2048, n_prefilter=200, n_cells=1)
     >>> plan(100_000, 10, compressed=True)
     Widths(n_shortlist=2048, n_prefilter=200, n_cells=4)
+    >>> plan(100_000, 10, compressed=True, codebook=16384)
+    Widths(n_shortlist=2048, n_prefilter=200, n_cells=16)
     >>> plan(100_000, 10, compressed=True, n_query_tokens=7)
     Widths(n_shortlist=2048, n_prefilter=295, n_cells=4)
     >>> plan(100_000, 10, exhaustive=True)
@@ -111,7 +118,7 @@ def plan(
         if compressed and n_query_tokens:
             cost = next((c for most, c in RERANK_COST if n_query_tokens <= most), 1.0)
             n_prefilter = math.ceil(n_prefilter / cost)
-    default_cells = N_CELLS_LARGE if n_allowed > LARGE else N_CELLS
+    default_cells = max(N_CELLS_LARGE, codebook // CENTROIDS_A_CELL) if n_allowed > LARGE else N_CELLS
     cells = (default_cells if n_cells is None else int(n_cells)) if compressed and n_shortlist < n_allowed else 0
     return Widths(n_shortlist, min(int(n_prefilter), n_shortlist), cells)
 
