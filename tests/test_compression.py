@@ -594,3 +594,23 @@ def test_eight_bits_code_every_dimension_unrotated_and_numpy_numbers_are_budgets
     index.add(ids=[f"p{i}" for i in range(N)], tokens=docs)
     (segment,) = index._store.state.segments
     assert segment.codec is not None and segment.codec.nbytes == 12
+
+
+def test_a_larger_codebook_takes_candidates_from_more_cells(tmp_path, monkeypatch) -> None:
+    """Above ``LARGE`` passages a query token's cells are a share of the index's codebook."""
+    from colcade.engine import cascade
+
+    small_trees(monkeypatch)
+    docs = passages(N, 64, seed=22)
+    index = _index(tmp_path)
+    index.add(ids=[f"p{i}" for i in range(N)], tokens=docs)
+    k = index._store.state.segments[0].codec.k
+    monkeypatch.setattr(cascade, "LARGE", 100)
+    monkeypatch.setattr(cascade, "CENTROIDS_A_CELL", k // 32)
+    seen = []
+    run = cascade.run
+    monkeypatch.setattr(cascade, "run", lambda *a, **kw: seen.append(a[4]) or run(*a, **kw))
+    query = EncodedQuery(dense=docs[5].mean(0), tokens=docs[5][:6])
+    assert index.search(query, k=3, n_shortlist=50)[0].id == "p5"
+    assert index.search(query, k=3, n_shortlist=50, n_cells=2)[0].id == "p5"
+    assert [w.n_cells for w in seen] == [32, 2]  # the default from the codebook; an explicit one as asked
