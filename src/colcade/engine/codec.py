@@ -17,7 +17,7 @@ kernels score in the rotated axes. A rotated codec stores its centroids in int8,
 dimension (a 4,096-centroid codec is 1.5 MB at d=384, where float16 took 3 MB).
 
 Up to 4,096 centroids (``FLAT_CENTROIDS``) a token's code is its best of all of them. A larger
-index (past ~1 M tokens: one centroid for at least 256 tokens, up to 65,536) gets a **two-level
+index (past ~2 M tokens: one centroid for at least 256 tokens, up to 65,536) gets a **two-level
 codebook**: ~sqrt(k) coarse centroids, each with as many leaves fitted to the tokens it holds,
 and a token is coded to the best leaf of its best coarse centroid. Coding then takes ~2 sqrt(k)
 products a token instead of k (5x faster at 16,384 than a flat search of 4,096), and finer
