@@ -34,12 +34,11 @@ from colcade.encoders import pool  # noqa: E402
 
 N = 1_000_000
 VARIANTS: list[tuple[str, dict[str, int]]] = [
-    ("defaults (n_cells 4, prefilter keeps 200)", {}),
+    ("defaults", {}),
     ("dense shortlist alone (n_cells 0)", {"n_cells": 0}),
-    ("n_cells 1", {"n_cells": 1}),
-    ("n_cells 2", {"n_cells": 2}),
+    ("n_cells 4", {"n_cells": 4}),
     ("n_cells 8", {"n_cells": 8}),
-    ("n_cells 16", {"n_cells": 16}),
+    ("n_cells 32", {"n_cells": 32}),
     ("dense shortlist of 4,096", {"n_shortlist": 4096}),
     ("prefilter keeps 400", {"n_prefilter": 400}),
     ("every candidate reranked (prefilter keeps 5,000)", {"n_prefilter": 5000}),

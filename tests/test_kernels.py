@@ -203,6 +203,54 @@ def test_cell_scores_kernel_matches_reference(seed):
     assert got[p] == pytest.approx(expect, rel=1e-6)
 
 
+@pytest.mark.parametrize("n, k, seed", [(300, 16, 0), (5_000, 64, 1), (200_000, 512, 2), (40_000, 8, 3)])
+def test_cell_scores_keeps_exactly_the_best_allowed(n, k, seed):
+    """``keep`` and ``allowed`` against the definition: the best so many of the allowed passages,
+    ties to the lower id (gains on a coarse grid make many ties), ids ascending; a large touch
+    count takes the kernel's histogram cut, a small one sorts all."""
+    from colcade.engine.kernels import cell_scores, cell_scores_reference
+    from colcade.engine.postings import Postings
+
+    rng = np.random.default_rng(seed)
+    offsets = np.concatenate([[0], np.cumsum(rng.integers(1, 12, n))])
+    postings = Postings.build(rng.integers(0, k, offsets[-1]).astype(np.uint16), offsets, k)
+    nq, c = 12, min(k, 6)
+    cells = np.stack([rng.choice(k, c, replace=False) for _ in range(nq)])
+    gains = (rng.integers(0, 4, (nq, c)) / 4).astype(np.float32)
+    allowed = rng.random(n) < 0.8
+    for keep in (0, 1, 7, n // 10, n, n + 5):
+        for mask in (None, allowed):
+            ids, scores = cell_scores(cells, gains, postings.heads, postings.blob, n, n, keep, mask)
+            want_ids, want = cell_scores_reference(cells, gains, postings.heads, postings.blob, n, n, keep, mask)
+            np.testing.assert_array_equal(ids, want_ids)
+            np.testing.assert_array_equal(scores, want)
+            assert len(ids) == min(
+                keep, len(cell_scores(cells, gains, postings.heads, postings.blob, n, n, None, mask)[0])
+            )
+            if mask is not None:
+                assert mask[ids].all()
+    # The definition itself: nothing left out scores above the weakest kept, and a tie there goes to the lower id.
+    all_ids, all_scores = cell_scores_reference(cells, gains, postings.heads, postings.blob, n, n)
+    ids, scores = cell_scores_reference(cells, gains, postings.heads, postings.blob, n, n, keep=n // 10)
+    out = ~np.isin(all_ids, ids)
+    assert all_scores[out].max() <= scores.min()
+    tied = all_ids[out][all_scores[out] == scores.min()]
+    assert not len(tied) or tied.min() > ids[scores == scores.min()].max()
+
+
+def test_cell_scores_checks_keep_mask_and_gains():
+    from colcade.engine.kernels import cell_scores
+    from colcade.engine.postings import Postings
+
+    p = Postings.pack(np.array([0, 2, 3]), np.array([0, 1, 1], np.int32), 2)
+    with pytest.raises(InvalidInputError, match="keep"):
+        cell_scores(np.array([[0]]), np.array([[1.0]]), p.heads, p.blob, 2, limit=10, keep=-1)
+    with pytest.raises(InvalidInputError, match="allowed"):
+        cell_scores(np.array([[0]]), np.array([[1.0]]), p.heads, p.blob, 2, limit=10, allowed=np.ones(3, bool))
+    with pytest.raises(InvalidInputError, match="finite"):
+        cell_scores(np.array([[0]]), np.array([[np.nan]]), p.heads, p.blob, 2, limit=10)
+
+
 @pytest.mark.parametrize("backend", ["c", "numpy"])
 def test_cell_scores_refuses_what_would_read_out_of_bounds(backend, monkeypatch):
     from colcade.engine.kernels import cell_scores

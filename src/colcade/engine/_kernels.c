@@ -756,7 +756,7 @@ typedef struct { float acc; int32_t stamp; } Slot;
 
 static int64_t run_cell_scores(const int64_t *cells, const float *gains, int nq, int c, const int64_t *counts,
                                const int64_t *words, const uint64_t *blob, int64_t universe, int64_t limit,
-                               Slot *slot, int32_t *touched, float *scores) {
+                               const uint8_t *allowed, Slot *slot, int32_t *touched, float *scores) {
     int64_t m = 0;
     for (int i = 0; i < nq; i++)
         for (int j = 0; j < c; j++) {
@@ -805,17 +805,92 @@ static int64_t run_cell_scores(const int64_t *cells, const float *gains, int nq,
             }
             if (r != count) goto damaged;
         }
+    int64_t kept = 0;
     for (int64_t t = 0; t < m; t++) {
         if (t + 16 < m) __builtin_prefetch(slot + touched[t + 16], 1);
-        Slot *s = slot + touched[t];
-        scores[t] = s->acc;
+        const int32_t id = touched[t];
+        Slot *s = slot + id;
+        const float acc = s->acc;
         s->acc = 0.0f; /* the slots go back zeroed: the caller keeps them for its next query */
         s->stamp = 0;
+        if (allowed && !allowed[id]) continue; /* kept <= t: compacting in place is safe */
+        touched[kept] = id;
+        scores[kept++] = acc;
     }
-    return m;
+    return kept;
 damaged:
     memset(slot, 0, (size_t)universe * sizeof(Slot));
     return -1;
+}
+
+typedef struct { float score; int32_t id; } Scored;
+
+static int by_score_then_id(const void *a, const void *b) {
+    const Scored *x = a, *y = b;
+    if (x->score != y->score) return x->score > y->score ? -1 : 1;
+    return (x->id > y->id) - (x->id < y->id);
+}
+
+static int by_id(const void *a, const void *b) {
+    const int32_t x = ((const Scored *)a)->id, y = ((const Scored *)b)->id;
+    return (x > y) - (x < y);
+}
+
+/* The `keep` best of m (id, score) pairs, ties to the lower id, moved to the front with their ids
+ * ascending; returns how many (min(keep, m)). At a million passages the
+ * lists touch ~10^5-10^6 of them and keep ~2,000: a histogram of the scores finds the bin the cut
+ * falls in, so only that bin's few are sorted (numpy's partial selection over all took ~4x as long,
+ * with the copies around it). Bins are monotone in the score, so no better pair is left out.
+ * Returns -2 when out of memory (the slots are already reset). */
+#define CUT_BINS 4096
+static int64_t keep_best(int32_t *ids, float *scores, int64_t m, int64_t keep) {
+    if (keep >= m) goto ascending;
+    float lo = INFINITY, hi = -INFINITY;
+    for (int64_t t = 0; t < m; t++) {
+        lo = scores[t] < lo ? scores[t] : lo;
+        hi = scores[t] > hi ? scores[t] : hi;
+    }
+    const float scale = hi > lo ? (float)(CUT_BINS - 1) / (hi - lo) : 0.0f;
+    int64_t hist[CUT_BINS] = {0};
+    for (int64_t t = 0; t < m; t++) hist[(int)((scores[t] - lo) * scale)]++;
+    int cut = CUT_BINS - 1;
+    int64_t above = 0; /* pairs in bins above the cut's */
+    while (above + hist[cut] < keep) above += hist[cut--];
+    Scored *edge = malloc(sizeof(Scored) * (size_t)hist[cut]);
+    if (!edge) return -2;
+    int64_t out = 0, e = 0;
+    for (int64_t t = 0; t < m; t++) {
+        const int bin = (int)((scores[t] - lo) * scale);
+        if (bin > cut) {
+            ids[out] = ids[t];
+            scores[out++] = scores[t];
+        } else if (bin == cut) {
+            edge[e].score = scores[t];
+            edge[e++].id = ids[t];
+        }
+    }
+    qsort(edge, (size_t)e, sizeof(Scored), by_score_then_id);
+    for (int64_t j = 0; out < keep; j++) {
+        ids[out] = edge[j].id;
+        scores[out++] = edge[j].score;
+    }
+    free(edge);
+    m = keep;
+ascending:;
+    /* Ids ascending, scores with them: sort (id, score) pairs through the id order. */
+    Scored *pairs = malloc(sizeof(Scored) * (size_t)(m ? m : 1));
+    if (!pairs) return -2;
+    for (int64_t t = 0; t < m; t++) {
+        pairs[t].id = ids[t];
+        pairs[t].score = scores[t];
+    }
+    qsort(pairs, (size_t)m, sizeof(Scored), by_id);
+    for (int64_t t = 0; t < m; t++) {
+        ids[t] = pairs[t].id;
+        scores[t] = pairs[t].score;
+    }
+    free(pairs);
+    return m;
 }
 
 /* ---------------------------------------------------------------- Python glue */
@@ -1078,18 +1153,19 @@ static int check_lists(const int64_t *counts, const int64_t *words, Py_ssize_t k
 }
 
 static PyObject *py_cell_scores(PyObject *self, PyObject *args) {
-    Py_buffer cells, gains, counts, words, blob, slots, touched, scores;
+    Py_buffer cells, gains, counts, words, blob, allowed, slots, touched, scores;
     int nq, c;
-    long long limit;
-    if (!PyArg_ParseTuple(args, "y*y*y*y*y*w*w*w*iiL", &cells, &gains, &counts, &words, &blob, &slots, &touched,
-                          &scores, &nq, &c, &limit))
+    long long limit, keep;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*y*y*w*w*w*iiLL", &cells, &gains, &counts, &words, &blob, &allowed, &slots,
+                          &touched, &scores, &nq, &c, &limit, &keep))
         return NULL;
     PyObject *result = NULL;
     const Py_ssize_t k = counts.len / (Py_ssize_t)sizeof(int64_t) - 1, n = touched.len / (Py_ssize_t)sizeof(int32_t);
     int ok = nq >= 0 && c >= 0 && k >= 0 && words.len == counts.len && n <= INT32_MAX &&
              cells.len >= (Py_ssize_t)sizeof(int64_t) * nq * c && gains.len >= (Py_ssize_t)sizeof(float) * nq * c &&
-             scores.len >= (Py_ssize_t)sizeof(float) * n && slots.len >= (Py_ssize_t)sizeof(Slot) * n;
-    if (!ok) PyErr_SetString(PyExc_ValueError, "cells, gains, lists and outputs must fit nq * c and the passages");
+             scores.len >= (Py_ssize_t)sizeof(float) * n && slots.len >= (Py_ssize_t)sizeof(Slot) * n &&
+             (allowed.len == 0 || allowed.len == n);
+    if (!ok) PyErr_SetString(PyExc_ValueError, "cells, gains, lists, mask and outputs must fit nq * c and the passages");
     /* Nothing is read unchecked: every cell names a whole list inside the words; decoding checks each id. */
     if (ok && check_lists(counts.buf, words.buf, k, blob.len / (Py_ssize_t)sizeof(uint64_t), n, cells.buf,
                           (Py_ssize_t)nq * c))
@@ -1097,14 +1173,17 @@ static PyObject *py_cell_scores(PyObject *self, PyObject *args) {
     if (ok) {
         int64_t m;
         Py_BEGIN_ALLOW_THREADS
-        m = run_cell_scores(cells.buf, gains.buf, nq, c, counts.buf, words.buf, blob.buf, n, limit, slots.buf,
-                            touched.buf, scores.buf);
+        m = run_cell_scores(cells.buf, gains.buf, nq, c, counts.buf, words.buf, blob.buf, n, limit,
+                            allowed.len ? allowed.buf : NULL, slots.buf, touched.buf, scores.buf);
+        if (m >= 0 && keep >= 0) m = keep_best(touched.buf, scores.buf, m, keep);
         Py_END_ALLOW_THREADS
-        if (m < 0) PyErr_SetString(PyExc_IndexError, "a posting list is damaged (it names a passage out of range)");
+        if (m == -2) PyErr_NoMemory();
+        else if (m < 0) PyErr_SetString(PyExc_IndexError, "a posting list is damaged (it names a passage out of range)");
         else result = PyLong_FromLongLong(m);
     }
     PyBuffer_Release(&cells); PyBuffer_Release(&gains); PyBuffer_Release(&counts); PyBuffer_Release(&words);
-    PyBuffer_Release(&blob); PyBuffer_Release(&slots); PyBuffer_Release(&touched); PyBuffer_Release(&scores);
+    PyBuffer_Release(&blob); PyBuffer_Release(&allowed); PyBuffer_Release(&slots); PyBuffer_Release(&touched);
+    PyBuffer_Release(&scores);
     return result;
 }
 

@@ -179,9 +179,16 @@ def _token_candidates(
     """Positions of the ``n`` live (allowed) passages that score best by centroid interaction
     over each query token's ``n_cells`` best centroids, read from the posting lists (PLAID's
     candidate generation): a passage under one of a query token's cells gains that cell's score
-    over the next best centroid's, the token's best such cell counting once.
+    over the next best centroid's, the token's best such cell counting once. Each segment's
+    kernel keeps its own ``n`` best, so no list of the ~10^5-10^6 passages touched at a million
+    comes back to numpy.
     """
     positions, scores = [], []
+    deleted = state.n_live < len(state.live)
+    if allowed is not None:
+        mask = np.zeros(len(state.live), bool)
+        mask[allowed] = True
+        mask &= state.live
     for seg, base in zip(state.segments, state.bases):
         if seg.codec is None or seg.postings is None:
             continue
@@ -190,38 +197,17 @@ def _token_candidates(
         top, top_scores = top_rows(table, m)
         floor = top_scores[n_cells] if m > n_cells else np.zeros(table.shape[1], np.float32)
         cells, gains = top[:n_cells].T, (top_scores[:n_cells] - floor).T
-        local, score = seg.postings.scores(cells, gains, limit=max(1, seg.n // 4))
+        span = slice(int(base), int(base) + seg.n)
+        keep = mask[span] if allowed is not None else state.live[span] if deleted else None
+        local, score = seg.postings.scores(cells, gains, limit=max(1, seg.n // 4), keep=n, allowed=keep)
         positions.append(local.astype(np.int64) + int(base))
         scores.append(score)
     if not positions:
         return np.zeros(0, np.int64)
     pos, score = np.concatenate(positions), np.concatenate(scores)
-    if allowed is not None:
-        keep = state.live[pos] & np.isin(pos, allowed)
-    elif state.n_live < len(state.live):
-        keep = state.live[pos]
-    else:
-        keep = None  # nothing deleted: every touched passage is live
-    if keep is not None:
-        pos, score = pos[keep], score[keep]
-    return np.sort(_best(pos, score, n))
-
-
-def _best(pos: np.ndarray, score: np.ndarray, n: int) -> np.ndarray:
-    """The ``n`` of ``pos`` best by ``score``, in no order. At a million passages the token lists
-    touch ~10^5-10^6 of them: a sample's quantile first sets a floor that ~2n pass (checked, with
-    a full partial selection when fewer do), so the exact selection runs on those alone."""
-    if len(pos) <= n:
-        return pos
-    step = len(score) // (16 * n)
-    if step >= 2:
-        sample = score[::step]
-        rank = max(1, n // step // 2)  # expected 2n at or above it
-        floor = np.partition(sample, len(sample) - rank)[len(sample) - rank]
-        above = score >= floor
-        if np.count_nonzero(above) >= n:
-            pos, score = pos[above], score[above]
-    return pos[np.argpartition(-score, n - 1)[:n]]
+    if len(pos) > n:
+        pos = pos[np.argpartition(-score, n - 1)[:n]]
+    return np.sort(pos)
 
 
 def _float(seg: Segment, local: np.ndarray, q: np.ndarray) -> np.ndarray:

@@ -277,6 +277,8 @@ def cell_scores(
     blob: np.ndarray,
     n: int,
     limit: int,
+    keep: int | None = None,
+    allowed: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Centroid interaction of ``n`` passages from posting lists: (ids int32, scores float32) of the
     passages any list read holds, in the order they were met.
@@ -285,12 +287,15 @@ def cell_scores(
     and ``gains`` what holding each is worth; a passage gains, for each query token, the first of
     its cells whose list holds it. The lists are Elias-Fano words (``eliasfano.py``) in ``blob``:
     list ``c`` holds ``heads[0, c + 1] - heads[0, c]`` ids in ``blob[heads[1, c]:heads[1, c + 1]]``.
-    Lists over ``limit`` passages are passed over.
+    Lists over ``limit`` passages are passed over. ``allowed`` (bool ``[n]``): only those passages
+    are returned. ``keep``: only the ``keep`` best (ties to the lower id), ids ascending.
 
     >>> from colcade.engine.postings import Postings
     >>> p = Postings.pack(np.array([0, 1, 3, 4]), np.array([0, 0, 1, 1], np.int32), 2)
     >>> cell_scores(np.array([[1, 0]]), np.array([[0.5, 0.2]]), p.heads, p.blob, 2, limit=2)
     (array([0, 1], dtype=int32), array([0.5, 0.5], dtype=float32))
+    >>> cell_scores(np.array([[1, 0]]), np.array([[0.5, 0.2]]), p.heads, p.blob, 2, limit=2, keep=1)
+    (array([0], dtype=int32), array([0.5], dtype=float32))
     """
     cells = np.ascontiguousarray(cells, np.int64)
     gains = np.ascontiguousarray(gains, np.float32)
@@ -300,11 +305,21 @@ def cell_scores(
         raise InvalidInputError(f"cells and gains must be [nq, c] alike, but got {cells.shape} and {gains.shape}")
     if heads.ndim != 2 or heads.shape[0] != 2:
         raise InvalidInputError(f"heads must be [2, k + 1], but got {heads.shape}")
+    if not np.all(np.isfinite(gains)):
+        raise InvalidInputError("gains must be finite")
+    if keep is not None and keep < 0:
+        raise InvalidInputError(f"keep must be at least 0, but got {keep}")
+    if allowed is not None:
+        allowed = np.ascontiguousarray(allowed, np.bool_)
+        if allowed.shape != (n,):
+            raise InvalidInputError(f"allowed must be [{n}] booleans, but got shape {allowed.shape}")
     if backend() == "numpy":
-        return cell_scores_reference(cells, gains, heads, blob, n, limit)
+        return cell_scores_reference(cells, gains, heads, blob, n, limit, keep, allowed)
     slots, touched, scores = _cell_buffers(n)
     nq, c = cells.shape
-    m = _call(_c.cell_scores, cells, gains, heads[0], heads[1], blob, slots, touched, scores, nq, c, int(limit))
+    mask = allowed.view(np.uint8) if allowed is not None else np.zeros(0, np.uint8)
+    args = (cells, gains, heads[0], heads[1], blob, mask, slots, touched, scores, nq, c, int(limit))
+    m = _call(_c.cell_scores, *args, -1 if keep is None else int(keep))
     return touched[:m].copy(), scores[:m].copy()
 
 
@@ -324,7 +339,14 @@ def _cell_buffers(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def cell_scores_reference(
-    cells: np.ndarray, gains: np.ndarray, heads: np.ndarray, blob: np.ndarray, n: int, limit: int
+    cells: np.ndarray,
+    gains: np.ndarray,
+    heads: np.ndarray,
+    blob: np.ndarray,
+    n: int,
+    limit: int,
+    keep: int | None = None,
+    allowed: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The definition of ``cell_scores``, in numpy (ids ascending)."""
     acc = np.zeros(n, np.float32)
@@ -347,7 +369,11 @@ def cell_scores_reference(
             fresh = ids[~seen[ids]]
             acc[fresh] += gain
             seen[fresh] = met[ids] = True
+    if allowed is not None:
+        met &= allowed
     ids = np.flatnonzero(met).astype(np.int32)
+    if keep is not None:
+        ids = np.sort(ids[np.lexsort((ids, -acc[ids]))[:keep]])
     return ids, acc[ids]
 
 

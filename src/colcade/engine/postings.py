@@ -83,19 +83,27 @@ class Postings:
         count = int(self.heads[0, cell + 1] - self.heads[0, cell])
         return eliasfano.unpack(self.blob[self.heads[1, cell] : self.heads[1, cell + 1]], count, self.n)
 
-    def scores(self, cells: np.ndarray, gains: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray]:
+    def scores(
+        self,
+        cells: np.ndarray,
+        gains: np.ndarray,
+        limit: int,
+        keep: int | None = None,
+        allowed: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Centroid interaction read from the lists: row ``i`` of ``cells`` holds query token
         ``i``'s best centroids (best first), ``gains`` what holding each is worth; a passage gains,
         for each query token, the first (best) of its centroids it holds. Lists of more than
         ``limit`` passages are passed over (the centroids of [CLS], "the", "." that every passage
         holds, which rank nothing and would touch every passage). Returns (local ids, summed
-        gains) of the passages met, in no particular order.
+        gains) of the passages met, in no particular order; ``allowed`` (bool ``[n]``) only those,
+        ``keep`` only the best so many, ids ascending (``kernels.cell_scores``).
 
         >>> p = Postings.build(np.array([0, 1, 1, 2], np.uint16), np.array([0, 2, 4]), 3)
         >>> p.scores(np.array([[1, 0]]), np.array([[0.5, 0.2]]), limit=2)
         (array([0, 1], dtype=int32), array([0.5, 0.5], dtype=float32))
         """
-        return cell_scores(cells, gains, self.heads, self.blob, self.n, limit)
+        return cell_scores(cells, gains, self.heads, self.blob, self.n, limit, keep, allowed)
 
 
 def _whole(blob: np.ndarray, heads: np.ndarray, k: int, n: int) -> bool:
