@@ -127,17 +127,31 @@ def test_plan_defaults_scale_with_corpus_and_k():
     assert plan(10_000, 5, n_shortlist=30, n_prefilter=500).n_prefilter == 30
 
 
+def test_a_large_compressed_index_widens_its_token_candidates_and_prefilter():
+    from colcade.engine.cascade import LARGE, LARGE_WIDENING, RERANK_COST
+
+    small, large = plan(LARGE, 10, compressed=True), plan(LARGE + 1, 10, compressed=True)
+    assert (small.n_tokens, small.n_prefilter) == (small.n_shortlist, 200)
+    assert (large.n_tokens, large.n_prefilter) == (LARGE_WIDENING * large.n_shortlist, LARGE_WIDENING * 200)
+    short = plan(LARGE + 1, 10, compressed=True, n_query_tokens=8)
+    assert short.n_prefilter * RERANK_COST[0][1] >= LARGE_WIDENING * 200 > (short.n_prefilter - 1) * RERANK_COST[0][1]
+    assert plan(LARGE + 1, 10, compressed=True, n_prefilter=50).n_prefilter == 50  # asked for
+    assert plan(LARGE + 1, 10).n_prefilter == 100  # sign bits: unchanged
+    assert plan(LARGE + 1, 10, compressed=True, n_cells=0).n_tokens == 0
+    assert plan(LARGE + 1, 10, compressed=True, n_shortlist=40_000).n_tokens == LARGE + 1  # never past the corpus
+
+
 def test_a_short_query_gets_a_wider_compressed_prefilter_for_the_same_rerank_time():
     from colcade.engine.cascade import RERANK_COST
 
-    assert plan(100_000, 10, compressed=True, n_query_tokens=21).n_prefilter == 200
-    assert plan(100_000, 10, compressed=True, n_query_tokens=64).n_prefilter == 200  # never narrower
-    widths = [plan(100_000, 10, compressed=True, n_query_tokens=n).n_prefilter for n in (1, 8, 9, 16, 17)]
+    assert plan(20_000, 10, compressed=True, n_query_tokens=21).n_prefilter == 200
+    assert plan(20_000, 10, compressed=True, n_query_tokens=64).n_prefilter == 200  # never narrower
+    widths = [plan(20_000, 10, compressed=True, n_query_tokens=n).n_prefilter for n in (1, 8, 9, 16, 17)]
     assert widths == sorted(widths, reverse=True) and widths[0] == widths[1] > widths[2] == widths[3] > widths[4]
     for (_, cost), width in zip(RERANK_COST, widths[1::2]):  # at 8 and at 16 tokens
         assert width * cost >= 200 > (width - 1) * cost  # the same time as 200 passages at 17-32 tokens
-    assert plan(100_000, 10, n_query_tokens=4).n_prefilter == 100  # sign bits: unchanged
-    assert plan(100_000, 10, compressed=True, n_prefilter=50, n_query_tokens=4).n_prefilter == 50  # asked for
+    assert plan(20_000, 10, n_query_tokens=4).n_prefilter == 100  # sign bits: unchanged
+    assert plan(20_000, 10, compressed=True, n_prefilter=50, n_query_tokens=4).n_prefilter == 50  # asked for
     assert plan(250, 10, compressed=True, n_query_tokens=1).n_prefilter == 250  # at most the shortlist
 
 

@@ -52,6 +52,11 @@ N_CELLS, N_CELLS_LARGE, LARGE, CENTROIDS_A_CELL = 1, 4, 50_000, 1024
 # decoding a passage costs the same for any query, products come in 8- and 16-wide registers):
 # (at most this many query tokens, relative time).
 RERANK_COST = ((8, 0.68), (16, 0.80))
+# Above LARGE passages (compressed), the posting lists hand on twice the dense shortlist's count and
+# the prefilter keeps twice as many: on benchmarks/cells.py's 100k passages (seed 7, 16 cells),
+# keeping 400 took text fidelity@10 0.990 -> 0.997 and patches 0.887 -> 0.935, and 4,096 token
+# candidates took patches on to 0.952 (8,192: 0.960, for twice the prefilter's added time).
+LARGE_WIDENING = 2
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,7 @@ class Widths:
     n_shortlist: int
     n_prefilter: int
     n_cells: int = 0
+    n_tokens: int = 0  # token candidates the posting lists hand on (0 with n_cells 0)
 
 
 def plan(
@@ -86,22 +92,24 @@ def plan(
 
     Token-level candidates (``n_cells``, compressed indexes only) join the dense shortlist when
     there is one; 0 turns them off. Above ``LARGE`` passages a query token takes them from one in
-    ``CENTROIDS_A_CELL`` of the ``codebook``'s centroids (the largest codec's), 4 at least.
+    ``CENTROIDS_A_CELL`` of the ``codebook``'s centroids (the largest codec's), 4 at least, the
+    lists hand on ``LARGE_WIDENING`` times the shortlist's count (``n_tokens``), and the default
+    prefilter keeps ``LARGE_WIDENING`` times as many.
 
     >>> plan(1_000, 10)
-    Widths(n_shortlist=1000, n_prefilter=100, n_cells=0)
+    Widths(n_shortlist=1000, n_prefilter=100, n_cells=0, n_tokens=0)
     >>> plan(100_000, 10)
-    Widths(n_shortlist=2048, n_prefilter=100, n_cells=0)
+    Widths(n_shortlist=2048, n_prefilter=100, n_cells=0, n_tokens=0)
     >>> plan(20_000, 10, compressed=True)
-    Widths(n_shortlist=2048, n_prefilter=200, n_cells=1)
+    Widths(n_shortlist=2048, n_prefilter=200, n_cells=1, n_tokens=2048)
     >>> plan(100_000, 10, compressed=True)
-    Widths(n_shortlist=2048, n_prefilter=200, n_cells=4)
+    Widths(n_shortlist=2048, n_prefilter=400, n_cells=4, n_tokens=4096)
     >>> plan(100_000, 10, compressed=True, codebook=16384)
-    Widths(n_shortlist=2048, n_prefilter=200, n_cells=16)
+    Widths(n_shortlist=2048, n_prefilter=400, n_cells=16, n_tokens=4096)
     >>> plan(100_000, 10, compressed=True, n_query_tokens=7)
-    Widths(n_shortlist=2048, n_prefilter=295, n_cells=4)
+    Widths(n_shortlist=2048, n_prefilter=589, n_cells=4, n_tokens=4096)
     >>> plan(100_000, 10, exhaustive=True)
-    Widths(n_shortlist=100000, n_prefilter=100000, n_cells=0)
+    Widths(n_shortlist=100000, n_prefilter=100000, n_cells=0, n_tokens=0)
     """
     for name, value in (("n_shortlist", n_shortlist), ("n_prefilter", n_prefilter)):
         if value is not None and (not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value <= 0):
@@ -113,14 +121,17 @@ def plan(
     if n_shortlist is None:
         n_shortlist = n_allowed if n_allowed <= full_scan_below else max(2048, 64 * k)
     n_shortlist = min(int(n_shortlist), n_allowed)
+    large = n_allowed > LARGE
+    widen = LARGE_WIDENING if large and compressed else 1
     if n_prefilter is None:
-        n_prefilter = max(200, 20 * k) if compressed else max(100, 10 * k)
+        n_prefilter = widen * max(200, 20 * k) if compressed else max(100, 10 * k)
         if compressed and n_query_tokens:
             cost = next((c for most, c in RERANK_COST if n_query_tokens <= most), 1.0)
             n_prefilter = math.ceil(n_prefilter / cost)
-    default_cells = max(N_CELLS_LARGE, codebook // CENTROIDS_A_CELL) if n_allowed > LARGE else N_CELLS
+    default_cells = max(N_CELLS_LARGE, codebook // CENTROIDS_A_CELL) if large else N_CELLS
     cells = (default_cells if n_cells is None else int(n_cells)) if compressed and n_shortlist < n_allowed else 0
-    return Widths(n_shortlist, min(int(n_prefilter), n_shortlist), cells)
+    tokens = min(widen * n_shortlist, n_allowed) if cells else 0
+    return Widths(n_shortlist, min(int(n_prefilter), max(n_shortlist, tokens)), cells, tokens)
 
 
 def _top(positions: np.ndarray, scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -246,7 +257,7 @@ def run(
     else:
         cand = shortlist.search(query.dense, widths.n_shortlist, state.live, allowed)
         if widths.n_cells:
-            cand = np.union1d(cand, _token_candidates(state, prefilter, widths.n_cells, widths.n_shortlist, allowed))
+            cand = np.union1d(cand, _token_candidates(state, prefilter, widths.n_cells, widths.n_tokens, allowed))
         if lexical is not None and len(lexical):
             cand = np.union1d(cand, lexical)
     t1 = time.perf_counter()
