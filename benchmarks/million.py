@@ -39,8 +39,9 @@ VARIANTS: list[tuple[str, dict[str, int]]] = [
     ("n_cells 4", {"n_cells": 4}),
     ("n_cells 8", {"n_cells": 8}),
     ("n_cells 32", {"n_cells": 32}),
+    ("prefilter keeps 200 (the default before)", {"n_prefilter": 200}),
     ("dense shortlist of 4,096", {"n_shortlist": 4096}),
-    ("prefilter keeps 400", {"n_prefilter": 400}),
+    ("prefilter keeps 800", {"n_prefilter": 800}),
     ("every candidate reranked (prefilter keeps 5,000)", {"n_prefilter": 5000}),
 ]
 
