@@ -249,6 +249,11 @@ def test_cell_scores_checks_keep_mask_and_gains():
         cell_scores(np.array([[0]]), np.array([[1.0]]), p.heads, p.blob, 2, limit=10, allowed=np.ones(3, bool))
     with pytest.raises(InvalidInputError, match="finite"):
         cell_scores(np.array([[0]]), np.array([[np.nan]]), p.heads, p.blob, 2, limit=10)
+    # Scores a few ulps apart (a histogram scale that would overflow in float32) still cut right.
+    two = Postings.pack(np.array([0, 1, 2]), np.array([1, 0], np.int32), 2)
+    tiny = np.array([[1e-45, 0.0]], np.float32)
+    assert cell_scores(np.array([[0, 1]]), tiny, two.heads, two.blob, 2, limit=10, keep=1)[0].tolist() == [1]
+    assert cell_scores(np.array([[0, 1]]), tiny, two.heads, two.blob, 2, limit=10, keep=0)[0].tolist() == []
 
 
 @pytest.mark.parametrize("backend", ["c", "numpy"])

@@ -844,23 +844,26 @@ static int by_id(const void *a, const void *b) {
  * Returns -2 when out of memory (the slots are already reset). */
 #define CUT_BINS 4096
 static int64_t keep_best(int32_t *ids, float *scores, int64_t m, int64_t keep) {
+    if (keep <= 0) return 0;
     if (keep >= m) goto ascending;
     float lo = INFINITY, hi = -INFINITY;
     for (int64_t t = 0; t < m; t++) {
         lo = scores[t] < lo ? scores[t] : lo;
         hi = scores[t] > hi ? scores[t] : hi;
     }
-    const float scale = hi > lo ? (float)(CUT_BINS - 1) / (hi - lo) : 0.0f;
+    /* In double, clamped: a spread of a few ulps must not overflow the scale. */
+    const double scale = hi > lo ? (double)(CUT_BINS - 1) / ((double)hi - (double)lo) : 0.0;
+#define BIN(x) ((int)fmin((double)(CUT_BINS - 1), ((double)(x) - (double)lo) * scale))
     int64_t hist[CUT_BINS] = {0};
-    for (int64_t t = 0; t < m; t++) hist[(int)((scores[t] - lo) * scale)]++;
+    for (int64_t t = 0; t < m; t++) hist[BIN(scores[t])]++;
     int cut = CUT_BINS - 1;
     int64_t above = 0; /* pairs in bins above the cut's */
     while (above + hist[cut] < keep) above += hist[cut--];
-    Scored *edge = malloc(sizeof(Scored) * (size_t)hist[cut]);
+    Scored *edge = malloc(sizeof(Scored) * (size_t)hist[cut]); /* keep > 0, so the cut's bin is not empty */
     if (!edge) return -2;
     int64_t out = 0, e = 0;
     for (int64_t t = 0; t < m; t++) {
-        const int bin = (int)((scores[t] - lo) * scale);
+        const int bin = BIN(scores[t]);
         if (bin > cut) {
             ids[out] = ids[t];
             scores[out++] = scores[t];
@@ -875,6 +878,7 @@ static int64_t keep_best(int32_t *ids, float *scores, int64_t m, int64_t keep) {
         scores[out++] = edge[j].score;
     }
     free(edge);
+#undef BIN
     m = keep;
 ascending:;
     /* Ids ascending, scores with them: sort (id, score) pairs through the id order. */
