@@ -195,11 +195,13 @@ def _token_candidates(
     comes back to numpy.
     """
     positions, scores = [], []
-    deleted = state.n_live < len(state.live)
+    passable: np.ndarray | None = None  # which positions may come back; None: every one
     if allowed is not None:
-        mask = np.zeros(len(state.live), bool)
-        mask[allowed] = True
-        mask &= state.live
+        passable = np.zeros(len(state.live), bool)
+        passable[allowed] = True
+        passable &= state.live
+    elif state.n_live < len(state.live):
+        passable = state.live
     for seg, base in zip(state.segments, state.bases):
         if seg.codec is None or seg.postings is None:
             continue
@@ -208,9 +210,8 @@ def _token_candidates(
         top, top_scores = top_rows(table, m)
         floor = top_scores[n_cells] if m > n_cells else np.zeros(table.shape[1], np.float32)
         cells, gains = top[:n_cells].T, (top_scores[:n_cells] - floor).T
-        span = slice(int(base), int(base) + seg.n)
-        keep = mask[span] if allowed is not None else state.live[span] if deleted else None
-        local, score = seg.postings.scores(cells, gains, limit=max(1, seg.n // 4), keep=n, allowed=keep)
+        mask = None if passable is None else passable[int(base) : int(base) + seg.n]
+        local, score = seg.postings.scores(cells, gains, limit=max(1, seg.n // 4), keep=n, allowed=mask)
         positions.append(local.astype(np.int64) + int(base))
         scores.append(score)
     if not positions:
