@@ -853,7 +853,8 @@ static int64_t keep_best(int32_t *ids, float *scores, int64_t m, int64_t keep) {
     }
     /* In double, clamped: a spread of a few ulps must not overflow the scale. */
     const double scale = hi > lo ? (double)(CUT_BINS - 1) / ((double)hi - (double)lo) : 0.0;
-#define BIN(x) ((int)fmin((double)(CUT_BINS - 1), ((double)(x) - (double)lo) * scale))
+    /* A compare, not fmin: fmin is a library call (NaN rules), and it took a tenth of the kernel. */
+#define BIN(x) (((double)(x) - (double)lo) * scale < CUT_BINS - 1 ? (int)(((double)(x) - (double)lo) * scale) : CUT_BINS - 1)
     int64_t hist[CUT_BINS] = {0};
     for (int64_t t = 0; t < m; t++) hist[BIN(scores[t])]++;
     int cut = CUT_BINS - 1;
