@@ -440,3 +440,51 @@ def test_top_rows_refuses_shapes_it_cannot_serve():
         kernels.top_rows(np.zeros((3, 2), np.float32), 0)
     with pytest.raises(InvalidInputError):
         kernels.top_rows(np.zeros(3, np.float32), 1)
+
+
+@pytest.mark.parametrize("backend", ["c", "numpy"])
+@pytest.mark.parametrize("dim", [2, 6, 128, 384])
+def test_dense4_scores_rows_where_they_lie_as_decoding_would(backend, dim, monkeypatch):
+    from colcade.engine import dense_codes
+
+    if backend == "numpy":
+        monkeypatch.setenv("COLCADE_KERNELS", "numpy")
+    rng = np.random.default_rng(dim)
+    v = rng.standard_normal((300, dim)).astype(np.float32)
+    v[7] = 0  # a zero row: its step is 0
+    rows = dense_codes.encode(v)
+    q = rng.standard_normal(dim).astype(np.float32)
+    pos = np.array([299, 0, 7, 7, 150, 3])  # any order, repeats allowed
+    want = dense_codes.decode(rows[pos]) @ q
+    got = dense_codes.scores(rows, pos, q)
+    assert got.dtype == np.float32 and got.shape == (6,)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+    assert got[2] == 0
+    table = dense_codes.query_table(q)
+    np.testing.assert_allclose(kernels.dense4(table, rows, pos), kernels.dense4_reference(table, rows, pos), rtol=1e-5)
+    assert dense_codes.scores(rows, np.zeros(0, np.int64), q).shape == (0,)
+    # Older layouts (8 bits, float16) are decoded and scored the same way.
+    for old in (dense_codes.encode(v[:, :-1]) if dim > 2 else None, v.astype(np.float16)):
+        if old is not None:
+            qq = q[: old.shape[1] - 4] if old.dtype == np.int8 else q
+            np.testing.assert_allclose(dense_codes.scores(old, pos, qq), dense_codes.decode(old[pos]) @ qq, rtol=1e-6)
+
+
+@pytest.mark.parametrize("backend", ["c", "numpy"])
+def test_dense4_refuses_what_would_read_out_of_bounds(backend, monkeypatch):
+    from colcade.engine import dense_codes
+
+    if backend == "numpy":
+        monkeypatch.setenv("COLCADE_KERNELS", "numpy")
+    rows = dense_codes.encode(np.ones((5, 8), np.float32))
+    table = dense_codes.query_table(np.ones(8, np.float32))
+    for bad in ([5], [-1], [0, 1, 2**40]):
+        with pytest.raises(InvalidInputError, match="positions"):
+            kernels.dense4(table, rows, np.array(bad))
+    with pytest.raises(InvalidInputError, match="table"):
+        kernels.dense4(table[:3], rows, np.array([0]))
+    if backend == "c":  # the C checks, reached past the Python ones
+        with pytest.raises(InvalidInputError, match="range"):
+            kernels._call(kernels._c.dense4, table, rows, np.array([9], np.int64), np.empty(1, np.float32), 4)
+        with pytest.raises(InvalidInputError, match="table must be"):
+            kernels._call(kernels._c.dense4, table, rows, np.array([0], np.int64), np.empty(1, np.float32), 3)

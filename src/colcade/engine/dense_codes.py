@@ -75,6 +75,40 @@ def decode(rows: np.ndarray) -> np.ndarray:
     return out
 
 
+def query_table(query: np.ndarray) -> np.ndarray:
+    """float32 ``[d / 2, 256]``: what byte value ``b`` at byte ``j`` of a 4-bit row is worth against
+    ``query`` before the row's step (both nibbles), so a row scores as ``h`` lookups (``scores``)."""
+    pairs = np.asarray(query, np.float32).reshape(-1, 2)  # [d / 2, 2]: the even and the odd dimension
+    table: np.ndarray = pairs @ _PAIRS.T
+    return table
+
+
+def scores(rows: np.ndarray, positions: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """float32 inner products of ``query`` with ``rows[positions]``, as ``decode(rows[positions]) @ query``.
+
+    Rows of 4 bits a dimension are scored where they lie, byte by byte through ``query_table``
+    (the compiled kernel), with nothing decoded; older layouts are decoded first.
+
+    >>> v = np.array([[0.5, -1.0, 0.25, 0.0], [1.0, 1.0, 1.0, 1.0]], np.float32)
+    >>> q = np.array([1.0, 0.0, 0.0, 1.0], np.float32)
+    >>> bool(np.allclose(scores(encode(v), np.array([1, 0]), q), decode(encode(v))[[1, 0]] @ q))
+    True
+    """
+    from colcade.engine.kernels import dense4  # kernels imports nothing of this module
+
+    query = np.asarray(query, np.float32)
+    # Only rows as stored (contiguous): the kernel must not be handed a copy of a whole segment.
+    if (
+        rows.dtype == np.uint8
+        and rows.ndim == 2
+        and rows.shape[1] * 2 - 2 * _SCALE == len(query)
+        and rows.flags.c_contiguous
+    ):
+        return dense4(query_table(query), rows, positions)
+    out: np.ndarray = decode(rows[positions]) @ query
+    return out
+
+
 def _encode8(vectors: np.ndarray) -> np.ndarray:
     """int8 rows ``[n, d + 4]``: values * scale, the scale (largest magnitude / 127) last."""
     peak = np.abs(vectors).max(axis=1) if vectors.shape[1] else np.zeros(len(vectors), np.float32)

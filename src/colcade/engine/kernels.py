@@ -49,6 +49,8 @@ except ImportError as exc:  # a source checkout that was never built
 __all__ = [
     "backend",
     "binarize",
+    "dense4",
+    "dense4_reference",
     "maxsim",
     "maxsim_codes",
     "maxsim_codes_reference",
@@ -231,6 +233,38 @@ def maxsim_codes(ct: np.ndarray, codes: np.ndarray, offsets: np.ndarray, cand: n
     out = np.empty(len(cand), dtype=np.float32)
     if len(cand):
         _call(_c.maxsim_codes, ct, np.ascontiguousarray(codes, np.uint16), offsets, cand, out, ct.shape[1], ct.shape[0])
+    return out
+
+
+def dense4(table: np.ndarray, rows: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """Inner products of one query with 4-bit dense rows (``dense_codes.py``), float32 ``[m]``.
+
+    ``rows``: uint8 ``[n, h + 4]``, ``h`` bytes of nibbles then the float32 step; ``table``:
+    float32 ``[h, 256]``, what each byte value at each byte is worth against the query
+    (``dense_codes.query_table``); ``positions``: int ``[m]``, the rows to score.
+    """
+    table = np.ascontiguousarray(table, np.float32)
+    rows = np.ascontiguousarray(rows, np.uint8)
+    positions = np.ascontiguousarray(positions, np.int64)
+    h = table.shape[0] if table.ndim == 2 else -1
+    if table.shape != (h, 256) or rows.ndim != 2 or rows.shape[1] != h + 4:
+        raise InvalidInputError(f"a [h, 256] table needs [n, h + 4] rows, but got {table.shape} and {rows.shape}")
+    if len(positions) and (positions.min() < 0 or positions.max() >= len(rows)):
+        raise InvalidInputError(f"positions must lie in [0, {len(rows)})")
+    if backend() == "numpy":
+        return dense4_reference(table, rows, positions)
+    out = np.empty(len(positions), np.float32)
+    if len(positions):
+        _call(_c.dense4, table, rows, positions, out, h)
+    return out
+
+
+def dense4_reference(table: np.ndarray, rows: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """The definition of ``dense4``: each row's bytes looked up in the table, summed, times its step."""
+    picked = rows[positions]
+    h = table.shape[0]
+    step = np.ascontiguousarray(picked[:, h:]).view(np.float32)[:, 0]
+    out: np.ndarray = table[np.arange(h), picked[:, :h]].sum(axis=1, dtype=np.float32) * step
     return out
 
 

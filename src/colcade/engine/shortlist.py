@@ -34,7 +34,8 @@ IVF_ABOVE = 50_000  # passages: exact up to here, an inverted file above
 class _Rows:
     """The dense vectors by position, as the segments hold them (memory-mapped on disk): no copy.
 
-    ``take`` gathers rows for the few paths that need them (a filtered shortlist, IVF training).
+    ``scores`` scores rows where they lie (a probe's lists, a filtered shortlist); ``take`` gathers
+    them as float32 for IVF training.
     """
 
     def __init__(self, dim: int, parts: Sequence[np.ndarray] = ()) -> None:
@@ -55,6 +56,16 @@ class _Rows:
             mask = which == i
             if mask.any():
                 out[mask] = dense_codes.decode(part[positions[mask] - self.bases[i]])
+        return out
+
+    def scores(self, positions: np.ndarray, query: np.ndarray) -> np.ndarray:
+        """Inner products of ``query`` with the rows at ``positions``, scored where they lie."""
+        out = np.empty(len(positions), np.float32)
+        which = np.searchsorted(self.bases, positions, side="right") - 1
+        for i, part in enumerate(self.parts):
+            mask = which == i
+            if mask.any():
+                out[mask] = dense_codes.scores(part, positions[mask] - self.bases[i], query)
         return out
 
     def nbytes(self) -> int:
@@ -287,6 +298,6 @@ class DenseShortlist:
             allowed = inverted.probe(query[0], n, live)
         if len(allowed) <= n:
             return np.sort(allowed)
-        scores = rows.take(allowed) @ query[0]
+        scores = rows.scores(allowed, query[0])
         top = np.argpartition(-scores, n - 1)[:n]
         return np.sort(allowed[top])
