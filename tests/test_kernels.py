@@ -161,6 +161,12 @@ def test_compressed_kernels_match_reference_on_every_path(simd, dim, nbits, rota
         rtol=1e-6,
         atol=1e-5,
     )
+    # Rows padded to whole vectors (the AVX2 path where this CPU has it): the same maxes, summed alike.
+    padded = kernels.pad_lanes(table)
+    assert padded.shape[1] % 8 == 0 and padded.ctypes.data % 32 == 0
+    np.testing.assert_array_equal(
+        kernels.maxsim_codes(padded, codes, offsets, cand, nq=nq), kernels.maxsim_codes(table, codes, offsets, cand)
+    )
 
 
 def _cell_scores_match_reference(cells, gains, postings, n, limit):
@@ -488,3 +494,12 @@ def test_dense4_refuses_what_would_read_out_of_bounds(backend, monkeypatch):
             kernels._call(kernels._c.dense4, table, rows, np.array([9], np.int64), np.empty(1, np.float32), 4)
         with pytest.raises(InvalidInputError, match="table must be"):
             kernels._call(kernels._c.dense4, table, rows, np.array([0], np.int64), np.empty(1, np.float32), 3)
+
+
+def test_maxsim_codes_refuses_a_table_too_narrow_for_its_query():
+    codes, offsets = np.zeros(3, np.uint16), np.array([0, 3], np.int64)
+    with pytest.raises(InvalidInputError, match="cannot hold"):
+        kernels.maxsim_codes(np.ones((4, 8), np.float32), codes, offsets, np.array([0]), nq=9)
+    with pytest.raises(InvalidInputError, match="stride"):  # the C check, past the Python one
+        kernels._call(_c.maxsim_codes, np.ones((4, 8), np.float32), codes, offsets, np.array([0]),
+                      np.empty(1, np.float32), 9, 4, 8)  # fmt: skip

@@ -27,7 +27,15 @@ import numpy as np
 
 from colcade.encoders.base import EncodedQuery
 from colcade.engine.codec import ResidualCodec
-from colcade.engine.kernels import binarize, maxsim, maxsim_codes, maxsim_hamming, maxsim_residual, top_rows
+from colcade.engine.kernels import (
+    binarize,
+    maxsim,
+    maxsim_codes,
+    maxsim_hamming,
+    maxsim_residual,
+    pad_lanes,
+    top_rows,
+)
 from colcade.engine.shortlist import DenseShortlist
 from colcade.errors import InvalidInputError
 from colcade.results import StageStats
@@ -164,6 +172,7 @@ class _Prefilter:
         self.mixed = mixed
         self._bits: np.ndarray | None = None
         self._tables: dict[str, np.ndarray] = {}  # codec name -> centroid-query scores [k, nq]
+        self._padded: dict[str, np.ndarray] = {}  # the same, rows padded for the codes kernel
 
     def table(self, codec: ResidualCodec) -> np.ndarray:
         """Every centroid's score against every query token, [k, nq] (once per codec)."""
@@ -175,7 +184,10 @@ class _Prefilter:
     def __call__(self, seg: Segment, local: np.ndarray) -> np.ndarray:
         if seg.codec is not None:
             assert seg.codes is not None
-            return maxsim_codes(self.table(seg.codec), seg.codes, seg.offsets, local)
+            padded = self._padded.get(seg.codec.name)
+            if padded is None:
+                padded = self._padded[seg.codec.name] = pad_lanes(self.table(seg.codec))
+            return maxsim_codes(padded, seg.codes, seg.offsets, local, nq=len(self.q))
         if self.mixed:
             return _float(seg, local, self.q)
         if self._bits is None:

@@ -59,6 +59,7 @@ __all__ = [
     "maxsim_reference",
     "maxsim_residual",
     "maxsim_residual_reference",
+    "pad_lanes",
 ]
 
 
@@ -219,21 +220,45 @@ def maxsim_residual(
     return out
 
 
-def maxsim_codes(ct: np.ndarray, codes: np.ndarray, offsets: np.ndarray, cand: np.ndarray) -> np.ndarray:
+def maxsim_codes(
+    ct: np.ndarray, codes: np.ndarray, offsets: np.ndarray, cand: np.ndarray, nq: int | None = None
+) -> np.ndarray:
     """Centroid-interaction MaxSim: each token scored by its centroid alone.
 
     ``ct`` is float32 ``[k, nq]``, ``centroids @ q.T``: token ``j`` of a passage scores
     ``ct[codes[j]]`` against the query tokens (PLAID's stage-2 approximation; no residual read).
+    With ``nq`` given, only the first ``nq`` columns are query tokens and the rest padding: a
+    table from ``pad_lanes`` is read a whole vector a row, ~1.5x as fast at 14 query tokens.
     """
     ct = np.ascontiguousarray(ct, dtype=np.float32)
+    nq = ct.shape[1] if nq is None else nq
+    if ct.ndim != 2 or not 0 < nq <= ct.shape[1]:
+        raise InvalidInputError(f"a table of shape {ct.shape} cannot hold {nq} query tokens")
     offsets, cand = _prepare(offsets, cand)
     if backend() == "numpy":
         _check(offsets, cand, len(codes))
-        return maxsim_codes_reference(ct, codes, offsets, cand)
+        return maxsim_codes_reference(ct[:, :nq], codes, offsets, cand)
     out = np.empty(len(cand), dtype=np.float32)
     if len(cand):
-        _call(_c.maxsim_codes, ct, np.ascontiguousarray(codes, np.uint16), offsets, cand, out, ct.shape[1], ct.shape[0])
+        codes = np.ascontiguousarray(codes, np.uint16)
+        _call(_c.maxsim_codes, ct, codes, offsets, cand, out, nq, ct.shape[0], ct.shape[1])
     return out
+
+
+def pad_lanes(ct: np.ndarray) -> np.ndarray:
+    """``ct`` (float32 ``[k, nq]``) with its rows padded by zeros to a multiple of 8 columns, 32-byte
+    aligned: the layout ``maxsim_codes`` reads whole AVX2 vectors from (pass ``nq`` with it).
+
+    >>> pad_lanes(np.ones((2, 3), np.float32)).shape
+    (2, 8)
+    """
+    k, nq = ct.shape
+    stride = -(-nq // 8) * 8
+    raw = np.zeros(k * stride + 8, np.float32)
+    start = (-raw.ctypes.data % 32) // 4  # numpy aligns to 16 bytes; AVX2 loads want 32
+    padded = raw[start : start + k * stride].reshape(k, stride)
+    padded[:, :nq] = ct
+    return padded
 
 
 def dense4(table: np.ndarray, rows: np.ndarray, positions: np.ndarray) -> np.ndarray:
