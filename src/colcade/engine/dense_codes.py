@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from colcade.engine.kernels import dense4
+
 _SCALE = 4  # bytes: the float32 step (or scale) at the end of a row
 _STEP = 0.3352  # of the row's rms: Max's optimal uniform quantizer, 16 levels, Gaussian input
 _PAIRS = np.stack([np.arange(256) & 15, np.arange(256) >> 4], axis=1).astype(np.float32) - 7.5  # [256, 2]
@@ -94,8 +96,6 @@ def scores(rows: np.ndarray, positions: np.ndarray, query: np.ndarray) -> np.nda
     >>> bool(np.allclose(scores(encode(v), np.array([1, 0]), q), decode(encode(v))[[1, 0]] @ q))
     True
     """
-    from colcade.engine.kernels import dense4  # kernels imports nothing of this module
-
     query = np.asarray(query, np.float32)
     # Only rows as stored (contiguous): the kernel must not be handed a copy of a whole segment.
     if (
