@@ -169,75 +169,73 @@ def test_compressed_kernels_match_reference_on_every_path(simd, dim, nbits, rota
     )
 
 
-def _cell_scores_match_reference(cells, gains, postings, n, limit):
-    """The kernel's (ids, scores), checked against the numpy definition (the kernel lists passages
-    as it meets them, the definition in ascending order)."""
+def _cell_scores_match_reference(cells, gains, postings, n, limit, keep=None, allowed=None):
+    """The kernel's (ids, scores), bit for bit the numpy definition's (token sums in the same order)."""
     from colcade.engine.kernels import cell_scores, cell_scores_reference
 
-    ids, scores = cell_scores(cells, gains, postings.heads, postings.blob, n, limit)
-    want_ids, want = cell_scores_reference(cells, gains, postings.heads, postings.blob, n, limit)
-    order = np.argsort(ids)
-    np.testing.assert_array_equal(ids[order], want_ids)
-    np.testing.assert_allclose(scores[order], want, rtol=1e-6)
+    ids, scores = cell_scores(cells, gains, postings.starts, postings.lists, n, limit, keep, allowed)
+    want_ids, want = cell_scores_reference(cells, gains, postings.starts, postings.lists, n, limit, keep, allowed)
+    np.testing.assert_array_equal(ids, want_ids)
+    np.testing.assert_array_equal(scores, want)
     return ids, scores
 
 
-@pytest.mark.parametrize("seed", range(4))
-def test_cell_scores_kernel_matches_reference(seed):
+def _random_postings(rng, n, k, most=30):
     from colcade.engine.postings import Postings
 
+    offsets = np.concatenate([[0], np.cumsum(rng.integers(1, most, n))])
+    return Postings.build(rng.integers(0, k, offsets[-1]).astype(np.uint16), offsets, k)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_cell_scores_kernel_matches_reference(simd, seed):
     rng = np.random.default_rng(seed)
     n, k = int(rng.integers(1, 400)), int(rng.integers(1, 64))
-    offsets = np.concatenate([[0], np.cumsum(rng.integers(1, 30, n))])
-    postings = Postings.build(rng.integers(0, k, offsets[-1]).astype(np.uint16), offsets, k)
+    postings = _random_postings(rng, n, k)
     nq, c = int(rng.integers(1, 20)), int(rng.integers(1, min(k, 8) + 1))
     cells = np.stack([rng.choice(k, c, replace=False) for _ in range(nq)])
-    gains = rng.random((nq, c)).astype(np.float32)
+    gains = rng.random((nq, c)).astype(np.float32)  # in no order: a token's best cell counts
+    gains[0, 0] = 0.0  # a cell worth nothing adds no passage
     limit = int(rng.integers(1, n + 1))
     ids, scores = _cell_scores_match_reference(cells, gains, postings, n, limit)
     got = np.zeros(n, np.float32)
     got[ids] = scores
-    # The definition: per query token, the first (best) cell holding the passage, lists over limit skipped.
-    p = int(rng.integers(n))
-    expect = 0.0
-    for row, g in zip(cells, gains):
-        for cell, gain in zip(row, g):
-            listed = postings.passages(cell)
-            if len(listed) <= limit and p in listed:
-                expect += gain
-                break
-    assert got[p] == pytest.approx(expect, rel=1e-6)
+    # The definition: per query token, the best gain of the cells holding the passage, lists over limit skipped.
+    for p in rng.integers(n, size=5):
+        expect = 0.0
+        for row, g in zip(cells, gains):
+            held = [gain for cell, gain in zip(row, g) if len(postings.passages(cell)) <= limit]
+            held = [gain for cell, gain in zip(row, g) if gain in held and p in postings.passages(cell)]
+            expect += max(held, default=0.0)
+        assert got[p] == pytest.approx(expect, rel=1e-6)
+        assert (p in ids) == (expect > 0)
 
 
-@pytest.mark.parametrize("n, k, seed", [(300, 16, 0), (5_000, 64, 1), (200_000, 512, 2), (40_000, 8, 3)])
-def test_cell_scores_keeps_exactly_the_best_allowed(n, k, seed):
+@pytest.mark.parametrize("n, k, seed", [(300, 16, 0), (5_000, 64, 1), (200_000, 512, 2), (65_537, 8, 3)])
+def test_cell_scores_keeps_exactly_the_best_allowed(simd, n, k, seed):
     """``keep`` and ``allowed`` against the definition: the best so many of the allowed passages,
-    ties to the lower id (gains on a coarse grid make many ties), ids ascending; a large touch
-    count takes the kernel's histogram cut, a small one sorts all."""
-    from colcade.engine.kernels import cell_scores, cell_scores_reference
-    from colcade.engine.postings import Postings
+    ties to the lower id (gains on a coarse grid make many ties), ids ascending. Above 65,536
+    passages the lists come in blocks, and a kept count passed midway is cut early: the later
+    blocks must then beat the weakest kept."""
+    from colcade.engine.kernels import cell_scores_reference
 
     rng = np.random.default_rng(seed)
-    offsets = np.concatenate([[0], np.cumsum(rng.integers(1, 12, n))])
-    postings = Postings.build(rng.integers(0, k, offsets[-1]).astype(np.uint16), offsets, k)
+    postings = _random_postings(rng, n, k, most=12)
     nq, c = 12, min(k, 6)
     cells = np.stack([rng.choice(k, c, replace=False) for _ in range(nq)])
     gains = (rng.integers(0, 4, (nq, c)) / 4).astype(np.float32)
     allowed = rng.random(n) < 0.8
     for keep in (0, 1, 7, n // 10, n, n + 5):
         for mask in (None, allowed):
-            ids, scores = cell_scores(cells, gains, postings.heads, postings.blob, n, n, keep, mask)
-            want_ids, want = cell_scores_reference(cells, gains, postings.heads, postings.blob, n, n, keep, mask)
-            np.testing.assert_array_equal(ids, want_ids)
-            np.testing.assert_array_equal(scores, want)
-            assert len(ids) == min(
-                keep, len(cell_scores(cells, gains, postings.heads, postings.blob, n, n, None, mask)[0])
-            )
+            ids, _ = _cell_scores_match_reference(cells, gains, postings, n, n, keep, mask)
+            every, _ = _cell_scores_match_reference(cells, gains, postings, n, n, None, mask)
+            assert len(ids) == min(keep, len(every))
+            assert np.all(np.diff(ids) > 0)
             if mask is not None:
                 assert mask[ids].all()
     # The definition itself: nothing left out scores above the weakest kept, and a tie there goes to the lower id.
-    all_ids, all_scores = cell_scores_reference(cells, gains, postings.heads, postings.blob, n, n)
-    ids, scores = cell_scores_reference(cells, gains, postings.heads, postings.blob, n, n, keep=n // 10)
+    all_ids, all_scores = cell_scores_reference(cells, gains, postings.starts, postings.lists, n, n)
+    ids, scores = cell_scores_reference(cells, gains, postings.starts, postings.lists, n, n, keep=n // 10)
     out = ~np.isin(all_ids, ids)
     assert all_scores[out].max() <= scores.min()
     tied = all_ids[out][all_scores[out] == scores.min()]
@@ -248,18 +246,19 @@ def test_cell_scores_checks_keep_mask_and_gains():
     from colcade.engine.kernels import cell_scores
     from colcade.engine.postings import Postings
 
-    p = Postings.pack(np.array([0, 2, 3]), np.array([0, 1, 1], np.int32), 2)
+    p = Postings.from_lists(np.array([0, 2, 3]), np.array([0, 1, 1], np.int32), 2)
     with pytest.raises(InvalidInputError, match="keep"):
-        cell_scores(np.array([[0]]), np.array([[1.0]]), p.heads, p.blob, 2, limit=10, keep=-1)
+        cell_scores(np.array([[0]]), np.array([[1.0]]), p.starts, p.lists, 2, limit=10, keep=-1)
     with pytest.raises(InvalidInputError, match="allowed"):
-        cell_scores(np.array([[0]]), np.array([[1.0]]), p.heads, p.blob, 2, limit=10, allowed=np.ones(3, bool))
-    with pytest.raises(InvalidInputError, match="finite"):
-        cell_scores(np.array([[0]]), np.array([[np.nan]]), p.heads, p.blob, 2, limit=10)
+        cell_scores(np.array([[0]]), np.array([[1.0]]), p.starts, p.lists, 2, limit=10, allowed=np.ones(3, bool))
+    for bad in (np.nan, np.inf, -0.5):
+        with pytest.raises(InvalidInputError, match="finite and at least 0"):
+            cell_scores(np.array([[0]]), np.array([[bad]]), p.starts, p.lists, 2, limit=10)
     # Scores a few ulps apart (a histogram scale that would overflow in float32) still cut right.
-    two = Postings.pack(np.array([0, 1, 2]), np.array([1, 0], np.int32), 2)
-    tiny = np.array([[1e-45, 0.0]], np.float32)
-    assert cell_scores(np.array([[0, 1]]), tiny, two.heads, two.blob, 2, limit=10, keep=1)[0].tolist() == [1]
-    assert cell_scores(np.array([[0, 1]]), tiny, two.heads, two.blob, 2, limit=10, keep=0)[0].tolist() == []
+    two = Postings.from_lists(np.array([0, 1, 2]), np.array([1, 0], np.int32), 2)
+    tiny = np.array([[1e-45, 2e-45]], np.float32)
+    assert cell_scores(np.array([[0, 1]]), tiny, two.starts, two.lists, 2, limit=10, keep=1)[0].tolist() == [0]
+    assert cell_scores(np.array([[0, 1]]), tiny, two.starts, two.lists, 2, limit=10, keep=0)[0].tolist() == []
 
 
 @pytest.mark.parametrize("backend", ["c", "numpy"])
@@ -269,75 +268,75 @@ def test_cell_scores_refuses_what_would_read_out_of_bounds(backend, monkeypatch)
 
     if backend == "numpy":
         monkeypatch.setenv("COLCADE_KERNELS", "numpy")
-    p = Postings.pack(np.array([0, 2, 3]), np.array([0, 1, 1], np.int32), 2)
+    p = Postings.from_lists(np.array([0, 2, 3]), np.array([0, 1, 1], np.int32), 2)
+    one = (np.array([[0]]), np.array([[1.0]]))
     with pytest.raises(InvalidInputError, match="names no list"):
-        cell_scores(np.array([[2]]), np.array([[1.0]]), p.heads, p.blob, 2, limit=10)
+        cell_scores(np.array([[2]]), np.array([[1.0]]), p.starts, p.lists, 2, limit=10)
     with pytest.raises(InvalidInputError, match="alike"):
-        cell_scores(np.array([[0, 1]]), np.array([[1.0]]), p.heads, p.blob, 2, limit=10)
-    # Lists coded for more passages than this segment holds: their words do not fit.
-    wide = Postings.pack(np.array([0, 2, 3]), np.array([0, 900, 1000], np.int32), 1001)
-    with pytest.raises(InvalidInputError, match="damaged"):
-        cell_scores(np.array([[0]]), np.array([[1.0]]), wide.heads, wide.blob, 2, limit=10)
-    heads = p.heads.copy()
-    heads[1, 1] += 1  # a list's words no longer fit its count
-    with pytest.raises(InvalidInputError, match="damaged"):
-        cell_scores(np.array([[0]]), np.array([[1.0]]), heads, p.blob, 2, limit=10)
-    flipped = p.blob.copy()
-    flipped[:] = 0  # no unary bits: the list decodes to fewer ids than it holds
-    with pytest.raises(InvalidInputError, match="damaged"):
-        cell_scores(np.array([[0]]), np.array([[1.0]]), p.heads, flipped, 2, limit=10)
-    one = Postings.pack(np.array([0, 1]), np.array([3], np.int32), 5)  # 2 low bits, then the unary high part
-    one.blob[1] = np.uint64(1 << 2)  # high part 2: id 2 << 2 | 3 = 11, past the 5 passages
-    with pytest.raises(InvalidInputError, match="damaged"):
-        cell_scores(np.array([[0]]), np.array([[1.0]]), one.heads, one.blob, 5, limit=10)
+        cell_scores(np.array([[0, 1]]), np.array([[1.0]]), p.starts, p.lists, 2, limit=10)
+    # Lists cut for more passages than this segment holds: two blocks a list where it has one.
+    wide = Postings.from_lists(np.array([0, 2, 3]), np.array([0, 70_000, 1], np.int32), 70_001)
+    with pytest.raises(InvalidInputError, match="starts must be"):
+        cell_scores(np.array([[0]]), np.array([[1.0]]), wide.starts[:-1], wide.lists, 70_001, limit=10)
+    for damage in ("past the ids", "backwards", "more than a block"):
+        starts = p.starts.copy()
+        if damage == "past the ids":
+            starts[1] = 80_001
+        elif damage == "backwards":
+            starts[1] = -1
+        else:
+            starts[1] = 70_000
+        with pytest.raises(InvalidInputError, match="damaged"):
+            cell_scores(*one, starts, np.zeros(80_000, np.uint16), 2, limit=10**6)
 
 
-def test_elias_fano_lists_round_trip_and_match_the_kernel_bit_for_bit():
-    from colcade.engine import eliasfano
-    from colcade.engine.postings import Postings
-
-    rng = np.random.default_rng(3)
-    for universe in (1, 2, 63, 64, 65, 1000, 1 << 20):
-        for count in {1, 2, min(universe, 7), min(universe, 64), universe // 2, universe}:
-            if count <= 0 or count > min(universe, 5000):
-                continue
-            ids = np.sort(rng.choice(universe, count, replace=False))
-            words = eliasfano.pack(ids, universe)
-            assert len(words) == eliasfano.words(universe, np.array([count]))[0]
-            np.testing.assert_array_equal(eliasfano.unpack(words, count, universe), ids)
-            packed = Postings.pack(np.array([0, count]), ids.astype(np.int32), universe)  # the C packer
-            np.testing.assert_array_equal(packed.blob, words)
-    # About 2 + log2(universe / count) bits an id: far below int32's 32.
-    ids = np.sort(rng.choice(1_000_000, 20_000, replace=False))
-    assert eliasfano.pack(ids, 1_000_000).nbytes * 8 / len(ids) < 7.7
-
-
-def test_cell_scores_kernel_over_many_passages_matches_reference():
-    """Lists of 200k passages, the first ids of a list in other words than its last: the kernel's
-    result is the definition's, a list that ends short is refused, and the scratch comes back clean."""
+def test_cell_scores_damaged_ids_stay_inside_the_block(simd):
+    """An id is an offset into its block's scores, so a damaged one (past the segment's passages)
+    reads and writes inside the scratch: nothing past ``n`` comes back, and the next query is clean."""
     from colcade.engine.kernels import cell_scores
     from colcade.engine.postings import Postings
 
+    p = Postings.from_lists(np.array([0, 2, 3]), np.array([0, 1, 1], np.int32), 2)
+    bad = np.array([0, 65_535, 40_000], np.uint16)
+    ids, scores = cell_scores(np.array([[0, 1]]), np.array([[1.0, 0.5]]), p.starts, bad, 2, limit=10)
+    assert ids.tolist() == [0] and scores.tolist() == [1.0]
+    ids, scores = cell_scores(np.array([[0, 1]]), np.array([[1.0, 0.5]]), p.starts, p.lists, 2, limit=10)
+    assert ids.tolist() == [0, 1] and scores.tolist() == [1.0, 1.0]
+
+
+def test_posting_lists_round_trip_in_blocks_at_two_bytes_an_id():
+    from colcade.engine.postings import Postings
+
+    rng = np.random.default_rng(3)
+    for n in (1, 2, 65_535, 65_536, 65_537, 300_000):
+        k = 5
+        plain = [np.sort(rng.choice(n, min(n, size), replace=False)) for size in (0, 1, 7, n // 3, n)]
+        starts = np.concatenate([[0], np.cumsum([len(x) for x in plain])])
+        p = Postings.from_lists(starts, np.concatenate(plain).astype(np.int32), n)
+        assert p.starts.shape == (k * max(1, -(-n // 65_536)) + 1,) and p.lists.dtype == np.uint16
+        assert len(p) == starts[-1]
+        for cell, want in enumerate(plain):
+            np.testing.assert_array_equal(p.passages(cell), want)
+    for starts, ids in (([0, 2], [1, 1]), ([0, 2], [3, 0]), ([0, 1], [5]), ([0, 3], [0, 1]), ([1, 2], [0, 1])):
+        with pytest.raises(InvalidInputError):
+            Postings.from_lists(np.array(starts), np.array(ids), 5)
+
+
+def test_cell_scores_kernel_over_many_passages_matches_reference(simd):
+    """Lists of 200k passages in four blocks: the kernel's result is the definition's, read to
+    the end, and the scratch comes back clean (the same call again, with and without a cut)."""
     rng = np.random.default_rng(11)
     n, k = 200_003, 48
-    offsets = np.concatenate([[0], np.cumsum(rng.integers(1, 4, n))])
-    p = Postings.build(rng.integers(0, k, offsets[-1]).astype(np.uint16), offsets, k)
+    p = _random_postings(rng, n, k, most=4)
     cells = np.stack([rng.choice(k, 4, replace=False) for _ in range(6)])
     gains = rng.random(cells.shape).astype(np.float32)
     ids, _ = _cell_scores_match_reference(cells, gains, p, n, n)
-    want_ids = np.sort(ids)
-    assert want_ids.max() > 199_000  # read to the end
-    tail = p.blob.copy()
-    tail[int(p.heads[1, cells[0, 0] + 1]) - 1] = 0  # a list's last high word: it ends short
-    with pytest.raises(InvalidInputError, match="damaged"):
-        cell_scores(cells, gains, p.heads, tail, n, n)
-    again, _ = cell_scores(cells, gains, p.heads, p.blob, n, n)  # the scratch came back zeroed
-    np.testing.assert_array_equal(np.sort(again), want_ids)
+    assert ids.max() > 199_000
+    for keep in (100, None, 100):
+        _cell_scores_match_reference(cells, gains, p, n, n, keep)
 
 
-def test_cell_scores_when_every_passage_is_touched():
-    """The kernel lists a passage as it first meets it, writing ahead of the count: with every
-    passage met, later ids must not land past the buffer (n entries) or over a listed one."""
+def test_cell_scores_when_every_passage_is_touched(simd):
     from colcade.engine.kernels import cell_scores
     from colcade.engine.postings import Postings
 
@@ -345,41 +344,19 @@ def test_cell_scores_when_every_passage_is_touched():
     offsets = np.arange(0, 2 * n + 1, 2)
     codes = np.tile(np.array([0, 1], np.uint16), n)  # every passage is in both lists
     p = Postings.build(codes, offsets, 2)
-    ids, scores = cell_scores(np.array([[0, 1], [1, 0]]), np.array([[0.5, 0.25], [2.0, 1.0]]), p.heads, p.blob, n, n)
-    np.testing.assert_array_equal(np.sort(ids), np.arange(n))
-    np.testing.assert_allclose(scores, 2.5)  # each token's first (best) list only
-
-
-def test_cell_scores_scratch_is_clean_from_query_to_query_and_after_a_damaged_list():
-    from colcade.engine.kernels import cell_scores
-    from colcade.engine.postings import Postings
-
-    rng = np.random.default_rng(9)
-    n, k = 300, 20
-    offsets = np.concatenate([[0], np.cumsum(rng.integers(1, 20, n))])
-    p = Postings.build(rng.integers(0, k, offsets[-1]).astype(np.uint16), offsets, k)
-    half = p.blob.copy()
-    half[len(half) // 2 :] = 0  # the lists there decode to fewer ids than they hold
-    for _ in range(3):  # the same thread's scratch, reused
-        cells = np.stack([rng.choice(k, 3, replace=False) for _ in range(4)])
-        gains = rng.random((4, 3)).astype(np.float32)
-        _cell_scores_match_reference(cells, gains, p, n, n)
-        with pytest.raises(InvalidInputError, match="damaged"):  # fails midway, after touching slots
-            cell_scores(cells, gains, p.heads, half, n, n)
+    ids, scores = cell_scores(np.array([[0, 1], [1, 0]]), np.array([[0.5, 0.25], [2.0, 1.0]]), p.starts, p.lists, n, n)
+    np.testing.assert_array_equal(ids, np.arange(n))
+    np.testing.assert_allclose(scores, 2.5)  # each token's best list only
 
 
 def test_cell_scores_over_segments_of_different_sizes_share_one_scratch():
-    from colcade.engine.postings import Postings
-
     rng = np.random.default_rng(12)
-    lists = []
-    for n in (300, 40, 300, 500, 40):  # segments of an index take turns, larger and smaller
-        offsets = np.concatenate([[0], np.cumsum(rng.integers(1, 20, n))])
-        lists.append((n, Postings.build(rng.integers(0, 16, offsets[-1]).astype(np.uint16), offsets, 16)))
-    for n, p in lists:
+    lists = [(n, _random_postings(rng, n, 16, most=20)) for n in (300, 40, 70_000, 500, 40)]
+    for n, p in lists:  # segments of an index take turns, larger and smaller
         cells = np.stack([rng.choice(16, 3, replace=False) for _ in range(4)])
         gains = rng.random((4, 3)).astype(np.float32)
         _cell_scores_match_reference(cells, gains, p, n, n)
+        _cell_scores_match_reference(cells, gains, p, n, n, keep=5)
 
 
 _GUARDED = r"""

@@ -54,7 +54,7 @@ def test_postings_are_each_centroids_passages_written_with_the_segment_and_rebui
     index, query, folder = hidden
     (seg,) = index._store.state.segments
     files = folder / "segments" / seg.name
-    assert (files / "postings-ef.npy").is_file()  # the writer built them: no reader has to
+    assert (files / "postings-ids.npy").is_file()  # the writer built them: no reader has to
     codes, offsets = np.asarray(seg.codes), np.asarray(seg.offsets)
     owner = np.repeat(np.arange(seg.n), np.diff(offsets))
     for c in np.unique(codes)[:50]:
@@ -62,29 +62,36 @@ def test_postings_are_each_centroids_passages_written_with_the_segment_and_rebui
         np.testing.assert_array_equal(seg.postings.passages(int(c)), want)
     built = Postings.build(codes, offsets, seg.codec.k)
     assert len(built) == len(np.unique(codes.astype(np.int64) * seg.n + owner))  # one entry a (centroid, passage)
-    for damage in (b"", b"garbage", np.lib.format.magic(1, 0) + b"\x10\x00{}"):
+    backwards = built.starts.copy()
+    backwards[1] = len(built.lists) + 1
+    for damage in (b"", b"garbage", np.lib.format.magic(1, 0) + b"\x10\x00{}", backwards):
         bad = files / "bad.tmp"
-        bad.write_bytes(damage)
-        os.replace(bad, files / "postings-heads.npy")  # a new file: readers mapping the old one keep it
+        if isinstance(damage, bytes):
+            bad.write_bytes(damage)
+        else:
+            np.save(bad.with_suffix(".npy"), damage)
+            bad = bad.with_suffix(".npy")
+        os.replace(bad, files / "postings-blocks.npy")  # a new file: readers mapping the old one keep it
         rebuilt = Postings.of(files, codes, offsets, seg.codec.k)
-        np.testing.assert_array_equal(rebuilt.heads, built.heads)
-        np.testing.assert_array_equal(rebuilt.blob, built.blob)
-        assert np.load(files / "postings-heads.npy").shape == (2, seg.codec.k + 1)  # written again
+        np.testing.assert_array_equal(rebuilt.starts, built.starts)
+        np.testing.assert_array_equal(rebuilt.lists, built.lists)
+        np.testing.assert_array_equal(np.load(files / "postings-blocks.npy"), built.starts)  # written again
 
 
-def test_segments_with_the_old_int32_lists_get_compressed_ones(hidden):
+@pytest.mark.parametrize("old", [("postings.npy", "postings-starts.npy"), ("postings-ef.npy", "postings-heads.npy")])
+def test_segments_with_lists_of_an_older_format_get_blocked_ones(hidden, old):
     index, query, folder = hidden
     (seg,) = index._store.state.segments
     files = folder / "segments" / seg.name
     before = [h.id for h in index.search(query, k=5, n_shortlist=100, n_prefilter=20)]
     index.close()
-    for name in ("postings-ef.npy", "postings-heads.npy"):  # as an index written before them
+    for name in ("postings-ids.npy", "postings-blocks.npy"):  # as an index written before them
         (files / name).unlink()
-    np.save(files / "postings.npy", np.zeros(3, np.int32))
-    np.save(files / "postings-starts.npy", np.zeros(3, np.int64))
+    for name in old:
+        np.save(files / name, np.zeros(3, np.int64))
     reopened = LateIndex.open(folder)
     assert [h.id for h in reopened.search(query, k=5, n_shortlist=100, n_prefilter=20)] == before
-    assert (files / "postings-ef.npy").is_file() and not (files / "postings.npy").exists()
+    assert (files / "postings-ids.npy").is_file() and not any((files / name).exists() for name in old)
     reopened.close()
 
 

@@ -764,121 +764,18 @@ static int check_codes(const uint16_t *codes, const int64_t *offsets, const int6
     return 0;
 }
 
-/* Posting lists in Elias-Fano form (a list of `count` ascending ids below `universe`): each id's
- * low `l` bits packed into words, then its high part (id >> l) in unary, as bit (high + rank) of
- * the words after them. About 2 + log2(universe / count) bits an id, against 32 for int32 ids.
- * The low-bit count and word counts follow from (universe, count) alone, the same in Python. */
-static int ef_low_bits(int64_t universe, int64_t count) {
-    int l = 0;
-    if (count <= 0) return 0;
-    while (l < 62 && (count << (l + 1)) <= universe) l++; /* floor(log2(universe / count)) */
-    return l;
-}
+/* Posting lists cut into blocks of 65,536 passages (postings.py): list c's passages in block b are
+ * ids[starts[c * nb + b]:starts[c * nb + b + 1]], each an offset into the block (uint16). A query
+ * reads the lists a block at a time, so a block's scores stay in cache and an id costs a load and
+ * an add: Elias-Fano ids with a stamp a passage to count each token once took ~7 ns an entry,
+ * this ~1.5 (1M passages, 320 lists of ~8k: 19.5 -> 3.7 ms). */
+#define CELL_BLOCK 65536
 
-static int64_t ef_low_words(int64_t count, int l) { return (count * l + 63) / 64; }
-
-static int64_t ef_words(int64_t universe, int64_t count) {
-    if (count <= 0) return 0;
-    int l = ef_low_bits(universe, count);
-    return ef_low_words(count, l) + (count + (universe >> l) + 1 + 63) / 64;
-}
-
-static void ef_pack_list(const int32_t *ids, int64_t count, int64_t universe, uint64_t *out) {
-    const int l = ef_low_bits(universe, count);
-    const int64_t lw = ef_low_words(count, l);
-    for (int64_t r = 0; r < count; r++) {
-        const uint64_t v = (uint64_t)ids[r];
-        if (l) {
-            const uint64_t low = v & ((1ULL << l) - 1);
-            const int64_t pos = r * l;
-            out[pos >> 6] |= low << (pos & 63);
-            if ((pos & 63) + l > 64) out[(pos >> 6) + 1] |= low >> (64 - (pos & 63));
-        }
-        const int64_t hp = (int64_t)(v >> l) + r;
-        out[lw + (hp >> 6)] |= 1ULL << (hp & 63);
-    }
-}
-
-/* Centroid interaction from posting lists (PLAID's candidate generation): for query token i, its
- * cells (best first) each add their gain to the passages listed under them that have no gain from
- * token i yet; a passage's stamp == i + 1 marks those. Lists over `limit` passages are passed over.
- * A passage's score and stamp share one 8-byte slot (one cache miss where two arrays took two: the
- * slots of a million passages do not fit in cache), and the passages touched are listed as they
- * are met, so nothing scans all the slots. The slots come in zeroed and go back zeroed (only the
- * touched ones are reset), so a caller keeps them from query to query. Returns how many were
- * touched, or -1 if a list decodes to an id past the universe or to fewer ids than it holds
- * (damaged; the slots are zeroed all the same). */
-typedef struct { float acc; int32_t stamp; } Slot;
-
-static int64_t run_cell_scores(const int64_t *cells, const float *gains, int nq, int c, const int64_t *counts,
-                               const int64_t *words, const uint64_t *blob, int64_t universe, int64_t limit,
-                               const uint8_t *allowed, Slot *slot, int32_t *touched, float *scores) {
-    int64_t m = 0;
-    for (int i = 0; i < nq; i++)
-        for (int j = 0; j < c; j++) {
-            const int64_t cell = cells[(size_t)i * c + j], count = counts[cell + 1] - counts[cell];
-            if (count > limit || count == 0) continue;
-            const float gain = gains[(size_t)i * c + j];
-            const int l = ef_low_bits(universe, count);
-            const uint64_t *lo = blob + words[cell], mask = l ? (1ULL << l) - 1 : 0;
-            const uint64_t *hi = lo + ef_low_words(count, l);
-            const int64_t hi_words = words[cell + 1] - words[cell] - ef_low_words(count, l);
-            /* Ids are decoded a block at a time and their slots prefetched before any is touched:
-             * the slots are scattered over megabytes, and waiting on each miss in turn cost ~3x. */
-            int64_t r = 0, ids[64];
-            int got = 0;
-            for (int64_t w = 0; w < hi_words && r < count; w++) {
-                uint64_t bits = hi[w];
-                while (bits && r < count) {
-                    const int64_t high = w * 64 + __builtin_ctzll(bits) - r;
-                    bits &= bits - 1;
-                    uint64_t low = 0;
-                    if (l) {
-                        const int64_t pos = r * l;
-                        low = lo[pos >> 6] >> (pos & 63);
-                        if ((pos & 63) + l > 64) low |= lo[(pos >> 6) + 1] << (64 - (pos & 63));
-                        low &= mask;
-                    }
-                    const int64_t p = (high << l) | (int64_t)low;
-                    if (p < 0 || p >= universe) goto damaged;
-                    __builtin_prefetch(slot + p, 1);
-                    ids[got++] = p;
-                    r++;
-                    if (got == 64 || r == count) {
-                        /* Without branches: whether a passage is new, or new to token i, is
-                         * a coin toss the predictor loses, and each loss cost more than the rest. */
-                        for (int t = 0; t < got; t++) {
-                            Slot *s = slot + ids[t];
-                            const int32_t stamp = s->stamp;
-                            if (m < universe) touched[m] = (int32_t)ids[t]; /* kept only if new */
-                            m += stamp == 0;
-                            s->acc += stamp != i + 1 ? gain : 0.0f;
-                            s->stamp = i + 1;
-                        }
-                        got = 0;
-                    }
-                }
-            }
-            if (r != count) goto damaged;
-        }
-    int64_t kept = 0;
-    for (int64_t t = 0; t < m; t++) {
-        if (t + 16 < m) __builtin_prefetch(slot + touched[t + 16], 1);
-        const int32_t id = touched[t];
-        Slot *s = slot + id;
-        const float acc = s->acc;
-        s->acc = 0.0f; /* the slots go back zeroed: the caller keeps them for its next query */
-        s->stamp = 0;
-        if (allowed && !allowed[id]) continue; /* kept <= t: compacting in place is safe */
-        touched[kept] = id;
-        scores[kept++] = acc;
-    }
-    return kept;
-damaged:
-    memset(slot, 0, (size_t)universe * sizeof(Slot));
-    return -1;
-}
-
+/* The `keep` best of m (id, score) pairs, ties to the lower id, moved to the front (in no order);
+ * returns min(keep, m), or -2 when out of memory. The lists touch ~10^5-10^6 passages at a million
+ * and keep ~4,000: a histogram of the scores finds the bin the cut falls in, so only that bin's
+ * few are sorted. Bins are monotone in the score, so no better pair is left out. */
+#define CUT_BINS 4096
 typedef struct { float score; int32_t id; } Scored;
 
 static int by_score_then_id(const void *a, const void *b) {
@@ -892,16 +789,9 @@ static int by_id(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-/* The `keep` best of m (id, score) pairs, ties to the lower id, moved to the front with their ids
- * ascending; returns how many (min(keep, m)). At a million passages the
- * lists touch ~10^5-10^6 of them and keep ~2,000: a histogram of the scores finds the bin the cut
- * falls in, so only that bin's few are sorted (numpy's partial selection over all took ~4x as long,
- * with the copies around it). Bins are monotone in the score, so no better pair is left out.
- * Returns -2 when out of memory (the slots are already reset). */
-#define CUT_BINS 4096
-static int64_t keep_best(int32_t *ids, float *scores, int64_t m, int64_t keep) {
+static int64_t cut_best(int32_t *ids, float *scores, int64_t m, int64_t keep) {
     if (keep <= 0) return 0;
-    if (keep >= m) goto ascending;
+    if (keep >= m) return m;
     float lo = INFINITY, hi = -INFINITY;
     for (int64_t t = 0; t < m; t++) {
         lo = scores[t] < lo ? scores[t] : lo;
@@ -929,16 +819,18 @@ static int64_t keep_best(int32_t *ids, float *scores, int64_t m, int64_t keep) {
             edge[e++].id = ids[t];
         }
     }
+#undef BIN
     qsort(edge, (size_t)e, sizeof(Scored), by_score_then_id);
     for (int64_t j = 0; out < keep; j++) {
         ids[out] = edge[j].id;
         scores[out++] = edge[j].score;
     }
     free(edge);
-#undef BIN
-    m = keep;
-ascending:;
-    /* Ids ascending, scores with them: sort (id, score) pairs through the id order. */
+    return keep;
+}
+
+/* Ids ascending, scores with them; returns m, or -2 when out of memory. */
+static int64_t sort_by_id(int32_t *ids, float *scores, int64_t m) {
     Scored *pairs = malloc(sizeof(Scored) * (size_t)(m ? m : 1));
     if (!pairs) return -2;
     for (int64_t t = 0; t < m; t++) {
@@ -952,6 +844,115 @@ ascending:;
     }
     free(pairs);
     return m;
+}
+
+/* acc += best; best = 0 (a query token's best gain a passage of the block, summed into its score).
+ * The scratch comes from numpy, 16-byte aligned: unaligned loads. */
+static void fold_scalar(float *restrict acc, float *restrict best) {
+    for (int p = 0; p < CELL_BLOCK; p++) {
+        acc[p] += best[p];
+        best[p] = 0.0f;
+    }
+}
+
+/* Appends the block's passages from `from` on scoring above `floor` (and allowed) to (ids, scores),
+ * zeroing the block's scores; returns the new count. */
+static int64_t gather_scalar(float *restrict acc, int from, int len, int64_t base, float floor,
+                             const uint8_t *allowed, int32_t *ids, float *scores, int64_t m) {
+    for (int p = from; p < len; p++) {
+        const float v = acc[p];
+        acc[p] = 0.0f;
+        if (v > floor && (!allowed || allowed[base + p])) {
+            ids[m] = (int32_t)(base + p);
+            scores[m++] = v;
+        }
+    }
+    memset(acc + len, 0, sizeof(float) * (size_t)(CELL_BLOCK - len)); /* a damaged id may have landed there */
+    return m;
+}
+
+#ifdef COLCADE_X86
+__attribute__((target("avx2")))
+static void fold_avx2(float *restrict acc, float *restrict best) {
+    const __m256 zero = _mm256_setzero_ps();
+    for (int p = 0; p < CELL_BLOCK; p += 8) {
+        _mm256_storeu_ps(acc + p, _mm256_add_ps(_mm256_loadu_ps(acc + p), _mm256_loadu_ps(best + p)));
+        _mm256_storeu_ps(best + p, zero);
+    }
+}
+
+/* Eight scores at a time: past the first blocks the floor is high and few pass. */
+__attribute__((target("avx2")))
+static int64_t gather_avx2(float *restrict acc, int len, int64_t base, float floor, const uint8_t *allowed,
+                           int32_t *ids, float *scores, int64_t m) {
+    const __m256 zero = _mm256_setzero_ps(), f = _mm256_set1_ps(floor);
+    int p = 0;
+    for (; p + 8 <= len; p += 8) {
+        const __m256 v = _mm256_loadu_ps(acc + p);
+        unsigned mask = (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(v, f, _CMP_GT_OQ));
+        _mm256_storeu_ps(acc + p, zero);
+        if (!mask) continue;
+        float lane[8];
+        _mm256_storeu_ps(lane, v);
+        for (; mask; mask &= mask - 1) {
+            const int j = __builtin_ctz(mask);
+            if (allowed && !allowed[base + p + j]) continue;
+            ids[m] = (int32_t)(base + p + j);
+            scores[m++] = lane[j];
+        }
+    }
+    return gather_scalar(acc, p, len, base, floor, allowed, ids, scores, m);
+}
+#endif
+
+/* Centroid interaction from posting lists (PLAID's candidate generation): passage p scores
+ * sum_i max(0, max_j gains[i, j] over the cells j of query token i whose list holds p). Lists of
+ * more than `limit` passages are passed over. Returns the passages scoring above 0 (and allowed),
+ * ids ascending in (ids, scores): all of them (keep < 0; room for n), or the `keep` best, ties to
+ * the lower id (room for min(n, 2 * keep + CELL_BLOCK)). `best` and `acc` hold CELL_BLOCK floats
+ * each, zeroed; they go back zeroed. Every read is in bounds by construction: a uint16 id indexes
+ * a block's scores, and the caller checked the starts of every cell given. Returns the count, or
+ * -2 when out of memory. */
+static int64_t run_cell_scores(const int64_t *cells, const float *gains, int nq, int c, const int64_t *starts,
+                               int64_t nb, const uint16_t *lists, int64_t n, int64_t limit, const uint8_t *allowed,
+                               int64_t keep, float *best, float *acc, int32_t *ids, float *scores) {
+    int64_t m = 0;
+    float floor = 0.0f; /* past a cut, the keep-th best: a later (higher) id must beat it, ties lose */
+    for (int64_t b = 0; b < nb; b++) {
+        const int64_t base = b * CELL_BLOCK;
+        const int len = (int)(n - base < CELL_BLOCK ? n - base : CELL_BLOCK);
+        for (int i = 0; i < nq; i++) {
+            int hit = 0;
+            for (int j = 0; j < c; j++) {
+                const int64_t *s = starts + cells[(size_t)i * c + j] * nb;
+                const float gain = gains[(size_t)i * c + j];
+                if (s[nb] - s[0] > limit || !(gain > 0.0f)) continue;
+                const uint16_t *id = lists + s[b], *end = lists + s[b + 1];
+                hit |= id < end;
+                for (; id < end; id++) best[*id] = best[*id] > gain ? best[*id] : gain;
+            }
+            if (!hit) continue;
+#ifdef COLCADE_X86
+            if (use_avx2) fold_avx2(acc, best);
+            else
+#endif
+                fold_scalar(acc, best);
+        }
+#ifdef COLCADE_X86
+        if (use_avx2) m = gather_avx2(acc, len, base, floor, allowed, ids, scores, m);
+        else
+#endif
+            m = gather_scalar(acc, 0, len, base, floor, allowed, ids, scores, m);
+        if (keep >= 0 && m > 2 * keep) {
+            m = cut_best(ids, scores, m, keep);
+            if (m < 0) return m;
+            floor = INFINITY;
+            for (int64_t t = 0; t < m; t++) floor = scores[t] < floor ? scores[t] : floor;
+        }
+    }
+    if (keep < 0) return m; /* blocks come in order: the ids ascend already */
+    m = cut_best(ids, scores, m, keep);
+    return m < 0 ? m : sort_by_id(ids, scores, m);
 }
 
 /* ---------------------------------------------------------------- Python glue */
@@ -1244,20 +1245,20 @@ static PyObject *py_dense4(PyObject *self, PyObject *args) {
     return result;
 }
 
-/* Every list a kernel reads must be laid out as its count says, inside the words given. */
-static int check_lists(const int64_t *counts, const int64_t *words, Py_ssize_t k, Py_ssize_t n_words,
-                       int64_t universe, const int64_t *cells, Py_ssize_t m) {
+/* Every cell named must be a list whose block starts ascend inside the ids given. */
+static int check_cells(const int64_t *starts, Py_ssize_t k, int64_t nb, Py_ssize_t n_ids, const int64_t *cells,
+                       Py_ssize_t m) {
     for (Py_ssize_t t = 0; t < m; t++) {
-        const int64_t cell = cells ? cells[t] : (int64_t)t;
-        if (cell < 0 || cell >= k) {
-            PyErr_Format(PyExc_IndexError, "cell %lld names no list of the %zd given", (long long)cell, k);
+        if (cells[t] < 0 || cells[t] >= k) {
+            PyErr_Format(PyExc_IndexError, "cell %lld names no list of the %zd given", (long long)cells[t], k);
             return -1;
         }
-        const int64_t count = counts[cell + 1] - counts[cell];
-        if (count < 0 || words[cell] < 0 || words[cell + 1] > n_words ||
-            words[cell + 1] - words[cell] != ef_words(universe, count)) {
-            PyErr_Format(PyExc_IndexError, "posting list %lld is damaged (its words do not fit its count)",
-                         (long long)cell);
+        const int64_t *s = starts + cells[t] * nb;
+        int ok = s[0] >= 0 && s[nb] <= n_ids;
+        for (int64_t b = 0; ok && b < nb; b++) ok = s[b] <= s[b + 1] && s[b + 1] - s[b] <= CELL_BLOCK;
+        if (!ok) {
+            PyErr_Format(PyExc_IndexError, "posting list %lld is damaged (its block starts do not fit its ids)",
+                         (long long)cells[t]);
             return -1;
         }
     }
@@ -1265,68 +1266,40 @@ static int check_lists(const int64_t *counts, const int64_t *words, Py_ssize_t k
 }
 
 static PyObject *py_cell_scores(PyObject *self, PyObject *args) {
-    Py_buffer cells, gains, counts, words, blob, allowed, slots, touched, scores;
+    Py_buffer cells, gains, starts, lists, allowed, scratch, ids, scores;
     int nq, c;
-    long long limit, keep;
-    if (!PyArg_ParseTuple(args, "y*y*y*y*y*y*w*w*w*iiLL", &cells, &gains, &counts, &words, &blob, &allowed, &slots,
-                          &touched, &scores, &nq, &c, &limit, &keep))
+    long long n, limit, keep;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*y*w*w*w*iiLLL", &cells, &gains, &starts, &lists, &allowed, &scratch, &ids,
+                          &scores, &nq, &c, &n, &limit, &keep))
         return NULL;
     PyObject *result = NULL;
-    const Py_ssize_t k = counts.len / (Py_ssize_t)sizeof(int64_t) - 1, n = touched.len / (Py_ssize_t)sizeof(int32_t);
-    int ok = nq >= 0 && c >= 0 && k >= 0 && words.len == counts.len && n <= INT32_MAX &&
+    const int64_t nb = n > CELL_BLOCK ? (n + CELL_BLOCK - 1) / CELL_BLOCK : 1;
+    const Py_ssize_t n_starts = starts.len / (Py_ssize_t)sizeof(int64_t), k = (n_starts - 1) / nb;
+    const Py_ssize_t room = ids.len / (Py_ssize_t)sizeof(int32_t);
+    const int64_t need = keep < 0 || keep >= n ? n : (2 * keep + CELL_BLOCK < n ? 2 * keep + CELL_BLOCK : n);
+    int ok = nq >= 0 && c >= 0 && n >= 0 && n <= INT32_MAX && n_starts >= 1 && (n_starts - 1) % nb == 0 &&
              cells.len >= (Py_ssize_t)sizeof(int64_t) * nq * c && gains.len >= (Py_ssize_t)sizeof(float) * nq * c &&
-             scores.len >= (Py_ssize_t)sizeof(float) * n && slots.len >= (Py_ssize_t)sizeof(Slot) * n &&
-             (allowed.len == 0 || allowed.len == n);
-    if (!ok) PyErr_SetString(PyExc_ValueError, "cells, gains, lists, mask and outputs must fit nq * c and the passages");
-    /* Nothing is read unchecked: every cell names a whole list inside the words; decoding checks each id. */
-    if (ok && check_lists(counts.buf, words.buf, k, blob.len / (Py_ssize_t)sizeof(uint64_t), n, cells.buf,
-                          (Py_ssize_t)nq * c))
+             scratch.len >= (Py_ssize_t)sizeof(float) * 2 * CELL_BLOCK && room >= need &&
+             scores.len >= (Py_ssize_t)sizeof(float) * room && (allowed.len == 0 || allowed.len == n);
+    if (!ok)
+        PyErr_SetString(PyExc_ValueError, "cells, gains, lists, mask, scratch and outputs must fit nq * c and the passages");
+    if (ok && check_cells(starts.buf, k, nb, lists.len / (Py_ssize_t)sizeof(uint16_t), cells.buf, (Py_ssize_t)nq * c))
         ok = 0;
     if (ok) {
         int64_t m;
+        float *best = scratch.buf;
         Py_BEGIN_ALLOW_THREADS
-        m = run_cell_scores(cells.buf, gains.buf, nq, c, counts.buf, words.buf, blob.buf, n, limit,
-                            allowed.len ? allowed.buf : NULL, slots.buf, touched.buf, scores.buf);
-        if (m >= 0 && keep >= 0) m = keep_best(touched.buf, scores.buf, m, keep);
+        m = run_cell_scores(cells.buf, gains.buf, nq, c, starts.buf, nb, lists.buf, n, limit,
+                            allowed.len ? allowed.buf : NULL, keep, best, best + CELL_BLOCK, ids.buf, scores.buf);
         Py_END_ALLOW_THREADS
-        if (m == -2) PyErr_NoMemory();
-        else if (m < 0) PyErr_SetString(PyExc_IndexError, "a posting list is damaged (it names a passage out of range)");
-        else result = PyLong_FromLongLong(m);
+        if (m < 0) {
+            memset(scratch.buf, 0, sizeof(float) * 2 * CELL_BLOCK); /* handed back zeroed, as promised */
+            PyErr_NoMemory();
+        } else
+            result = PyLong_FromLongLong(m);
     }
-    PyBuffer_Release(&cells); PyBuffer_Release(&gains); PyBuffer_Release(&counts); PyBuffer_Release(&words);
-    PyBuffer_Release(&blob); PyBuffer_Release(&allowed); PyBuffer_Release(&slots); PyBuffer_Release(&touched);
-    PyBuffer_Release(&scores);
-    return result;
-}
-
-static PyObject *py_ef_pack(PyObject *self, PyObject *args) {
-    Py_buffer counts, ids, words, blob;
-    long long universe;
-    if (!PyArg_ParseTuple(args, "y*y*y*w*L", &counts, &ids, &words, &blob, &universe)) return NULL;
-    PyObject *result = NULL;
-    const Py_ssize_t k = counts.len / (Py_ssize_t)sizeof(int64_t) - 1;
-    const int64_t *cu = counts.buf, *wo = words.buf;
-    const int32_t *id = ids.buf;
-    int ok = k >= 0 && words.len == counts.len && cu[0] == 0 && cu[k] == ids.len / (Py_ssize_t)sizeof(int32_t) &&
-             wo[0] == 0 && wo[k] == blob.len / (Py_ssize_t)sizeof(uint64_t);
-    if (!ok) PyErr_SetString(PyExc_ValueError, "counts, ids, words and blob do not agree");
-    if (ok && check_lists(cu, wo, k, blob.len / (Py_ssize_t)sizeof(uint64_t), universe, NULL, k)) ok = 0;
-    for (Py_ssize_t c = 0; ok && c < k; c++)
-        for (int64_t t = cu[c]; t < cu[c + 1]; t++)
-            if (id[t] < 0 || id[t] >= universe || (t > cu[c] && id[t] <= id[t - 1])) {
-                PyErr_Format(PyExc_ValueError, "list %zd must hold ascending ids below %lld", c, universe);
-                ok = 0;
-                break;
-            }
-    if (ok) {
-        memset(blob.buf, 0, (size_t)blob.len);
-        Py_BEGIN_ALLOW_THREADS
-        for (Py_ssize_t c = 0; c < k; c++)
-            ef_pack_list(id + cu[c], cu[c + 1] - cu[c], universe, (uint64_t *)blob.buf + wo[c]);
-        Py_END_ALLOW_THREADS
-        result = Py_NewRef(Py_None);
-    }
-    PyBuffer_Release(&counts); PyBuffer_Release(&ids); PyBuffer_Release(&words); PyBuffer_Release(&blob);
+    PyBuffer_Release(&cells); PyBuffer_Release(&gains); PyBuffer_Release(&starts); PyBuffer_Release(&lists);
+    PyBuffer_Release(&allowed); PyBuffer_Release(&scratch); PyBuffer_Release(&ids); PyBuffer_Release(&scores);
     return result;
 }
 
@@ -1357,7 +1330,6 @@ static PyMethodDef methods[] = {
     {"maxsim_codes", py_maxsim_codes, METH_VARARGS, "Centroid-interaction MaxSim over passages' codes."},
     {"top_rows", py_top_rows, METH_VARARGS, "Each column's best rows of a [k, nq] table, best first."},
     {"cell_scores", py_cell_scores, METH_VARARGS, "Centroid interaction of passages from posting lists."},
-    {"ef_pack", py_ef_pack, METH_VARARGS, "Pack ascending posting lists in Elias-Fano form."},
     {"isa", py_isa, METH_NOARGS, "The instruction set in use: 'avx2' or 'scalar'."},
     {"set_simd", py_set_isa, METH_O, "Cap the SIMD level (0 scalar, 1 AVX2, 2 AVX-512); returns the one in use."},
     {NULL, NULL, 0, NULL},

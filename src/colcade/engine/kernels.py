@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from colcade.engine import eliasfano
 from colcade.errors import InvalidInputError
 
 if TYPE_CHECKING:
@@ -329,43 +328,54 @@ def maxsim_residual_reference(
     return out
 
 
+CELL_BLOCK = 65536  # passages a block of the posting lists (postings.py): an id within one is a uint16
+
+
+def cell_blocks(n: int) -> int:
+    """How many blocks the posting lists of ``n`` passages are cut into (one at least)."""
+    return max(1, -(-n // CELL_BLOCK))
+
+
 def cell_scores(
     cells: np.ndarray,
     gains: np.ndarray,
-    heads: np.ndarray,
-    blob: np.ndarray,
+    starts: np.ndarray,
+    lists: np.ndarray,
     n: int,
     limit: int,
     keep: int | None = None,
     allowed: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Centroid interaction of ``n`` passages from posting lists: (ids int32, scores float32) of the
-    passages any list read holds, in the order they were met.
+    """Centroid interaction of ``n`` passages from posting lists: (ids int32 ascending, scores
+    float32) of the passages that score above 0.
 
-    Row ``i`` of ``cells`` (int ``[nq, c]``) holds query token ``i``'s best centroids, best first,
-    and ``gains`` what holding each is worth; a passage gains, for each query token, the first of
-    its cells whose list holds it. The lists are Elias-Fano words (``eliasfano.py``) in ``blob``:
-    list ``c`` holds ``heads[0, c + 1] - heads[0, c]`` ids in ``blob[heads[1, c]:heads[1, c + 1]]``.
-    Lists over ``limit`` passages are passed over. ``allowed`` (bool ``[n]``): only those passages
-    are returned. ``keep``: only the ``keep`` best (ties to the lower id), ids ascending.
+    Row ``i`` of ``cells`` (int ``[nq, c]``) holds query token ``i``'s cells and ``gains``
+    (finite, >= 0) what holding each is worth; passage ``p`` scores, summed over query tokens, the
+    best gain of the token's cells whose list holds ``p``. The lists are cut into blocks of
+    ``CELL_BLOCK`` passages (``postings.py``): list ``c``'s passages in block ``b`` are
+    ``b * CELL_BLOCK + lists[starts[c * nb + b]:starts[c * nb + b + 1]]`` (uint16 offsets),
+    ``nb = cell_blocks(n)``. Lists over ``limit`` passages are passed over. ``allowed`` (bool
+    ``[n]``): only those passages are returned. ``keep``: only the ``keep`` best (ties to the
+    lower id).
 
     >>> from colcade.engine.postings import Postings
-    >>> p = Postings.pack(np.array([0, 1, 3, 4]), np.array([0, 0, 1, 1], np.int32), 2)
-    >>> cell_scores(np.array([[1, 0]]), np.array([[0.5, 0.2]]), p.heads, p.blob, 2, limit=2)
+    >>> p = Postings.from_lists(np.array([0, 1, 3, 4]), np.array([0, 0, 1, 1], np.int32), 2)
+    >>> cell_scores(np.array([[1, 0]]), np.array([[0.5, 0.2]]), p.starts, p.lists, 2, limit=2)
     (array([0, 1], dtype=int32), array([0.5, 0.5], dtype=float32))
-    >>> cell_scores(np.array([[1, 0]]), np.array([[0.5, 0.2]]), p.heads, p.blob, 2, limit=2, keep=1)
+    >>> cell_scores(np.array([[1, 0]]), np.array([[0.5, 0.2]]), p.starts, p.lists, 2, limit=2, keep=1)
     (array([0], dtype=int32), array([0.5], dtype=float32))
     """
     cells = np.ascontiguousarray(cells, np.int64)
     gains = np.ascontiguousarray(gains, np.float32)
-    heads = np.ascontiguousarray(heads, np.int64)
-    blob = np.ascontiguousarray(blob, np.uint64)
+    starts = np.ascontiguousarray(starts, np.int64)
+    lists = np.ascontiguousarray(lists, np.uint16)
     if cells.shape != gains.shape or cells.ndim != 2:
         raise InvalidInputError(f"cells and gains must be [nq, c] alike, but got {cells.shape} and {gains.shape}")
-    if heads.ndim != 2 or heads.shape[0] != 2:
-        raise InvalidInputError(f"heads must be [2, k + 1], but got {heads.shape}")
-    if not np.all(np.isfinite(gains)):
-        raise InvalidInputError("gains must be finite")
+    nb = cell_blocks(n)
+    if starts.ndim != 1 or len(starts) < 1 or (len(starts) - 1) % nb:
+        raise InvalidInputError(f"starts must be [k * {nb} + 1] for {n} passages, but got {starts.shape}")
+    if not np.all(np.isfinite(gains)) or np.any(gains < 0):
+        raise InvalidInputError("gains must be finite and at least 0")
     if keep is not None and keep < 0:
         raise InvalidInputError(f"keep must be at least 0, but got {keep}")
     if allowed is not None:
@@ -373,87 +383,66 @@ def cell_scores(
         if allowed.shape != (n,):
             raise InvalidInputError(f"allowed must be [{n}] booleans, but got shape {allowed.shape}")
     if backend() == "numpy":
-        return cell_scores_reference(cells, gains, heads, blob, n, limit, keep, allowed)
-    slots, touched, scores = _cell_buffers(n)
+        return cell_scores_reference(cells, gains, starts, lists, n, limit, keep, allowed)
+    keep = None if keep is None else min(int(keep), n)
+    scratch, ids, scores = _cell_buffers(n if keep is None else min(n, 2 * keep + CELL_BLOCK))
     nq, c = cells.shape
     mask = allowed.view(np.uint8) if allowed is not None else np.zeros(0, np.uint8)
-    args = (cells, gains, heads[0], heads[1], blob, mask, slots, touched, scores, nq, c, int(limit))
-    m = _call(_c.cell_scores, *args, -1 if keep is None else int(keep))
-    return touched[:m].copy(), scores[:m].copy()
+    args = (cells, gains, starts, lists, mask, scratch, ids, scores, nq, c, int(n), int(limit))
+    m = _call(_c.cell_scores, *args, -1 if keep is None else keep)
+    return ids[:m].copy(), scores[:m].copy()
 
 
 _buffers = threading.local()
 
 
-def _cell_buffers(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """This thread's scratch for ``cell_scores`` over ``n`` passages: zeroed slots (a score and a
-    stamp each; the kernel hands them back zeroed) and room for the touched ids and their scores.
-    Kept from query to query, sized for the largest segment seen (an index's segments differ in
-    size and take turns): a fresh 8 bytes a passage costs a page fault a 512 passages."""
+def _cell_buffers(room: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """This thread's scratch for ``cell_scores``: two blocks of zeroed scores (the kernel hands them
+    back zeroed) and room for ``room`` passages out, kept from query to query and grown as needed."""
     held = getattr(_buffers, "held", None)
-    if held is None or len(held[1]) < n:
-        held = _buffers.held = (np.zeros(n, np.int64), np.empty(n, np.int32), np.empty(n, np.float32))
-    slots, touched, scores = held
-    return slots[:n], touched[:n], scores[:n]
+    if held is None or len(held[1]) < room:
+        scratch = held[0] if held is not None else np.zeros(2 * CELL_BLOCK, np.float32)
+        held = _buffers.held = (scratch, np.empty(room, np.int32), np.empty(room, np.float32))
+    scratch, ids, scores = held
+    return scratch, ids[:room], scores[:room]
 
 
 def cell_scores_reference(
     cells: np.ndarray,
     gains: np.ndarray,
-    heads: np.ndarray,
-    blob: np.ndarray,
+    starts: np.ndarray,
+    lists: np.ndarray,
     n: int,
     limit: int,
     keep: int | None = None,
     allowed: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The definition of ``cell_scores``, in numpy (ids ascending)."""
-    acc = np.zeros(n, np.float32)
-    met = np.zeros(n, bool)
-    k = heads.shape[1] - 1
+    """The definition of ``cell_scores``, in numpy."""
+    nb = cell_blocks(n)
+    k = (len(starts) - 1) // nb
+    acc = np.zeros(nb * CELL_BLOCK, np.float32)
     for row_cells, row_gains in zip(cells, gains):
-        seen = np.zeros(n, bool)
+        best = np.zeros_like(acc)
         for cell, gain in zip(row_cells, row_gains):
             if not 0 <= cell < k:
                 raise InvalidInputError(f"cell {cell} names no list of the {k} given")
-            count = int(heads[0, cell + 1] - heads[0, cell])
-            lo, hi = int(heads[1, cell]), int(heads[1, cell + 1])
-            if count < 0 or lo < 0 or hi > len(blob) or hi - lo != int(eliasfano.words(n, np.array([count]))[0]):
-                raise InvalidInputError(f"posting list {cell} is damaged (its words do not fit its count)")
-            if count > limit:
+            s = starts[cell * nb : (cell + 1) * nb + 1]
+            spans = np.diff(s)
+            if s[0] < 0 or s[-1] > len(lists) or np.any(spans < 0) or np.any(spans > CELL_BLOCK):
+                raise InvalidInputError(f"posting list {cell} is damaged (its block starts do not fit its ids)")
+            if s[-1] - s[0] > limit or not gain > 0:
                 continue
-            ids = eliasfano.unpack(blob[lo:hi], count, n)
-            if len(ids) and (ids.min() < 0 or ids.max() >= n):
-                raise InvalidInputError("a posting list is damaged (it names a passage out of range)")
-            fresh = ids[~seen[ids]]
-            acc[fresh] += gain
-            seen[fresh] = met[ids] = True
+            ids = np.repeat(np.arange(nb, dtype=np.int64) * CELL_BLOCK, spans) + lists[s[0] : s[-1]]
+            np.maximum.at(best, ids, np.float32(gain))
+        acc += best
+    acc = acc[:n]
+    met = acc > 0
     if allowed is not None:
         met &= allowed
     ids = np.flatnonzero(met).astype(np.int32)
     if keep is not None:
         ids = np.sort(ids[np.lexsort((ids, -acc[ids]))[:keep]])
     return ids, acc[ids]
-
-
-def ef_pack(counts: np.ndarray, ids: np.ndarray, universe: int) -> tuple[np.ndarray, np.ndarray]:
-    """Ascending lists (list ``c``: ``ids[counts[c]:counts[c + 1]]``, each below ``universe``) in
-    Elias-Fano form: (word offsets int64 ``[k + 1]``, words uint64)."""
-    counts = np.ascontiguousarray(counts, np.int64)
-    ids = np.ascontiguousarray(ids, np.int32)
-    starts = np.zeros(len(counts), np.int64)
-    np.cumsum(eliasfano.words(universe, np.diff(counts)), out=starts[1:])
-    if backend() == "numpy":
-        parts = []
-        for c in range(len(counts) - 1):
-            part = ids[counts[c] : counts[c + 1]].astype(np.int64)
-            if len(part) and (part.min() < 0 or part.max() >= universe or np.any(np.diff(part) <= 0)):
-                raise InvalidInputError(f"list {c} must hold ascending ids below {universe}")
-            parts.append(eliasfano.pack(part, universe))
-        return starts, np.concatenate(parts) if parts else np.zeros(0, np.uint64)
-    blob = np.zeros(int(starts[-1]), np.uint64)
-    _call(_c.ef_pack, counts, ids, starts, blob, int(universe))
-    return starts, blob
 
 
 def maxsim_codes_reference(ct: np.ndarray, codes: np.ndarray, offsets: np.ndarray, cand: np.ndarray) -> np.ndarray:
