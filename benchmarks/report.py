@@ -59,6 +59,18 @@ def write_section(name: str, body: str, out: Path) -> None:
     print(body)
 
 
+def section_rows(name: str, out: Path) -> tuple[list[list[str]], str]:
+    """The table rows of section ``name`` in ``out`` and its "Made by" line (for a run that adds rows)."""
+    text = out.read_text() if out.exists() else ""
+    found = re.search(rf"<!-- {name}:start -->(.*?)<!-- {name}:end -->", text, re.S)
+    if not found:
+        return [], ""
+    lines = found.group(1).splitlines()
+    rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in lines if line.startswith("| ")][1:]
+    made = next((line for line in lines if line.startswith("Made by ")), "")
+    return rows, made[0].lower() + made[1:] if made else "made by an earlier run."
+
+
 def rss_anon() -> int:
     """Resident memory not backed by files (memory-mapped index files excluded), in bytes."""
     for line in open("/proc/self/status"):

@@ -36,7 +36,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from realistic import fit, passages  # noqa: E402
-from report import ROOT, rss_anon, table, write_section  # noqa: E402
+from report import ROOT, rss_anon, section_rows, table, write_section  # noqa: E402
 
 BATCH = 50_000
 # --quick fits the token model to Cranfield alone (what CI has encoded), with fewer centroids.
@@ -140,7 +140,8 @@ def overlap(a: list[list[str]], b: list[list[str]]) -> float:
     return float(np.mean([len(set(x) & set(y)) / 10 for x, y in zip(a, b)]))
 
 
-def report(rows: list[list[str]], args: argparse.Namespace) -> None:
+def report(rows: list[list[str]], args: argparse.Namespace, kept: tuple[list[list[str]], str] = ([], "")) -> None:
+    """Write the table; ``kept``: an earlier run's rows (and how they were made) this run leaves standing."""
     header = [
         "passages",
         "kind",
@@ -154,9 +155,11 @@ def report(rows: list[list[str]], args: argparse.Namespace) -> None:
         "fidelity@10 to float",
         "exhaustive over codes vs float",
     ]
+    measured = {(r[0], r[1]) for r in rows}
+    earlier = [r for r in kept[0] if (r[0], r[1]) not in measured]
     body = (
         "## Compressed storage at scale (d=128, realistic synthetic tokens)\n\n"
-        + table(header, rows)
+        + table(header, earlier + rows)
         + f"\n\nTokens around centroids fitted to the default encoder's real tokens, projected to 128 "
         "dimensions (benchmarks/realistic.py); text passages follow real passages' centroid sequences, "
         "patch passages draw each token's centroid on its own. ~120 tokens a passage; queries are the "
@@ -166,6 +169,9 @@ def report(rows: list[list[str]], args: argparse.Namespace) -> None:
         "the memory-mapped files. Disk: the whole index folder, and in brackets without `docs.sqlite` (the "
         "document database: ids, texts, metadata and the lexical index, ~44 bytes a passage here)."
     )
+    if earlier:
+        names = " and ".join(f"{r[0]} {r[1]}" for r in earlier)
+        body += f" Kept from an earlier run (--keep): the {names} row{'s' if len(earlier) > 1 else ''}, {kept[1]}"
     write_section("scale-quick" if args.quick else args.section, body, args.out)
 
 
@@ -176,6 +182,9 @@ def main() -> None:
     parser.add_argument("--kinds", nargs="+", default=["text", "patches"])
     parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
     parser.add_argument("--section", default="scale", help="the BENCHMARKS.md section to write (a size run apart)")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the section's rows of sizes and kinds this run does not measure"
+    )
     parser.add_argument("--measure", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
@@ -183,7 +192,9 @@ def main() -> None:
     sizes = args.sizes or ([5_000] if args.quick else [10_000, 100_000, 1_000_000])
     if args.quick:
         os.environ["COLCADE_SCALE_QUICK"] = "1"  # also for the measuring subprocess
-    rows = []
+    section = "scale-quick" if args.quick else args.section
+    kept = section_rows(section, args.out) if args.keep else ([], "")
+    rows: list[list[str]] = []
     for n in sizes:
         for kind in args.kinds:
             folder = Path(
@@ -217,12 +228,12 @@ def main() -> None:
                 ]
             )
             print(rows[-1], file=sys.stderr)
-            report(rows, args)  # what the index measured survives an interruption of the float truth below
+            report(rows, args, kept)  # what the index measured survives an interruption of the float truth below
             queries = [q for q in model().queries if len(q)][:FIDELITY_QUERIES]
             truth = float_truth(n, kind, queries)
             rows[-1][-2:] = [f"{overlap(r['found'], truth):.3f}", f"{overlap(r['exact'], truth):.3f}"]
             print(rows[-1], file=sys.stderr)
-            report(rows, args)
+            report(rows, args, kept)
 
 
 if __name__ == "__main__":
