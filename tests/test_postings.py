@@ -101,6 +101,17 @@ def test_n_cells_is_checked(hidden):
         index.search(query, k=5, n_cells=-1)
 
 
+def test_n_cells_past_the_codebook_takes_every_centroid(hidden):
+    """With every centroid a cell there is no next-best to gain over: raw scores, those below 0
+    earning nothing (a kernel that refuses negative gains must never see one)."""
+    index, query, _ = hidden
+    (seg,) = index._store.state.segments
+    narrow = {"n_shortlist": 20, "n_prefilter": 10}
+    every = [h.id for h in index.search(query, k=3, n_cells=seg.codec.k, **narrow)]
+    assert every == [h.id for h in index.search(query, k=3, n_cells=seg.codec.k + 1, **narrow)]
+    assert every[0] == "p7"
+
+
 def test_token_candidates_lift_fidelity_with_the_full_scan_off(tmp_path):
     # Passages that are bags of unrelated topics (ColPali patches, mixed documents): the pooled
     # vector is a poor guide, each token's centroid a good one.

@@ -221,7 +221,8 @@ def _token_candidates(
         m = min(n_cells + 1, len(table))
         top, top_scores = top_rows(table, m)
         floor = top_scores[n_cells] if m > n_cells else np.zeros(table.shape[1], np.float32)
-        cells, gains = top[:n_cells].T, (top_scores[:n_cells] - floor).T
+        # Every centroid taken (n_cells >= k): gains are raw scores, and a cell below 0 earns nothing.
+        cells, gains = top[:n_cells].T, np.maximum(top_scores[:n_cells] - floor, 0).T
         mask = None if passable is None else passable[int(base) : int(base) + seg.n]
         local, score = seg.postings.scores(cells, gains, limit=max(1, seg.n // 4), keep=n, allowed=mask)
         positions.append(local.astype(np.int64) + int(base))

@@ -371,6 +371,8 @@ def cell_scores(
     lists = np.ascontiguousarray(lists, np.uint16)
     if cells.shape != gains.shape or cells.ndim != 2:
         raise InvalidInputError(f"cells and gains must be [nq, c] alike, but got {cells.shape} and {gains.shape}")
+    if not 0 <= n <= np.iinfo(np.int32).max:
+        raise InvalidInputError(f"n must be a passage count an int32 id can name, but got {n}")
     nb = cell_blocks(n)
     if starts.ndim != 1 or len(starts) < 1 or (len(starts) - 1) % nb:
         raise InvalidInputError(f"starts must be [k * {nb} + 1] for {n} passages, but got {starts.shape}")
