@@ -140,6 +140,10 @@ def overlap(a: list[list[str]], b: list[list[str]]) -> float:
     return float(np.mean([len(set(x) & set(y)) / 10 for x, y in zip(a, b)]))
 
 
+def section_of(args: argparse.Namespace) -> str:
+    return "scale-quick" if args.quick else args.section
+
+
 def report(rows: list[list[str]], args: argparse.Namespace, kept: tuple[list[list[str]], str] = ([], "")) -> None:
     """Write the table; ``kept``: an earlier run's rows (and how they were made) this run leaves standing."""
     header = [
@@ -172,7 +176,7 @@ def report(rows: list[list[str]], args: argparse.Namespace, kept: tuple[list[lis
     if earlier:
         names = " and ".join(f"{r[0]} {r[1]}" for r in earlier)
         body += f" Kept from an earlier run (--keep): the {names} row{'s' if len(earlier) > 1 else ''}, {kept[1]}"
-    write_section("scale-quick" if args.quick else args.section, body, args.out)
+    write_section(section_of(args), body, args.out)
 
 
 def main() -> None:
@@ -192,8 +196,7 @@ def main() -> None:
     sizes = args.sizes or ([5_000] if args.quick else [10_000, 100_000, 1_000_000])
     if args.quick:
         os.environ["COLCADE_SCALE_QUICK"] = "1"  # also for the measuring subprocess
-    section = "scale-quick" if args.quick else args.section
-    kept = section_rows(section, args.out) if args.keep else ([], "")
+    kept = section_rows(section_of(args), args.out) if args.keep else ([], "")
     rows: list[list[str]] = []
     for n in sizes:
         for kind in args.kinds:

@@ -336,6 +336,13 @@ def cell_blocks(n: int) -> int:
     return max(1, -(-n // CELL_BLOCK))
 
 
+def list_ids(starts: np.ndarray, lists: np.ndarray, cell: int, nb: int) -> np.ndarray:
+    """Posting list ``cell``'s passage ids, ascending (int64): each block's offsets plus its base."""
+    s = starts[cell * nb : (cell + 1) * nb + 1]
+    ids: np.ndarray = np.repeat(np.arange(nb, dtype=np.int64) * CELL_BLOCK, np.diff(s)) + lists[s[0] : s[-1]]
+    return ids
+
+
 def cell_scores(
     cells: np.ndarray,
     gains: np.ndarray,
@@ -434,8 +441,7 @@ def cell_scores_reference(
                 raise InvalidInputError(f"posting list {cell} is damaged (its block starts do not fit its ids)")
             if s[-1] - s[0] > limit or not gain > 0:
                 continue
-            ids = np.repeat(np.arange(nb, dtype=np.int64) * CELL_BLOCK, spans) + lists[s[0] : s[-1]]
-            np.maximum.at(best, ids, np.float32(gain))
+            np.maximum.at(best, list_ids(starts, lists, cell, nb), np.float32(gain))
         acc += best
     acc = acc[:n]
     met = acc > 0

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from colcade.engine.derived import derived
-from colcade.engine.kernels import CELL_BLOCK, cell_blocks, cell_scores
+from colcade.engine.kernels import CELL_BLOCK, cell_blocks, cell_scores, list_ids
 from colcade.errors import InvalidInputError
 
 _FILES = ("postings-ids.npy", "postings-blocks.npy")
@@ -101,11 +101,7 @@ class Postings:
 
     def passages(self, cell: int) -> np.ndarray:
         """Local ids of the passages under centroid ``cell``, ascending (int64)."""
-        nb = cell_blocks(self.n)
-        s = self.starts[cell * nb : (cell + 1) * nb + 1]
-        base = np.repeat(np.arange(nb, dtype=np.int64) * CELL_BLOCK, np.diff(s))
-        ids: np.ndarray = base + self.lists[s[0] : s[-1]]
-        return ids
+        return list_ids(self.starts, self.lists, cell, cell_blocks(self.n))
 
     def scores(
         self,
